@@ -1,0 +1,282 @@
+"""Implicit-GEMM conv3d in Triton, float32 NCDHW in and out.
+
+The output is the (N*OD*OH*OW, OC) matrix product of the gathered input patches,
+(N*OD*OH*OW, IC*KD*KH*KW), with the weight seen as (IC*KD*KH*KW, OC).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+# Triton's float32 dot defaults to TF32, which misses the fp32 rule (atol=rtol=1e-4) by up
+# to 10x on KernelBench #66 (DESIGN.md); tf32x3 splits each operand in two TF32 halves and
+# stays within it at three times the tensor-core work.
+DEFAULT_PRECISION = "tf32x3"
+PRECISIONS = ("tf32x3", "ieee", "tf32")
+
+# The RTX 4090 (sm_89) gives a block at most 99 KB of shared memory; each pipeline stage
+# holds one A tile (BLOCK_M x BLOCK_K) and one B tile (BLOCK_K x BLOCK_N) of float32.
+SHARED_MEMORY_LIMIT = 99 * 1024
+
+
+def _config(bm: int, bn: int, bk: int, warps: int, stages: int) -> triton.Config:
+    return triton.Config(
+        {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=warps, num_stages=stages
+    )
+
+
+AUTOTUNE_CONFIGS = [
+    _config(128, 64, 32, 4, 3),
+    _config(128, 64, 16, 4, 4),
+    _config(64, 64, 32, 4, 4),
+    _config(128, 32, 32, 4, 3),
+    _config(256, 64, 16, 8, 3),
+    _config(64, 32, 16, 4, 3),
+]
+
+# Triton's interpreter cannot autotune over several configs; the smallest blocks tl.dot
+# accepts keep the CPU path fast.
+INTERPRETER_CONFIG = _config(32, 16, 16, 4, 1)
+
+
+def shared_memory_bytes(config: triton.Config) -> int:
+    """Bytes of shared memory the software pipeline holds for one block."""
+    kw = config.kwargs
+    tile = kw["BLOCK_M"] * kw["BLOCK_K"] + kw["BLOCK_K"] * kw["BLOCK_N"]
+    return 4 * tile * max(config.num_stages, 1)
+
+
+@triton.jit
+def _conv3d_kernel(
+    x_ptr, w_ptr, b_ptr, y_ptr, tap_ptr,
+    M, OC, K,
+    D, H, W, OD, OH, OW,
+    SD, SH, SW, PD, PH, PW,
+    X_BATCH_STRIDE,
+    HAS_BIAS: tl.constexpr,
+    PADDED: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    num_pid_n = tl.cdiv(OC, BLOCK_N)
+    # The OC blocks of one row block run next to each other, so its input patches are
+    # read from DRAM once and from L2 afterwards.
+    pid_m = pid // num_pid_n
+    pid_n = pid % num_pid_n
+
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_mask = rm < M
+    n_mask = rn < OC
+
+    out_spatial = OD * OH * OW
+    batch = rm // out_spatial
+    pos = rm % out_spatial
+    od = pos // (OH * OW)
+    oh = (pos // OW) % OH
+    ow = pos % OW
+    id0 = od * SD - PD
+    ih0 = oh * SH - PH
+    iw0 = ow * SW - PW
+    x_row = batch.to(tl.int64) * X_BATCH_STRIDE + (id0 * H + ih0) * W + iw0
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        rk = k0 + tl.arange(0, BLOCK_K)
+        k_mask = rk < K
+        # The tap table replaces a division and modulo per K element: row 0 holds the
+        # input offset of (ic, kd, kh, kw), rows 1-3 the dilated kernel offsets.
+        tap = tl.load(tap_ptr + rk, mask=k_mask, other=0)
+        a_mask = m_mask[:, None] & k_mask[None, :]
+        if PADDED:
+            kd = tl.load(tap_ptr + K + rk, mask=k_mask, other=0)
+            kh = tl.load(tap_ptr + 2 * K + rk, mask=k_mask, other=0)
+            kw = tl.load(tap_ptr + 3 * K + rk, mask=k_mask, other=0)
+            idd = id0[:, None] + kd[None, :]
+            ihh = ih0[:, None] + kh[None, :]
+            iww = iw0[:, None] + kw[None, :]
+            a_mask &= (idd >= 0) & (idd < D) & (ihh >= 0) & (ihh < H) & (iww >= 0) & (iww < W)
+        a = tl.load(x_ptr + x_row[:, None] + tap[None, :], mask=a_mask, other=0.0)
+        b = tl.load(
+            w_ptr + rn[None, :] * K + rk[:, None],
+            mask=k_mask[:, None] & n_mask[None, :],
+            other=0.0,
+        )
+        acc += tl.dot(a, b, input_precision=PRECISION)
+
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + rn, mask=n_mask, other=0.0)[None, :]
+
+    y_row = batch.to(tl.int64) * OC * out_spatial + pos
+    y_col = rn.to(tl.int64) * out_spatial
+    tl.store(
+        y_ptr + y_row[:, None] + y_col[None, :],
+        acc,
+        mask=m_mask[:, None] & n_mask[None, :],
+    )
+
+
+_conv3d_autotuned = triton.autotune(configs=AUTOTUNE_CONFIGS, key=["M", "OC", "K", "PADDED"])(
+    _conv3d_kernel
+)
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _triple(value: int | tuple[int, ...] | list[int], name: str) -> tuple[int, int, int]:
+    if isinstance(value, int):
+        return (value, value, value)
+    if len(value) == 1:
+        return (int(value[0]),) * 3
+    if len(value) != 3:
+        raise ValueError(f"conv3d: {name} must be an int or 3 ints, got {value!r}")
+    return tuple(int(v) for v in value)  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=64)
+def _tap_table(
+    ic: int, kernel: tuple[int, int, int], dilation: tuple[int, int, int],
+    dhw: tuple[int, int, int], device: torch.device,
+) -> torch.Tensor:
+    # Cached because building it on the host and copying it would add a transfer to
+    # every call; it depends only on the geometry.
+    kd, kh, kw = kernel
+    dd, dh, dw = dilation
+    d, h, w = dhw
+    ic_i, kd_i, kh_i, kw_i = torch.meshgrid(
+        torch.arange(ic), torch.arange(kd), torch.arange(kh), torch.arange(kw), indexing="ij"
+    )
+    rows = [
+        ic_i * d * h * w + kd_i * dd * h * w + kh_i * dh * w + kw_i * dw,
+        kd_i * dd,
+        kh_i * dh,
+        kw_i * dw,
+    ]
+    return torch.stack([r.reshape(-1) for r in rows]).to(torch.int32).contiguous().to(device)
+
+
+def conv3d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | tuple[int, ...] = 1,
+    padding: int | tuple[int, ...] = 0,
+    dilation: int | tuple[int, ...] = 1,
+    groups: int = 1,
+    *,
+    out: torch.Tensor | None = None,
+    precision: str = DEFAULT_PRECISION,
+) -> torch.Tensor:
+    """``torch.nn.functional.conv3d`` for float32 NCDHW tensors, groups=1.
+
+    ``out``, when given, receives the result (the correctness check poisons it first).
+    """
+    if groups != 1:
+        raise NotImplementedError(f"conv3d: only groups=1 is implemented, got groups={groups}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"conv3d: precision must be one of {PRECISIONS}, got {precision!r}")
+    if x.dim() != 5 or weight.dim() != 5:
+        raise ValueError(
+            f"conv3d: expected 5-D input and weight (NCDHW), got {x.dim()}-D and {weight.dim()}-D"
+        )
+    if x.dtype != torch.float32 or weight.dtype != torch.float32:
+        raise TypeError(f"conv3d: expected float32 tensors, got {x.dtype} and {weight.dtype}")
+    if x.device != weight.device or (bias is not None and bias.device != x.device):
+        raise ValueError("conv3d: input, weight and bias must be on the same device")
+    n, ic, d, h, w = x.shape
+    oc, wic, kd, kh, kw = weight.shape
+    if wic != ic:
+        raise ValueError(f"conv3d: input has {ic} channels but the weight expects {wic}")
+    if bias is not None and bias.shape != (oc,):
+        raise ValueError(f"conv3d: bias must have shape ({oc},), got {tuple(bias.shape)}")
+    stride_, padding_, dilation_ = (
+        _triple(stride, "stride"), _triple(padding, "padding"), _triple(dilation, "dilation")
+    )
+    out_dims = tuple(
+        (size + 2 * p - dl * (k - 1) - 1) // s + 1
+        for size, k, s, p, dl in zip((d, h, w), (kd, kh, kw), stride_, padding_, dilation_)
+    )
+    if min(out_dims) < 1:
+        raise ValueError(f"conv3d: the kernel does not fit the padded input (output {out_dims})")
+    out_shape = (n, oc, *out_dims)
+    if out is None:
+        out = torch.empty(out_shape, device=x.device, dtype=torch.float32)
+    elif tuple(out.shape) != out_shape or out.dtype != torch.float32 or not out.is_contiguous():
+        raise ValueError(f"conv3d: out must be a contiguous float32 tensor of shape {out_shape}")
+
+    x = x.contiguous()
+    weight = weight.contiguous()
+    taps = _tap_table(ic, (kd, kh, kw), dilation_, (d, h, w), x.device)
+    m = n * out_dims[0] * out_dims[1] * out_dims[2]
+    k = ic * kd * kh * kw
+    args = (
+        x, weight, bias if bias is not None else weight, out, taps,
+        m, oc, k, d, h, w, *out_dims, *stride_, *padding_, ic * d * h * w,
+    )
+    flags = {"HAS_BIAS": bias is not None, "PADDED": any(padding_), "PRECISION": precision}
+
+    def grid(meta: dict) -> tuple[int]:
+        return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(oc, meta["BLOCK_N"]),)
+
+    if interpreting():
+        cfg = INTERPRETER_CONFIG
+        _conv3d_kernel[grid](*args, **flags, **cfg.kwargs, num_warps=cfg.num_warps)
+    else:
+        _conv3d_autotuned[grid](*args, **flags)
+    return out
+
+
+def chosen_config() -> dict[str, dict]:
+    """Autotune choices so far, by key, for the baseline record."""
+    return {
+        repr(key): {**cfg.kwargs, "num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+        for key, cfg in _conv3d_autotuned.cache.items()
+    }
+
+
+class ModelNew(torch.nn.Module):
+    """KernelBench's level-1 conv3d interface, computed by the Triton kernel."""
+
+    precision = DEFAULT_PRECISION
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int, int],
+        stride: int | tuple[int, int, int] = (1, 1, 1),
+        padding: int | tuple[int, int, int] = (0, 0, 0),
+        dilation: int | tuple[int, int, int] = (1, 1, 1),
+        groups: int = 1,
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        if groups != 1:
+            raise NotImplementedError(f"ModelNew: only groups=1 is implemented, got {groups}")
+        # Built through nn.Conv3d so the weights use the same draws from the same RNG
+        # stream: KernelBench seeds before building each model and compares outputs.
+        conv = torch.nn.Conv3d(
+            in_channels, out_channels, kernel_size,
+            stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bias,
+        )
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        if isinstance(self.padding, str):
+            raise ValueError("ModelNew: padding must be integers, not a padding mode string")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv3d(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+            precision=self.precision,
+        )

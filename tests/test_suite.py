@@ -1,0 +1,11 @@
+"""The suite's correctness tests: every case, on the GPU or scaled down under the interpreter."""
+
+from kernels.conv3d import ModelNew, conv3d
+
+
+def test_conv3d_matches_float64_truth(conv3d_case, conv3d_check):
+    conv3d_check(conv3d, conv3d_case)
+
+
+def test_model_new_matches_nn_conv3d(conv3d_case, conv3d_check):
+    conv3d_check.model(ModelNew, conv3d_case)
