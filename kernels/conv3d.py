@@ -236,12 +236,21 @@ def conv3d(
     return out
 
 
+def _config_dict(cfg: triton.Config) -> dict:
+    return {**cfg.kwargs, "num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+
+
 def chosen_config() -> dict[str, dict]:
-    """Autotune choices so far, by key, for the baseline record."""
-    return {
-        repr(key): {**cfg.kwargs, "num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
-        for key, cfg in _conv3d_autotuned.cache.items()
-    }
+    """Autotune choices so far, by key."""
+    return {repr(key): _config_dict(cfg) for key, cfg in _conv3d_autotuned.cache.items()}
+
+
+def last_config() -> dict | None:
+    """The config of the latest launch, which the gate records with a baseline."""
+    if interpreting():
+        return _config_dict(INTERPRETER_CONFIG)
+    best = getattr(_conv3d_autotuned, "best_config", None)
+    return _config_dict(best) if best is not None else None
 
 
 class ModelNew(torch.nn.Module):

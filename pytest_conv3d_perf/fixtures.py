@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from pytest_conv3d_perf import check
+from pytest_conv3d_perf import check, report
 from pytest_conv3d_perf.cases import CaseError, Conv3dCase
 from pytest_conv3d_perf.session import Conv3dSession
 
@@ -80,3 +80,78 @@ def conv3d_check(request: pytest.FixtureRequest) -> Conv3dChecker:
     if "conv3d_case" in request.fixturenames:
         default = request.getfixturevalue("conv3d_case")
     return Conv3dChecker(_session(request), default)
+
+
+class Conv3dPerf:
+    """``conv3d_perf(fn, *args, reference=..., flop=..., **kwargs)`` times ``fn(*args,
+    **kwargs)`` against this test's baseline; ``conv3d_perf.case(fn, case)`` times a conv3d
+    callable on a case with PyTorch's conv3d as the interleaved reference. Without
+    ``--conv3d-perf`` (or without a GPU) the callable runs once, as a smoke test."""
+
+    def __init__(self, session: Conv3dSession, request: pytest.FixtureRequest,
+                 default_case: Conv3dCase | None) -> None:
+        self._session = session
+        self._request = request
+        self._default = default_case
+        marker = request.node.get_closest_marker("conv3d_perf")
+        self._marker = dict(marker.kwargs) if marker else {}
+
+    def _finish(self, result: Any) -> Any:
+        s = self._session.settings
+        if result is None:
+            return None
+        tr = self._request.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.ensure_newline()
+            tr.write_line(report.progress_line(result))
+        if s.update and result.verdict.value == "unstable" and not s.force:
+            pytest.fail(
+                f"{result.name}: unstable measurement, not stored in the baseline "
+                f"({'; '.join(result.reasons)}); rerun, or pass --conv3d-force",
+                pytrace=False,
+            )
+        if result.fails:
+            pytest.fail(report.progress_line(result), pytrace=False)
+        return result
+
+    def __call__(self, fn: Any, *args: Any, name: str | None = None, reference: Any = None,
+                 flop: int | None = None, **kwargs: Any) -> Any:
+        def call() -> object:
+            return fn(*args, **kwargs)
+
+        ref = (lambda: reference(*args, **kwargs)) if reference is not None else None
+        node = self._request.node
+        return self._finish(self._session.gate(
+            name or node.name, node.nodeid, call, ref, fn,
+            self._session.thresholds(None, self._marker), flop,
+        ))
+
+    def case(self, fn: check.Conv3dFn, case: CaseLike = None) -> Any:
+        if case is None and self._default is None:
+            raise pytest.UsageError("conv3d_perf.case needs a case, or the conv3d_case fixture")
+        resolved = self._default if case is None else self._session.resolve_case(case)
+        assert resolved is not None
+        device = self._session.device
+        inputs = check.random_inputs(resolved, device, self._session.settings.seed)
+        args = (inputs.x, inputs.weight, inputs.bias,
+                resolved.stride, resolved.padding, resolved.dilation)
+
+        def call() -> object:
+            return fn(*args)
+
+        def reference() -> object:
+            return torch.nn.functional.conv3d(*args)
+
+        return self._finish(self._session.gate(
+            resolved.name, self._request.node.nodeid, call, reference, fn,
+            self._session.thresholds(resolved, self._marker), resolved.flop, resolved,
+        ))
+
+
+@pytest.fixture
+def conv3d_perf(request: pytest.FixtureRequest) -> Conv3dPerf:
+    """Time a callable against the stored baseline (see Conv3dPerf)."""
+    default = None
+    if "conv3d_case" in request.fixturenames:
+        default = request.getfixturevalue("conv3d_case")
+    return Conv3dPerf(_session(request), request, default)

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from pytest_conv3d_perf import hookspec
+from pytest_conv3d_perf.baseline import BaselineError
 from pytest_conv3d_perf.cases import CaseError
-from pytest_conv3d_perf.fixtures import conv3d_check, conv3d_device  # noqa: F401
+from pytest_conv3d_perf.fixtures import conv3d_check, conv3d_device, conv3d_perf  # noqa: F401
 from pytest_conv3d_perf.runtime import DeviceError
 from pytest_conv3d_perf.session import Conv3dSession
 from pytest_conv3d_perf.settings import Settings, SettingsError, add_options
 
 session_key = pytest.StashKey[Conv3dSession]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspec)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -27,9 +35,57 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     try:
         settings = Settings.from_config(config)
-        config.stash[session_key] = Conv3dSession.start(settings, config.rootpath)
-    except (SettingsError, CaseError, DeviceError) as exc:
+        session = Conv3dSession.start(settings, config.rootpath)
+        if settings.perf:
+            _pin_xdist_worker(config)
+            session.enable_timing(
+                config.hook.pytest_conv3d_perf_make_timer(config=config, l2=settings.l2),
+                config.hook.pytest_conv3d_perf_device_info(config=config),
+            )
+    except (SettingsError, CaseError, DeviceError, BaselineError) as exc:
         raise pytest.UsageError(f"conv3d-perf: {exc}") from None
+    config.stash[session_key] = session
+
+
+def _pin_xdist_worker(config: pytest.Config) -> None:
+    """One xdist worker per GPU: two timings on one GPU would disturb each other."""
+    worker = getattr(config, "workerinput", None)
+    if worker is None:
+        return
+    import torch
+
+    count = torch.cuda.device_count()
+    index = int(str(worker["workerid"]).lstrip("gw"))
+    if count and int(worker.get("workercount", 1)) > count:
+        raise DeviceError(
+            f"--conv3d-perf with {worker['workercount']} xdist workers but {count} GPU(s): "
+            "use at most one worker per GPU (-n {count})"
+        )
+    if count:
+        torch.cuda.set_device(index)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_conv3d_perf_make_timer(config: pytest.Config, l2: str) -> Any:
+    session = config.stash.get(session_key, None)
+    import torch
+
+    if not torch.cuda.is_available() or (session and session.runtime.interpreter):
+        return None
+    from pytest_conv3d_perf.timer import CudaTimer
+
+    return CudaTimer(l2)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_conv3d_perf_device_info(config: pytest.Config) -> dict[str, Any] | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    from pytest_conv3d_perf.environment import cuda_device_info
+
+    return cuda_device_info()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -45,3 +101,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "conv3d_case" in metafunc.fixturenames:
         cases = metafunc.config.stash[session_key].cases
         metafunc.parametrize("conv3d_case", cases, ids=[c.name for c in cases])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if session_key in session.config.stash:
+        try:
+            session.config.stash[session_key].finish()
+        except BaselineError as exc:
+            raise pytest.UsageError(f"conv3d-perf: {exc}") from None
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    lines = config.stash[session_key].summary_lines() if session_key in config.stash else []
+    if lines:
+        terminalreporter.section("conv3d-perf")
+        for line in lines:
+            terminalreporter.write_line(line)

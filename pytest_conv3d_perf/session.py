@@ -1,15 +1,25 @@
-"""What one pytest run holds: settings, the device, the case suite (and the perf results)."""
+"""What one pytest run holds: settings, the device, the case suite and the perf results."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_conv3d_perf import report
+from pytest_conv3d_perf.baseline import Action, BaselineEntry, BaselineStore, Measured
 from pytest_conv3d_perf.cases import Conv3dCase, case_from_mapping, load_suite, select
+from pytest_conv3d_perf.environment import autotune_config, git_commit, now_utc, source_hash
+from pytest_conv3d_perf.gate import run_gate
+from pytest_conv3d_perf.measure import Plan
+from pytest_conv3d_perf.result import CaseResult
 from pytest_conv3d_perf.runtime import Runtime, select_runtime
 from pytest_conv3d_perf.settings import Settings
+from pytest_conv3d_perf.timer import Timer
+from pytest_conv3d_perf.verdict import Thresholds, Verdict, fails_run
 
 
 @dataclass
@@ -18,7 +28,15 @@ class Conv3dSession:
     runtime: Runtime
     scaled: bool
     cases: list[Conv3dCase]
+    rootdir: Path
     suite: dict[str, Conv3dCase] = field(default_factory=dict)
+    timer: Timer | None = None
+    device_info: dict[str, Any] = field(default_factory=dict)
+    store: BaselineStore | None = None
+    baselines: dict[str, BaselineEntry] = field(default_factory=dict)
+    results: list[CaseResult] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
 
     @classmethod
     def start(cls, settings: Settings, rootdir: Path) -> Conv3dSession:
@@ -32,8 +50,22 @@ class Conv3dSession:
             runtime=runtime,
             scaled=scaled,
             cases=[c.scaled() if scaled else c for c in chosen],
+            rootdir=rootdir,
             suite={c.name: c for c in suite},
         )
+
+    def enable_timing(self, timer: Timer | None, device_info: dict[str, Any] | None) -> None:
+        """Load this GPU's baselines up front, so a bad file stops the run before any work."""
+        if timer is None or not device_info:
+            return
+        self.timer = timer
+        self.device_info = {**device_info, "commit": git_commit(self.rootdir)}
+        self.store = BaselineStore(self.settings.baseline_dir, str(device_info["gpu"]))
+        self.baselines = self.store.load()
+
+    @property
+    def timing(self) -> bool:
+        return self.settings.perf and self.timer is not None
 
     @property
     def device(self) -> Any:
@@ -44,14 +76,15 @@ class Conv3dSession:
     def header(self) -> list[str]:
         sizes = "scaled-down cases" if self.scaled else "full-size cases"
         lines = [f"conv3d-perf: {self.runtime.describe()}, {sizes}, {len(self.cases)} cases"]
-        if self.settings.perf:
-            if self.runtime.device == "cuda":
-                lines.append(
-                    f"conv3d-perf: timing on; fail above {self.settings.fail_pct:g}%, "
-                    f"warn above {self.settings.warn_pct:g}%, L2 {self.settings.l2}"
-                )
-            else:
-                lines.append("conv3d-perf: timing skipped: no CUDA GPU is visible")
+        if self.settings.perf and self.timing and self.store:
+            known = "" if self.store.exists() else " (no file yet: every case is new)"
+            lines.append(
+                f"conv3d-perf: timing on; baseline {self.store.path}{known}; fail above "
+                f"{self.settings.fail_pct:g}%, warn above {self.settings.warn_pct:g}%, "
+                f"L2 {self.settings.l2}"
+            )
+        elif self.settings.perf:
+            lines.append("conv3d-perf: timing skipped: no CUDA GPU is visible")
         return lines
 
     def resolve_case(self, case: Conv3dCase | str | Mapping[str, Any]) -> Conv3dCase:
@@ -62,3 +95,111 @@ class Conv3dSession:
             found = select(list(self.suite.values()), [case])[0]
             return found.scaled() if self.scaled else found
         return case_from_mapping(case)
+
+    def thresholds(self, case: Conv3dCase | None, marker: Mapping[str, Any]) -> Thresholds:
+        """Marker over case fields over the run's settings."""
+        fail = marker.get("fail") or (case and case.fail_threshold) or self.settings.fail_pct
+        warn = marker.get("warn") or (case and case.warn_threshold) or self.settings.warn_pct
+        return Thresholds(float(fail), float(min(warn, fail)))
+
+    def gate(
+        self, name: str, nodeid: str, call: Callable[[], object],
+        reference: Callable[[], object] | None, fn: object, thresholds: Thresholds,
+        flop: int | None = None, case: Conv3dCase | None = None,
+    ) -> CaseResult | None:
+        """Time ``call`` and decide; without timing, run it once as a smoke test."""
+        if not self.timing:
+            call()
+            return None
+        assert self.timer is not None
+        base = self.baselines.get(name)
+        plan = Plan(budget_s=self.settings.budget_s,
+                    target_halfwidth_pct=thresholds.target_halfwidth_pct)
+        out = run_gate(self.timer, call, reference, base, thresholds, plan, self.settings.l2)
+        m = out.measurement
+        entry = BaselineEntry(
+            median_ms=m.kernel.median, ci_low_ms=m.kernel.low, ci_high_ms=m.kernel.high,
+            samples=m.kernel.n, l2=m.l2,
+            reference_ms=m.reference.median if m.reference else None,
+            reference_ci_ms=[m.reference.low, m.reference.high] if m.reference else None,
+            sm_mhz=m.sm_mhz, kernel_hash=source_hash(fn), autotune=autotune_config(fn),
+            case=case.to_dict() if case else None,
+            environment={**self.device_info, "date": now_utc()},
+        )
+        result = CaseResult(
+            name=name, nodeid=nodeid, verdict=out.verdict, measurement=m,
+            thresholds=thresholds, entry=entry, baseline=base,
+            change=out.assessment.change, drift=out.assessment.drift,
+            reasons=out.assessment.reasons, flop=flop, measurements=out.measurements,
+        )
+        result.fails = not self.settings.update and fails_run(
+            out.verdict, unstable_policy=self.settings.unstable_policy,
+            new_policy=self.settings.new_policy,
+        )
+        self.results.append(result)
+        return result
+
+    def finish(self) -> None:
+        """Write the baselines (on purpose only) and the report files."""
+        if not self.results:
+            return
+        if self.settings.update and self.store is not None:
+            measured = {
+                r.name: Measured(r.entry, r.verdict, r.change.pct if r.change else None)
+                for r in self.results
+            }
+            self.actions = self.store.update(
+                measured, churn_pct=self.settings.warn_pct / 3, force=self.settings.force,
+                requested=frozenset(self.settings.case_names), dry_run=self.settings.dry_run,
+            )
+        meta = self.meta()
+        outputs: list[tuple[Path | None, Any]] = [
+            (self.settings.json_path, lambda: report.to_json(self.results, meta)),
+            (self.settings.benchmark_json_path,
+             lambda: report.to_pytest_benchmark(self.results, meta)),
+            (self.settings.gab_json_path, lambda: report.to_gab(self.results)),
+        ]
+        for path, build in outputs:
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(build(), indent=2) + "\n")
+                self.written.append(path)
+        md = report.markdown(self.results, meta, self.actions)
+        if self.settings.markdown_path is not None:
+            self.settings.markdown_path.parent.mkdir(parents=True, exist_ok=True)
+            self.settings.markdown_path.write_text(md)
+            self.written.append(self.settings.markdown_path)
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a") as fh:
+                fh.write(md)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "environment": {**self.device_info, "date": now_utc()},
+            "l2": self.settings.l2,
+            "fail_pct": self.settings.fail_pct,
+            "warn_pct": self.settings.warn_pct,
+            "baseline_file": str(self.store.path) if self.store else None,
+            "update": self.settings.update,
+            "dry_run": self.settings.dry_run,
+        }
+
+    def summary_lines(self) -> list[str]:
+        if not self.results:
+            return []
+        lines = [report.text_table(report.HEADER, report.rows(self.results)), ""]
+        for r in report.ordered(self.results):
+            for reason in r.reasons:
+                lines.append(f"  {r.name}: {reason}")
+        if any(r.verdict is Verdict.IMPROVEMENT for r in self.results):
+            lines.append("Faster beyond the threshold: consider `conv3d-perf update-baselines`.")
+        if self.actions:
+            verb = "would change (dry run)" if self.settings.dry_run else "changed"
+            n = sum(a.writes for a in self.actions)
+            lines += ["", f"baseline {self.store.path if self.store else ''}: "
+                      f"{n} entr{'y' if n == 1 else 'ies'} {verb}",
+                      report.actions_table(self.actions)]
+        lines += [f"wrote {p}" for p in self.written]
+        lines.append(report.headline(self.results))
+        return lines

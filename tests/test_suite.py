@@ -9,3 +9,7 @@ def test_conv3d_matches_float64_truth(conv3d_case, conv3d_check):
 
 def test_model_new_matches_nn_conv3d(conv3d_case, conv3d_check):
     conv3d_check.model(ModelNew, conv3d_case)
+
+
+def test_conv3d_speed(conv3d_case, conv3d_perf):
+    conv3d_perf.case(conv3d, conv3d_case)

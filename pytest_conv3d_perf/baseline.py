@@ -1,0 +1,240 @@
+"""Stored baselines: one JSON file per GPU model, validated on read, merged by pure
+functions, written atomically under a file lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from pytest_conv3d_perf.verdict import Timing, Verdict
+
+SCHEMA_VERSION = 1
+
+
+class BaselineError(RuntimeError):
+    """A baseline file that cannot be used; it is never overwritten because of it."""
+
+
+def gpu_slug(name: str) -> str:
+    """'NVIDIA GeForce RTX 4090' -> 'nvidia-geforce-rtx-4090'."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "unknown-gpu"
+
+
+@dataclass
+class BaselineEntry:
+    median_ms: float
+    ci_low_ms: float
+    ci_high_ms: float
+    samples: int
+    l2: str
+    reference_ms: float | None = None
+    reference_ci_ms: list[float] | None = None
+    sm_mhz: float | None = None
+    kernel_hash: str = ""
+    autotune: dict[str, Any] | None = None
+    case: dict[str, Any] | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    def timing(self) -> Timing:
+        ref_hw = 0.0
+        if self.reference_ms and self.reference_ci_ms:
+            ref_hw = (self.reference_ci_ms[1] - self.reference_ci_ms[0]) / 2 / self.reference_ms
+        return Timing(
+            median_ms=self.median_ms,
+            halfwidth=(self.ci_high_ms - self.ci_low_ms) / 2 / self.median_ms,
+            ref_median_ms=self.reference_ms,
+            ref_halfwidth=ref_hw,
+            sm_mhz=self.sm_mhz,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+_REQUIRED = {"median_ms": float, "ci_low_ms": float, "ci_high_ms": float, "samples": int, "l2": str}
+_OPTIONAL = {
+    "reference_ms": float, "reference_ci_ms": list, "sm_mhz": float, "kernel_hash": str,
+    "autotune": dict, "case": dict, "environment": dict,
+}
+
+
+def _entry(path: Path, name: str, data: Any) -> BaselineEntry:
+    where = f"{path}: case {name!r}"
+    if not isinstance(data, Mapping):
+        raise BaselineError(f"{where}: expected an object, got {type(data).__name__}")
+    for key, kind in {**_REQUIRED, **_OPTIONAL}.items():
+        if key not in data:
+            if key in _REQUIRED:
+                raise BaselineError(f"{where}: field {key!r} is missing")
+            continue
+        value = data[key]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float \
+            else isinstance(value, kind) and not isinstance(value, bool)
+        if not ok and not (value is None and key in _OPTIONAL):
+            raise BaselineError(f"{where}: field {key!r} has the wrong type ({value!r})")
+    unknown = set(data) - set(_REQUIRED) - set(_OPTIONAL)
+    if unknown:
+        raise BaselineError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+    if not data["median_ms"] > 0:
+        raise BaselineError(f"{where}: field 'median_ms' must be positive")
+    return BaselineEntry(**dict(data))
+
+
+def parse(path: Path, text: str) -> dict[str, BaselineEntry]:
+    """Validate a baseline file's text; every problem names the file and the place."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BaselineError(
+            f"{path}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno}); "
+            "it was left as it is: fix it or restore it from git"
+        ) from None
+    if not isinstance(data, dict) or "schema" not in data:
+        raise BaselineError(f"{path}: not a conv3d-perf baseline file (no 'schema' field)")
+    if data["schema"] != SCHEMA_VERSION:
+        raise BaselineError(
+            f"{path}: schema version {data['schema']!r} is not known to this version of "
+            f"pytest-conv3d-perf (it reads version {SCHEMA_VERSION}); the file was left as it is"
+        )
+    cases = data.get("cases")
+    if not isinstance(cases, dict):
+        raise BaselineError(f"{path}: field 'cases' must be an object of case entries")
+    return {name: _entry(path, name, entry) for name, entry in cases.items()}
+
+
+def render(gpu_name: str, entries: Mapping[str, BaselineEntry]) -> str:
+    doc = {
+        "schema": SCHEMA_VERSION,
+        "gpu": gpu_name,
+        "cases": {name: entries[name].to_dict() for name in sorted(entries)},
+    }
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One case's new entry with the verdict it got against the stored one."""
+
+    entry: BaselineEntry
+    verdict: Verdict
+    change_pct: float | None
+
+
+@dataclass(frozen=True)
+class Action:
+    case: str
+    action: str  # add, update, keep, refuse
+    old_ms: float | None
+    new_ms: float
+    reason: str
+
+    @property
+    def writes(self) -> bool:
+        return self.action in ("add", "update")
+
+
+def plan_update(
+    existing: Mapping[str, BaselineEntry],
+    measured: Mapping[str, Measured],
+    *,
+    churn_pct: float,
+    force: bool = False,
+    requested: frozenset[str] = frozenset(),
+) -> list[Action]:
+    """What an update does to each measured case; cases not measured are not touched.
+
+    An entry is rewritten only when it moved by more than ``churn_pct`` (a third of the
+    warn threshold), its case changed, or it was asked for by name, so a baseline file
+    does not churn with noise. An unstable measurement is refused unless forced."""
+    actions = []
+    for name in sorted(measured):
+        new = measured[name]
+        old = existing.get(name)
+        old_ms = old.median_ms if old else None
+        if new.verdict is Verdict.UNSTABLE and not force:
+            actions.append(Action(name, "refuse", old_ms, new.entry.median_ms,
+                                  "unstable measurement; rerun, or force it"))
+        elif old is None:
+            actions.append(Action(name, "add", None, new.entry.median_ms, "new case"))
+        elif old.case is not None and new.entry.case is not None and old.case != new.entry.case:
+            actions.append(Action(name, "update", old_ms, new.entry.median_ms, "case changed"))
+        elif force or name in requested:
+            actions.append(Action(name, "update", old_ms, new.entry.median_ms,
+                                  "forced" if force else "asked for by name"))
+        elif new.change_pct is not None and abs(new.change_pct) > churn_pct:
+            actions.append(Action(name, "update", old_ms, new.entry.median_ms,
+                                  f"moved {new.change_pct:+.2f}%"))
+        else:
+            actions.append(Action(name, "keep", old_ms, new.entry.median_ms,
+                                  f"within ±{churn_pct:.2f}%"))
+    return actions
+
+
+def apply(
+    existing: Mapping[str, BaselineEntry], measured: Mapping[str, Measured], actions: list[Action]
+) -> dict[str, BaselineEntry]:
+    merged = dict(existing)
+    for act in actions:
+        if act.writes:
+            merged[act.case] = measured[act.case].entry
+    return merged
+
+
+class BaselineStore:
+    """The baseline file of one GPU model."""
+
+    def __init__(self, directory: Path, gpu_name: str) -> None:
+        self.directory = directory
+        self.gpu_name = gpu_name
+        self.path = directory / f"{gpu_slug(gpu_name)}.json"
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def load(self) -> dict[str, BaselineEntry]:
+        if not self.path.is_file():
+            return {}
+        return parse(self.path, self.path.read_text())
+
+    def update(
+        self, measured: Mapping[str, Measured], *, churn_pct: float, force: bool = False,
+        requested: frozenset[str] = frozenset(), dry_run: bool = False,
+    ) -> list[Action]:
+        """Merge under the lock (another process may have written since we read) and
+        replace the file atomically, so a reader sees the old file or the new one."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path) + ".lock", timeout=120)
+        try:
+            with lock:
+                existing = self.load()
+                actions = plan_update(
+                    existing, measured, churn_pct=churn_pct, force=force, requested=requested
+                )
+                if not dry_run and any(a.writes for a in actions):
+                    _atomic_write(self.path, render(self.gpu_name, apply(existing, measured, actions)))
+        except Timeout:
+            raise BaselineError(
+                f"{self.path}: another process holds {lock.lock_file} for over 120 s"
+            ) from None
+        return actions
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,87 @@
+"""Facts stored with a baseline: the GPU, the software, the commit and the date."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import inspect
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def git_commit(root: Path) -> str:
+    if os.environ.get("GITHUB_SHA"):
+        return os.environ["GITHUB_SHA"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def now_utc() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def software() -> dict[str, Any]:
+    import torch
+    import triton
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "cuda": torch.version.cuda or "",
+    }
+
+
+def cuda_device_info() -> dict[str, Any]:
+    import torch
+
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    info: dict[str, Any] = {
+        "gpu": props.name,
+        "sm_count": props.multi_processor_count,
+        "memory_bytes": props.total_memory,
+        "l2_bytes": int(getattr(props, "L2_cache_size", 0)),
+        "capability": f"{props.major}.{props.minor}",
+    }
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        info["driver"] = pynvml.nvmlSystemGetDriverVersion()
+        if isinstance(info["driver"], bytes):
+            info["driver"] = info["driver"].decode()
+    except Exception:  # noqa: BLE001 - NVML is optional
+        info["driver"] = ""
+    return {**software(), **info}
+
+
+def source_hash(fn: object) -> str:
+    """Hash of the source file that defines ``fn`` (the whole module: a kernel's helpers
+    and configs matter as much as its body)."""
+    try:
+        path = inspect.getsourcefile(fn)  # type: ignore[arg-type]
+        data = Path(path).read_bytes() if path else b""
+    except (TypeError, OSError):
+        data = b""
+    if not data:
+        try:
+            data = inspect.getsource(fn).encode()  # type: ignore[arg-type]
+        except (TypeError, OSError):
+            return ""
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
+
+
+def autotune_config(fn: object) -> dict[str, Any] | None:
+    """The config the kernel's autotuner used last, where its module offers
+    ``last_config()``."""
+    module = inspect.getmodule(fn)
+    getter = getattr(fn, "last_config", None) or getattr(module, "last_config", None)
+    return getter() if callable(getter) else None

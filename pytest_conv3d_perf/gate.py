@@ -1,0 +1,69 @@
+"""One case through the gate: measure, assess against the baseline, confirm a change by
+measuring again, and say whether it fails the run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pytest_conv3d_perf.baseline import BaselineEntry
+from pytest_conv3d_perf.measure import Measurement, Plan, measure
+from pytest_conv3d_perf.timer import Timer
+from pytest_conv3d_perf.verdict import (
+    Assessment,
+    Thresholds,
+    Timing,
+    Verdict,
+    assess,
+    confirm,
+    needs_confirmation,
+)
+
+
+def timing_of(m: Measurement) -> Timing:
+    ref = m.reference
+    return Timing(
+        median_ms=m.kernel.median,
+        halfwidth=m.kernel.rel_halfwidth,
+        ref_median_ms=ref.median if ref else None,
+        ref_halfwidth=ref.rel_halfwidth if ref else 0.0,
+        sm_mhz=m.sm_mhz,
+    )
+
+
+@dataclass
+class GateOutcome:
+    verdict: Verdict
+    measurement: Measurement
+    assessment: Assessment
+    measurements: int
+    first: Verdict
+
+
+def run_gate(
+    timer: Timer,
+    call: Callable[[], object],
+    reference: Callable[[], object] | None,
+    base: BaselineEntry | None,
+    thresholds: Thresholds,
+    plan: Plan,
+    l2: str,
+) -> GateOutcome:
+    base_timing = base.timing() if base else None
+    m1 = measure(timer, call, reference, plan, l2=l2)
+    a1 = assess(timing_of(m1), base_timing, thresholds, throttle=m1.throttle)
+    if base is None or not needs_confirmation(a1.verdict):
+        return GateOutcome(a1.verdict, m1, a1, 1, a1.verdict)
+    # Interleaved with the reference again, in the same process: asv and nvbench's
+    # robust comparison also re-measure before calling a change.
+    m2 = measure(timer, call, reference, plan, l2=l2)
+    a2 = assess(timing_of(m2), base_timing, thresholds, throttle=m2.throttle)
+    final = confirm(a1.verdict, a2.verdict)
+    note = (
+        f"first measurement said {a1.verdict.value} ({a1.change.pct:+.2f}%), "
+        f"the second {a2.verdict.value} ({a2.change.pct:+.2f}%)"
+        if a1.change and a2.change
+        else f"first measurement said {a1.verdict.value}"
+    )
+    a = Assessment(final, a2.change, a2.drift, (*a2.reasons, note))
+    return GateOutcome(final, m2, a, 2, a1.verdict)

@@ -1,0 +1,124 @@
+"""The measurement engine: warm-up, then adaptive, interleaved sampling of a kernel and its
+reference until the median's interval is narrow enough or the time budget is spent."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from pytest_conv3d_perf.stats import Summary, median_interval, summarize
+from pytest_conv3d_perf.timer import ClockState, Timer
+
+
+@dataclass(frozen=True)
+class Plan:
+    budget_s: float = 10.0
+    target_halfwidth_pct: float = 0.25
+    min_samples: int = 50
+    min_batches: int = 8
+    min_time_s: float = 0.5
+    warmup_calls: int = 3
+    batch_s: float = 0.05
+
+
+@dataclass
+class Measurement:
+    kernel: Summary
+    reference: Summary | None
+    elapsed_s: float
+    sm_mhz: float | None
+    throttle: tuple[str, ...] = ()
+    power_capped: bool = False
+    l2: str = "flush"
+    samples: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def throttled(self) -> bool:
+        return bool(self.throttle)
+
+
+def _merge_clocks(readings: list[ClockState]) -> tuple[float | None, tuple[str, ...], bool]:
+    mhz = [r.sm_mhz for r in readings if r.sm_mhz]
+    reasons = tuple(sorted({name for r in readings for name in r.throttle}))
+    return (sum(mhz) / len(mhz) if mhz else None), reasons, any(r.power_capped for r in readings)
+
+
+def _with_batch_spread(summary: Summary, batch_medians: list[float]) -> Summary:
+    """Widen the interval to at least that of the batch medians.
+
+    The order-statistic interval assumes independent samples; a GPU drifts between
+    batches (clocks, temperature, neighbours), which makes samples correlated and that
+    interval too narrow. The spread of batch medians sees the drift (batch means)."""
+    ordered = sorted(batch_medians)
+    if len(ordered) < 2:
+        return summary
+    lo, hi = median_interval(ordered)
+    half = max((hi - lo) / 2, (summary.high - summary.low) / 2)
+    return replace(summary, low=summary.median - half, high=summary.median + half)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def measure(
+    timer: Timer,
+    fn: Callable[[], object],
+    reference: Callable[[], object] | None,
+    plan: Plan,
+    *,
+    l2: str = "flush",
+    now: Callable[[], float] = time.perf_counter,
+) -> Measurement:
+    fns = [fn] if reference is None else [fn, reference]
+    for _ in range(plan.warmup_calls):
+        for f in fns:
+            f()
+    # Compilation and autotuning happened above; one timed round sizes the batches.
+    probe = timer.sample(fns, 1)
+    round_ms = max(sum(times[0] for times in probe), 1e-3)
+    rounds = max(5, min(1000, int(plan.batch_s * 1e3 / round_ms)))
+
+    kernel: list[float] = []
+    ref: list[float] = []
+    batches: list[float] = []
+    ref_batches: list[float] = []
+    clocks = [timer.clock()]
+    # Sorting all samples after every batch would cost O(n^2 log n); checking each time
+    # the count has grown by a quarter keeps it O(n log n) and stops at most 25% late.
+    next_check = plan.min_samples
+    start = now()
+    while True:
+        times = timer.sample(fns, rounds)
+        clocks.append(timer.clock())
+        kernel.extend(times[0])
+        batches.append(_median(times[0]))
+        if reference is not None:
+            ref.extend(times[1])
+            ref_batches.append(_median(times[1]))
+        elapsed = now() - start
+        if elapsed >= plan.budget_s:
+            break
+        if (
+            len(kernel) >= next_check
+            and len(batches) >= plan.min_batches
+            and elapsed >= plan.min_time_s
+        ):
+            summary = _with_batch_spread(summarize(kernel), batches)
+            if 100 * summary.rel_halfwidth <= plan.target_halfwidth_pct:
+                break
+            next_check = int(len(kernel) * 1.25)
+    mhz, reasons, capped = _merge_clocks(clocks)
+    return Measurement(
+        kernel=_with_batch_spread(summarize(kernel), batches),
+        reference=_with_batch_spread(summarize(ref), ref_batches) if ref else None,
+        elapsed_s=now() - start,
+        sm_mhz=mhz,
+        throttle=reasons,
+        power_capped=capped,
+        l2=l2,
+        samples=kernel,
+    )

@@ -1,0 +1,270 @@
+"""Presenting results: the terminal table, JSON (ours, pytest-benchmark's layout,
+github-action-benchmark's), and Markdown for a job summary or a pull-request comment."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_conv3d_perf.baseline import Action
+from pytest_conv3d_perf.result import CaseResult
+from pytest_conv3d_perf.verdict import Verdict
+
+REPORT_SCHEMA = 1
+_MARKS = {
+    Verdict.REGRESSION: "❌", Verdict.UNSTABLE: "❔", Verdict.WARNING: "⚠️",
+    Verdict.NEW: "🆕", Verdict.IMPROVEMENT: "🚀", Verdict.UNCHANGED: "✅",
+}
+
+
+def ordered(results: Sequence[CaseResult]) -> list[CaseResult]:
+    """Verdicts first, worst on top, then by name."""
+    return sorted(results, key=lambda r: (r.verdict.severity, r.name))
+
+
+def _change(r: CaseResult) -> str:
+    if r.change is None:
+        return "-"
+    return f"{r.change.pct:+.2f}% [{r.change.low_pct:+.2f}, {r.change.high_pct:+.2f}]"
+
+
+def _opt(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def rows(results: Sequence[CaseResult]) -> list[list[str]]:
+    out = []
+    for r in ordered(results):
+        out.append([
+            r.name,
+            f"{r.ms:.4f}",
+            f"±{r.halfwidth_pct:.2f}%",
+            _opt(r.baseline.median_ms if r.baseline else None, ".4f"),
+            _change(r),
+            r.verdict.value,
+            _opt(r.tflops, ".1f"),
+            _opt(r.speedup_vs_reference, ".2f") + ("x" if r.speedup_vs_reference else ""),
+        ])
+    return out
+
+
+HEADER = ["case", "ms", "interval", "baseline ms", "change [95% interval]", "verdict",
+          "TFLOP/s", "vs PyTorch"]
+
+
+def text_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """A plain aligned table; written here since the six columns need nothing a table
+    library would add, and the plugin keeps its dependencies short."""
+    widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in body]
+    return "\n".join(lines)
+
+
+def counts(results: Sequence[CaseResult]) -> dict[str, int]:
+    tally = {v.value: 0 for v in Verdict}
+    for r in results:
+        tally[r.verdict.value] += 1
+    return {k: v for k, v in tally.items() if v}
+
+
+def headline(results: Sequence[CaseResult]) -> str:
+    failing = [r.name for r in ordered(results) if r.fails]
+    tally = ", ".join(f"{n} {k}" for k, n in counts(results).items())
+    if failing:
+        return f"conv3d-perf: FAILED ({tally}): {', '.join(failing)}"
+    return f"conv3d-perf: passed ({tally})"
+
+
+def progress_line(r: CaseResult) -> str:
+    base = f" vs {r.baseline.median_ms:.4f}" if r.baseline else ""
+    change = f" {r.change.pct:+.2f}%" if r.change else ""
+    extra = f"; {'; '.join(r.reasons)}" if r.reasons else ""
+    return (
+        f"conv3d-perf {r.name}: {r.ms:.4f} ms ±{r.halfwidth_pct:.2f}%{base}{change} -> "
+        f"{r.verdict.value} [{r.measurement.kernel.n} samples, {r.measurements} "
+        f"measurement(s), {r.measurement.elapsed_s:.1f} s]{extra}"
+    )
+
+
+def actions_table(actions: Sequence[Action]) -> str:
+    body = [
+        [a.case, a.action, _opt(a.old_ms, ".4f"), f"{a.new_ms:.4f}", a.reason] for a in actions
+    ]
+    return text_table(["case", "action", "old ms", "new ms", "why"], body)
+
+
+def result_dict(r: CaseResult) -> dict[str, Any]:
+    m = r.measurement
+    return {
+        "case": r.name,
+        "nodeid": r.nodeid,
+        "verdict": r.verdict.value,
+        "fails": r.fails,
+        "median_ms": m.kernel.median,
+        "ci_ms": [m.kernel.low, m.kernel.high],
+        "samples": m.kernel.n,
+        "measurements": r.measurements,
+        "baseline_ms": r.baseline.median_ms if r.baseline else None,
+        "change_pct": r.change.pct if r.change else None,
+        "change_interval_pct": [r.change.low_pct, r.change.high_pct] if r.change else None,
+        "reference_ms": m.reference.median if m.reference else None,
+        "reference_drift_pct": r.drift.pct if r.drift else None,
+        "speedup_vs_reference": r.speedup_vs_reference,
+        "tflops": r.tflops,
+        "sm_mhz": m.sm_mhz,
+        "throttle": list(m.throttle),
+        "l2": m.l2,
+        "elapsed_s": m.elapsed_s,
+        "thresholds_pct": {"fail": r.thresholds.fail_pct, "warn": r.thresholds.warn_pct},
+        "reasons": list(r.reasons),
+        "autotune": r.entry.autotune,
+        "kernel_hash": r.entry.kernel_hash,
+    }
+
+
+def to_json(results: Sequence[CaseResult], meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema": REPORT_SCHEMA,
+        **meta,
+        "summary": counts(results),
+        "failed": [r.name for r in ordered(results) if r.fails],
+        "results": [result_dict(r) for r in ordered(results)],
+    }
+
+
+def _pb_stats(samples_ms: Sequence[float]) -> dict[str, Any]:
+    s = sorted(x / 1e3 for x in samples_ms)
+    n = len(s)
+    mean = sum(s) / n
+    std = (sum((x - mean) ** 2 for x in s) / (n - 1)) ** 0.5 if n > 1 else 0.0
+
+    def q(p: float) -> float:
+        pos = p * (n - 1)
+        lo = int(pos)
+        hi = min(lo + 1, n - 1)
+        return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+    q1, q3 = q(0.25), q(0.75)
+    iqr = q3 - q1
+    inside = [x for x in s if q1 - 1.5 * iqr <= x <= q3 + 1.5 * iqr] or s
+    return {
+        "min": s[0], "max": s[-1], "mean": mean, "stddev": std, "rounds": n,
+        "median": q(0.5), "iqr": iqr, "q1": q1, "q3": q3,
+        "iqr_outliers": n - len(inside),
+        "stddev_outliers": sum(1 for x in s if abs(x - mean) > std),
+        "outliers": f"{sum(1 for x in s if abs(x - mean) > std)};{n - len(inside)}",
+        "ld15iqr": inside[0], "hd15iqr": inside[-1], "ops": 1 / mean, "total": sum(s),
+        "iterations": 1,
+    }
+
+
+def to_pytest_benchmark(results: Sequence[CaseResult], meta: dict[str, Any]) -> dict[str, Any]:
+    """pytest-benchmark's saved-run layout, times in seconds, so `pytest-benchmark compare`
+    and github-action-benchmark's `tool: pytest` read it."""
+    env = meta.get("environment", {})
+    return {
+        "machine_info": {
+            "node": env.get("gpu", ""), "processor": env.get("gpu", ""),
+            "machine": "cuda", "python_implementation": "CPython",
+            "python_version": env.get("python", ""), "system": "Linux", "release": "",
+            "cpu": {}, "gpu": env,
+        },
+        "commit_info": {"id": env.get("commit", ""), "time": env.get("date", ""),
+                        "dirty": False, "project": "pytest-conv3d-perf", "branch": ""},
+        "benchmarks": [
+            {
+                "group": "conv3d", "name": r.name, "fullname": r.nodeid,
+                "params": None, "param": None,
+                "extra_info": {"verdict": r.verdict.value,
+                               "change_pct": r.change.pct if r.change else None,
+                               "tflops": r.tflops},
+                "options": {"timer": "cuda events", "l2": r.measurement.l2, "disable_gc": False,
+                            "min_rounds": 0, "max_time": 0, "min_time": 0, "warmup": True},
+                "stats": _pb_stats(r.measurement.samples),
+            }
+            for r in ordered(results)
+            if r.measurement.samples
+        ],
+        "datetime": env.get("date", ""),
+        "version": "5.2.3",
+    }
+
+
+def to_gab(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
+    """github-action-benchmark's customSmallerIsBetter input."""
+    return [
+        {
+            "name": r.name, "unit": "ms", "value": round(r.ms, 6),
+            "range": f"±{r.halfwidth_pct:.2f}%",
+            "extra": f"verdict: {r.verdict.value}; samples: {r.measurement.kernel.n}",
+        }
+        for r in ordered(results)
+    ]
+
+
+def _md(text: str) -> str:
+    return html.escape(text).replace("|", "\\|")
+
+
+def mermaid_chart(results: Sequence[CaseResult]) -> str:
+    """Each case's change with its interval against the warn and fail thresholds."""
+    shown = [r for r in ordered(results) if r.change is not None]
+    if not shown:
+        return ""
+    fail = shown[0].thresholds.fail_pct
+    warn = shown[0].thresholds.warn_pct
+    top = max([fail * 1.5] + [abs(r.change.high_pct) for r in shown]
+              + [abs(r.change.low_pct) for r in shown])
+    names = ", ".join(f'"{r.name}"' for r in shown)
+    lines = [
+        "```mermaid",
+        "xychart-beta",
+        f'    title "Change vs baseline, % (fail {fail:g}, warn {warn:g})"',
+        f"    x-axis [{names}]",
+        f'    y-axis "change %" {-top:.1f} --> {top:.1f}',
+        "    bar [" + ", ".join(f"{r.change.high_pct:.2f}" for r in shown) + "]",
+        "    bar [" + ", ".join(f"{r.change.low_pct:.2f}" for r in shown) + "]",
+        "    line [" + ", ".join(f"{r.change.pct:.2f}" for r in shown) + "]",
+        "    line [" + ", ".join(f"{fail:g}" for _ in shown) + "]",
+        "    line [" + ", ".join(f"{warn:g}" for _ in shown) + "]",
+        "```",
+        "Bars: the 95% interval's upper and lower ends; lines: the change, the fail and the "
+        "warn thresholds.",
+    ]
+    return "\n".join(lines)
+
+
+def markdown(results: Sequence[CaseResult], meta: dict[str, Any],
+             actions: Sequence[Action] = ()) -> str:
+    env = meta.get("environment", {})
+    head = headline(results)
+    lines = [f"## {'❌' if any(r.fails for r in results) else '✅'} {_md(head)}", ""]
+    lines.append(
+        f"GPU **{_md(str(env.get('gpu', '?')))}**, torch {_md(str(env.get('torch', '?')))}, "
+        f"Triton {_md(str(env.get('triton', '?')))}; L2 {_md(str(meta.get('l2', '?')))}; "
+        f"fail above {meta.get('fail_pct', '?')}%, warn above {meta.get('warn_pct', '?')}%."
+    )
+    lines += ["", "| | case | ms | baseline ms | change [95% interval] | verdict | TFLOP/s | "
+              "vs PyTorch |", "|---|---|---:|---:|---|---|---:|---:|"]
+    for r, row in zip(ordered(results), rows(results)):
+        lines.append(
+            f"| {_MARKS[r.verdict]} | {_md(row[0])} | {row[1]} {row[2]} | {row[3]} | "
+            f"{_md(row[4])} | **{row[5]}** | {row[6]} | {row[7]} |"
+        )
+    notes = [(r.name, reason) for r in ordered(results) for reason in r.reasons]
+    if notes:
+        lines += ["", "<details><summary>Why</summary>", ""]
+        lines += [f"- **{_md(n)}**: {_md(t)}" for n, t in notes]
+        lines += ["", "</details>"]
+    chart = mermaid_chart(results)
+    if chart:
+        lines += ["", chart]
+    if any(r.verdict is Verdict.IMPROVEMENT for r in results):
+        lines += ["", "Faster beyond the threshold: consider updating the baseline "
+                  "(the baseline-update workflow, or `conv3d-perf update-baselines`)."]
+    if actions:
+        lines += ["", "### Baseline update", "", "```", actions_table(actions), "```"]
+    return "\n".join(lines) + "\n"

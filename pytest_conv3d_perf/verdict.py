@@ -1,0 +1,167 @@
+"""Verdicts: pure decisions over a change, its interval and the thresholds."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from pytest_conv3d_perf.stats import Change, relative_change
+
+
+class Verdict(enum.Enum):
+    # Ordered by severity for sorting reports and for confirmation.
+    REGRESSION = "regression"
+    UNSTABLE = "unstable"
+    WARNING = "warning"
+    NEW = "new"
+    IMPROVEMENT = "improvement"
+    UNCHANGED = "unchanged"
+
+    @property
+    def severity(self) -> int:
+        return list(Verdict).index(self)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    fail_pct: float = 2.0
+    warn_pct: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.warn_pct <= self.fail_pct:
+            raise ValueError(
+                f"thresholds need 0 < warn ({self.warn_pct:g}%) <= fail ({self.fail_pct:g}%)"
+            )
+
+    @property
+    def max_halfwidth_pct(self) -> float:
+        """Widest interval that still resolves the warn threshold."""
+        return self.warn_pct / 2
+
+    @property
+    def target_halfwidth_pct(self) -> float:
+        """Interval at which sampling stops early."""
+        return self.warn_pct / 4
+
+
+def decide(change: Change | None, thresholds: Thresholds, *, stable: bool = True) -> Verdict:
+    """``change`` is None when there is no baseline for this GPU."""
+    if change is None:
+        return Verdict.NEW
+    if not stable or change.halfwidth_pct > thresholds.max_halfwidth_pct:
+        return Verdict.UNSTABLE
+    if change.low_pct > thresholds.fail_pct:
+        return Verdict.REGRESSION
+    if change.low_pct > thresholds.warn_pct:
+        return Verdict.WARNING
+    if change.high_pct < -thresholds.warn_pct:
+        return Verdict.IMPROVEMENT
+    return Verdict.UNCHANGED
+
+
+def needs_confirmation(verdict: Verdict) -> bool:
+    return verdict in (
+        Verdict.REGRESSION, Verdict.WARNING, Verdict.IMPROVEMENT, Verdict.UNSTABLE
+    )
+
+
+def confirm(first: Verdict, second: Verdict) -> Verdict:
+    """A slowdown or speed-up stands only if a second measurement finds it too; the
+    milder of the two is kept, so one that vanishes is ``unchanged``. An unstable first
+    measurement is simply retried."""
+    if first is Verdict.UNSTABLE:
+        return second
+    if second is Verdict.UNSTABLE:
+        return Verdict.UNSTABLE
+    if {first, second} == {Verdict.IMPROVEMENT, Verdict.REGRESSION} or {first, second} == {
+        Verdict.IMPROVEMENT, Verdict.WARNING
+    }:
+        return Verdict.UNCHANGED
+    return max(first, second, key=lambda v: v.severity)
+
+
+def fails_run(verdict: Verdict, *, unstable_policy: str, new_policy: str) -> bool:
+    if verdict is Verdict.REGRESSION:
+        return True
+    if verdict is Verdict.UNSTABLE:
+        return unstable_policy == "fail"
+    if verdict is Verdict.NEW:
+        return new_policy == "fail"
+    return False
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What a measurement or a baseline entry says, as plain numbers."""
+
+    median_ms: float
+    halfwidth: float  # relative half-width of the median's interval
+    ref_median_ms: float | None = None
+    ref_halfwidth: float = 0.0
+    sm_mhz: float | None = None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    verdict: Verdict
+    change: Change | None
+    drift: Change | None = None
+    reasons: tuple[str, ...] = ()
+
+
+def _beyond(change: Change, pct: float) -> bool:
+    return change.low_pct > pct or change.high_pct < -pct
+
+
+def assess(
+    now: Timing, base: Timing | None, thresholds: Thresholds, *, throttle: tuple[str, ...] = ()
+) -> Assessment:
+    """The verdict on ``now`` against ``base``, with the reasons a reviewer needs.
+
+    Drift: when the interleaved reference moved beyond the warn threshold, the machine
+    moved, so the kernel is compared relative to the reference instead. Clocks: a
+    slowdown or speed-up must also show in cycles (time x SM clock), as nvbench checks.
+    """
+    if base is None:
+        return Assessment(Verdict.NEW, None, reasons=("no baseline for this GPU",))
+    reasons: list[str] = []
+    change = relative_change(now.median_ms, now.halfwidth, base.median_ms, base.halfwidth)
+    drift = None
+    if now.ref_median_ms and base.ref_median_ms:
+        drift = relative_change(
+            now.ref_median_ms, now.ref_halfwidth, base.ref_median_ms, base.ref_halfwidth
+        )
+        if _beyond(drift, thresholds.warn_pct):
+            change = relative_change(
+                now.median_ms / now.ref_median_ms, math.hypot(now.halfwidth, now.ref_halfwidth),
+                base.median_ms / base.ref_median_ms, math.hypot(base.halfwidth, base.ref_halfwidth),
+            )
+            reasons.append(
+                f"the reference moved {drift.pct:+.2f}%: machine drift, so the kernel is "
+                "compared relative to it"
+            )
+    if throttle:
+        return Assessment(
+            Verdict.UNSTABLE, change, drift, (*reasons, "GPU throttled: " + ", ".join(throttle))
+        )
+    verdict = decide(change, thresholds)
+    if verdict is Verdict.UNSTABLE:
+        reasons.append(
+            f"interval ±{change.halfwidth_pct:.2f}% is wider than "
+            f"±{thresholds.max_halfwidth_pct:.2f}% (half the warn threshold)"
+        )
+    elif verdict is not Verdict.UNCHANGED and now.sm_mhz and base.sm_mhz:
+        moved = 100 * abs(now.sm_mhz / base.sm_mhz - 1)
+        if moved > thresholds.warn_pct:
+            cycles = relative_change(
+                now.median_ms * now.sm_mhz, now.halfwidth,
+                base.median_ms * base.sm_mhz, base.halfwidth,
+            )
+            if decide(cycles, thresholds) is not verdict:
+                verdict = Verdict.UNSTABLE
+                reasons.append(
+                    f"SM clock moved {base.sm_mhz:.0f} -> {now.sm_mhz:.0f} MHz and the change "
+                    f"in cycles ({cycles.pct:+.2f}%) disagrees with the change in time"
+                )
+    return Assessment(verdict, change, drift, tuple(reasons))

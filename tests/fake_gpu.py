@@ -1,0 +1,63 @@
+"""A conftest body that replaces the GPU with a fake timer, for pytester runs.
+
+Environment knobs (read at every sample, so a test can change them between runs):
+FAKE_SLOWDOWN (fraction added to the kernel's time), FAKE_REF_SLOWDOWN (the same for the
+reference), FAKE_NOISE (relative standard deviation), FAKE_THROTTLE (a reason name),
+FAKE_MHZ (the SM clock), FAKE_BATCH_NOISE (relative standard deviation of an offset drawn
+once per batch, as a drifting GPU gives)."""
+
+CONFTEST = '''
+import os
+import random
+import time
+
+import pytest
+
+from pytest_conv3d_perf.timer import ClockState
+
+
+class FakeTimer:
+    def __init__(self):
+        self.rng = random.Random(1234)
+
+    def sample(self, fns, rounds):
+        slow = float(os.environ.get("FAKE_SLOWDOWN", "0"))
+        ref_slow = float(os.environ.get("FAKE_REF_SLOWDOWN", "0"))
+        noise = float(os.environ.get("FAKE_NOISE", "0.001"))
+        drift = 1 + self.rng.gauss(0, float(os.environ.get("FAKE_BATCH_NOISE", "0")))
+        out = []
+        for i, fn in enumerate(fns):
+            base = 1.0 if i == 0 else 3.0
+            factor = (1 + (slow if i == 0 else ref_slow)) * drift
+            out.append([base * factor * (1 + self.rng.gauss(0, noise)) for _ in range(rounds)])
+        # Take as long as the simulated device work, so batches come at a GPU's pace.
+        time.sleep(sum(sum(times) for times in out) / 1e3)
+        return out
+
+    def clock(self):
+        reason = os.environ.get("FAKE_THROTTLE", "")
+        return ClockState(float(os.environ.get("FAKE_MHZ", "1980")),
+                          (reason,) if reason else ())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_conv3d_perf_make_timer(config, l2):
+    return FakeTimer()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_conv3d_perf_device_info(config):
+    return {"gpu": "Fake GPU 9000", "torch": "x", "triton": "y"}
+'''
+
+TEST_FILE = '''
+import torch
+
+
+def conv(x, w, b, stride, padding, dilation):
+    return torch.nn.functional.conv3d(x, w, b, stride, padding, dilation)
+
+
+def test_speed(conv3d_case, conv3d_perf):
+    conv3d_perf.case(conv, conv3d_case)
+'''

@@ -1,0 +1,278 @@
+"""The --conv3d-perf gate end to end, with a fake timer in place of the GPU."""
+
+import json
+
+import pytest
+
+from tests.fake_gpu import CONFTEST, TEST_FILE
+
+CASES = ["-k", "n1_oc17_bias or pointwise_bias"]
+BASELINE = "baselines/fake-gpu-9000.json"
+
+
+@pytest.fixture
+def gate(pytester, monkeypatch):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_gate=TEST_FILE)
+    for var in ("FAKE_SLOWDOWN", "FAKE_REF_SLOWDOWN", "FAKE_NOISE", "FAKE_THROTTLE", "FAKE_MHZ",
+                "GITHUB_STEP_SUMMARY"):
+        monkeypatch.delenv(var, raising=False)
+
+    def run(*args, cases=CASES, **env):
+        for key, value in env.items():
+            monkeypatch.setenv(key, str(value))
+        return pytester.runpytest("--conv3d-perf", "--conv3d-budget=1", *cases, *args)
+
+    return run
+
+
+def record_baseline(gate, pytester):
+    result = gate("--conv3d-update-baselines")
+    assert result.ret == 0, result.stdout.str()
+    return json.loads((pytester.path / BASELINE).read_text())
+
+
+def test_no_baseline_gives_new_and_passes(gate):
+    result = gate()
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*n1_oc17_bias*new*", "*conv3d-perf: passed (2 new)*"])
+
+
+def test_new_policy_fail(gate):
+    assert gate("--conv3d-new=fail").ret == 1
+
+
+def test_update_writes_every_measured_case(gate, pytester):
+    data = record_baseline(gate, pytester)
+    assert data["schema"] == 1 and data["gpu"] == "Fake GPU 9000"
+    assert sorted(data["cases"]) == ["n1_oc17_bias", "pointwise_bias"]
+    entry = data["cases"]["n1_oc17_bias"]
+    assert entry["median_ms"] == pytest.approx(1.0, rel=0.01)
+    assert entry["reference_ms"] == pytest.approx(3.0, rel=0.01)
+    assert entry["ci_low_ms"] <= entry["median_ms"] <= entry["ci_high_ms"]
+    assert entry["case"]["oc"] == 17 and entry["kernel_hash"].startswith("sha256:")
+
+
+def test_unchanged_code_is_unchanged(gate, pytester):
+    record_baseline(gate, pytester)
+    result = gate()
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*conv3d-perf: passed (2 unchanged)*"])
+
+
+def test_five_percent_slowdown_is_a_confirmed_regression(gate, pytester):
+    record_baseline(gate, pytester)
+    result = gate(FAKE_SLOWDOWN=0.05)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        "*FAILED (2 regression): n1_oc17_bias, pointwise_bias*",
+    ])
+    assert "2 measurement(s)" in result.stdout.str()
+
+
+def test_one_and_a_half_percent_slowdown_warns_but_passes(gate, pytester):
+    record_baseline(gate, pytester)
+    result = gate(FAKE_SLOWDOWN=0.015)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*passed (2 warning)*"])
+
+
+def test_decimal_thresholds_by_option(gate, pytester):
+    record_baseline(gate, pytester)
+    result = gate("--conv3d-fail=1.2%", "--conv3d-warn=0.6", FAKE_SLOWDOWN=0.015)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*2 regression*"])
+
+
+def test_thresholds_from_ini(gate, pytester):
+    record_baseline(gate, pytester)
+    pytester.makeini("[pytest]\nconv3d_fail = 1.2\nconv3d_warn = 0.5\n")
+    assert gate(FAKE_SLOWDOWN=0.015).ret == 1
+
+
+def test_per_case_threshold_from_case_file(gate, pytester):
+    pytester.makefile(".toml", extra="""
+[[cases]]
+name = "lenient"
+n = 1
+ic = 2
+oc = 3
+kernel = 1
+input = [2, 3, 4]
+fail_threshold = 10.0
+warn_threshold = 8.0
+""")
+    args = ("--conv3d-cases-file=extra.toml", "--conv3d-case=lenient")
+    assert gate("--conv3d-update-baselines", *args, cases=()).ret == 0
+    result = gate(*args, cases=(), FAKE_SLOWDOWN=0.05)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*lenient*+5.0*unchanged*"])
+
+
+def test_marker_threshold(pytester, monkeypatch):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile("""
+import pytest
+import torch
+
+@pytest.mark.conv3d_perf(fail=20, warn=10)
+def test_lenient(conv3d_perf):
+    conv3d_perf(torch.ones, 3)
+""")
+    assert pytester.runpytest("--conv3d-update-baselines", "--conv3d-budget=1").ret == 0
+    monkeypatch.setenv("FAKE_SLOWDOWN", "0.05")
+    result = pytester.runpytest("--conv3d-perf", "--conv3d-budget=1")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*test_lenient*unchanged*"])
+
+
+def test_improvement_suggests_an_update(gate, pytester):
+    record_baseline(gate, pytester)
+    result = gate(FAKE_SLOWDOWN=-0.05)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*2 improvement*"])
+    assert "update-baselines" in result.stdout.str()
+
+
+def test_noisy_timer_is_unstable_and_fails_by_default(gate, pytester):
+    record_baseline(gate, pytester)
+    result = gate("--conv3d-budget=0.3", FAKE_BATCH_NOISE=0.05)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*wider than*", "*2 unstable*"])
+    assert gate("--conv3d-budget=0.3", "--conv3d-unstable=pass", FAKE_BATCH_NOISE=0.05).ret == 0
+
+
+def test_throttled_gpu_is_unstable_never_a_regression(gate, pytester):
+    record_baseline(gate, pytester)
+    result = gate(FAKE_SLOWDOWN=0.05, FAKE_THROTTLE="hardware thermal slowdown")
+    result.stdout.fnmatch_lines(["*GPU throttled: hardware thermal slowdown*", "*2 unstable*"])
+    assert "regression" not in result.stdout.str().split("conv3d-perf: FAILED")[-1]
+
+
+def test_machine_drift_is_not_blamed_on_the_kernel(gate, pytester):
+    record_baseline(gate, pytester)
+    result = gate(FAKE_SLOWDOWN=0.05, FAKE_REF_SLOWDOWN=0.05)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*machine drift*", "*2 unchanged*"])
+
+
+def test_clock_change_is_unstable(gate, pytester):
+    record_baseline(gate, pytester)
+    result = gate(FAKE_SLOWDOWN=0.05, FAKE_MHZ=1881)
+    result.stdout.fnmatch_lines(["*SM clock moved 1980 -> 1881 MHz*"])
+
+
+def test_corrupt_baseline_is_a_clear_error_and_left_alone(gate, pytester):
+    path = pytester.path / BASELINE
+    path.parent.mkdir()
+    path.write_text('{"schema": 1, "cases": {"kb54": {"median_ms": ')
+    before = path.read_bytes()
+    for args in ((), ("--conv3d-update-baselines", "--conv3d-force")):
+        result = gate(*args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["*fake-gpu-9000.json: not valid JSON*left as it is*"])
+        assert "Traceback" not in result.stderr.str()
+        assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"schema": 7, "cases": {}}', "*schema version 7 is not known*"),
+    ('{"schema": 1, "cases": {"a": {"median_ms": 1}}}', "*case 'a': field 'ci_low_ms' is missing*"),
+    ('[1, 2]', "*not a conv3d-perf baseline file*"),
+])
+def test_malformed_baselines(gate, pytester, text, message):
+    path = pytester.path / BASELINE
+    path.parent.mkdir()
+    path.write_text(text)
+    result = gate("--conv3d-update-baselines")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert path.read_text() == text
+
+
+def test_update_touches_only_measured_and_moved_cases(gate, pytester):
+    record_baseline(gate, pytester)
+    path = pytester.path / BASELINE
+    data = json.loads(path.read_text())
+    data["cases"]["someone_elses"] = dict(data["cases"]["pointwise_bias"])
+    path.write_text(json.dumps(data))
+    result = gate("--conv3d-update-baselines", "--conv3d-case=pointwise_bias", cases=())
+    # Named on the command line, so rewritten even though it did not move.
+    result.stdout.fnmatch_lines(["*pointwise_bias*update*asked for by name*"])
+    after = json.loads(path.read_text())
+    assert after["cases"]["someone_elses"] == data["cases"]["someone_elses"]
+    result = gate("--conv3d-update-baselines")
+    result.stdout.fnmatch_lines(["*0 entries changed*", "*keep*within*"])
+    result = gate("--conv3d-update-baselines", FAKE_SLOWDOWN=0.05)
+    result.stdout.fnmatch_lines(["*2 entries changed*", "*moved +5.*"])
+
+
+def test_dry_run_writes_nothing(gate, pytester):
+    result = gate("--conv3d-update-baselines", "--conv3d-dry-run")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*2 entries would change (dry run)*"])
+    assert not (pytester.path / BASELINE).exists()
+
+
+def test_unstable_measurement_is_not_stored_unless_forced(gate, pytester):
+    result = gate("--conv3d-update-baselines", "--conv3d-budget=0.3", FAKE_BATCH_NOISE=0.05)
+    # No baseline yet: "new" needs no interval, so a noisy first record is refused only
+    # once there is something to compare with.
+    assert result.ret == 0
+    result = gate("--conv3d-update-baselines", "--conv3d-budget=0.3", FAKE_BATCH_NOISE=0.05)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*not stored in the baseline*--conv3d-force*"])
+    assert gate("--conv3d-update-baselines", "--conv3d-budget=0.3", "--conv3d-force",
+                FAKE_BATCH_NOISE=0.05).ret == 0
+
+
+def test_reports(gate, pytester, tmp_path, monkeypatch):
+    record_baseline(gate, pytester)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = gate("--conv3d-json=out/r.json", "--conv3d-benchmark-json=out/pb.json",
+                  "--conv3d-gab-json=out/gab.json", "--conv3d-markdown=out/r.md",
+                  FAKE_SLOWDOWN=0.05)
+    assert result.ret == 1
+    report = json.loads((pytester.path / "out/r.json").read_text())
+    assert report["failed"] == ["n1_oc17_bias", "pointwise_bias"]
+    assert {r["verdict"] for r in report["results"]} == {"regression"}
+    assert report["results"][0]["change_pct"] == pytest.approx(5, abs=0.5)
+    pb = json.loads((pytester.path / "out/pb.json").read_text())
+    assert {b["name"] for b in pb["benchmarks"]} == {"n1_oc17_bias", "pointwise_bias"}
+    assert pb["benchmarks"][0]["stats"]["median"] == pytest.approx(1.05e-3, rel=0.01)
+    gab = json.loads((pytester.path / "out/gab.json").read_text())
+    assert gab[0]["unit"] == "ms" and gab[0]["value"] == pytest.approx(1.05, rel=0.01)
+    md = (pytester.path / "out/r.md").read_text()
+    assert md.startswith("## ❌") and "| ❌ | n1_oc17_bias |" in md and "xychart-beta" in md
+    assert summary.read_text() == md
+
+
+def test_pytest_benchmark_compare_reads_our_json(gate, pytester):
+    import subprocess
+    import sys
+
+    record_baseline(gate, pytester)
+    gate("--conv3d-benchmark-json=pb.json")
+    out = subprocess.run(
+        [sys.executable, "-c", "from pytest_benchmark.cli import main; main()", "compare",
+         str(pytester.path / "pb.json"),
+         "--columns=min,median,max"],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "n1_oc17_bias" in out.stdout and "pointwise_bias" in out.stdout
+
+
+def test_without_a_gpu_timing_is_skipped_with_one_line(pytester):
+    pytester.makepyfile(test_gate=TEST_FILE)
+    result = pytester.runpytest("--conv3d-perf", "--conv3d-case=n1_oc17_bias")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["conv3d-perf: timing skipped: no CUDA GPU is visible"])
+
+
+def test_require_gpu_fails_without_one(pytester):
+    pytester.makepyfile(test_gate=TEST_FILE)
+    result = pytester.runpytest("--conv3d-perf", "--conv3d-require-gpu")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*a CUDA GPU was required but torch.cuda.is_available() is False"])
