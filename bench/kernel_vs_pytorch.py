@@ -43,8 +43,11 @@ def pytorch_settings(case, x, w, b):
         # The layout change counts, as it would for a caller holding NCDHW tensors.
         return f(x.to(memory_format=torch.channels_last_3d), w_cl, b, *args).contiguous()
 
-    return {"as_called": (as_called, False, False), "benchmark": (as_called, True, False),
-            "cl_tf32": (channels_last, True, True)}
+    return {
+        "as_called": (as_called, False, False),
+        "benchmark": (as_called, True, False),
+        "cl_tf32": (channels_last, True, True),
+    }
 
 
 def run_case(case, rep_ms: int, precision: str) -> dict:
@@ -66,8 +69,10 @@ def run_case(case, rep_ms: int, precision: str) -> dict:
     row["ok"] = report.ok
     del out
 
-    row["ms"] = bench(lambda: conv3d(x, w, b, case.stride, case.padding, case.dilation,
-                                     precision=precision), rep_ms)
+    row["ms"] = bench(
+        lambda: conv3d(x, w, b, case.stride, case.padding, case.dilation, precision=precision),
+        rep_ms,
+    )
     default_tf32 = torch.backends.cudnn.allow_tf32
     for name, (fn, benchmark, tf32) in pytorch_settings(case, x, w, b).items():
         torch.backends.cudnn.benchmark = benchmark
@@ -97,23 +102,31 @@ def main(argv: list[str] | None = None) -> int:
         row = run_case(case, args.rep_ms, args.precision)
         rows.append(row)
         print(f"# {case.name}: {row['ms']:.3f} ms, truth {row['truth_s']:.1f} s", flush=True)
-    print(f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, "
-          f"triton {triton.__version__}, precision {args.precision}")
-    head = (f"{'case':20s} {'ms':>8s} {'TFLOP/s':>8s} {'floor%':>7s} {'x called':>8s} "
-            f"{'x bench':>8s} {'x cl+tf32':>9s} {'max abs':>9s} {'max rel':>9s} ok")
+    print(
+        f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, "
+        f"triton {triton.__version__}, precision {args.precision}"
+    )
+    head = (
+        f"{'case':20s} {'ms':>8s} {'TFLOP/s':>8s} {'floor%':>7s} {'x called':>8s} "
+        f"{'x bench':>8s} {'x cl+tf32':>9s} {'max abs':>9s} {'max rel':>9s} ok"
+    )
     print(head)
     for r in rows:
-        print(f"{r['case']:20s} {r['ms']:8.3f} {r['tflops']:8.1f} "
-              f"{100 * r['floor_ms'] / r['ms']:7.1f} {r['as_called'] / r['ms']:8.2f} "
-              f"{r['benchmark'] / r['ms']:8.2f} {r['cl_tf32'] / r['ms']:9.2f} "
-              f"{r['max_abs']:9.2e} {r['max_rel']:9.2e} {r['ok']}")
+        print(
+            f"{r['case']:20s} {r['ms']:8.3f} {r['tflops']:8.1f} "
+            f"{100 * r['floor_ms'] / r['ms']:7.1f} {r['as_called'] / r['ms']:8.2f} "
+            f"{r['benchmark'] / r['ms']:8.2f} {r['cl_tf32'] / r['ms']:9.2f} "
+            f"{r['max_abs']:9.2e} {r['max_rel']:9.2e} {r['ok']}"
+        )
     kb = [r for r in rows if r["case"].startswith("kb")]
     if kb:
         geo = 1.0
         for r in kb:
             geo *= r["as_called"] / r["ms"]
-        print(f"geometric-mean speed-up over PyTorch as called (KernelBench cases): "
-              f"{geo ** (1 / len(kb)):.2f}x")
+        print(
+            f"geometric-mean speed-up over PyTorch as called (KernelBench cases): "
+            f"{geo ** (1 / len(kb)):.2f}x"
+        )
     print("autotune:", json.dumps(chosen_config()))
     if args.json:
         with open(args.json, "w") as fh:

@@ -53,10 +53,26 @@ def shared_memory_bytes(config: triton.Config) -> int:
 
 @triton.jit
 def _conv3d_kernel(
-    x_ptr, w_ptr, b_ptr, y_ptr, tap_ptr,
-    M, OC, K,
-    D, H, W, OD, OH, OW,
-    SD, SH, SW, PD, PH, PW,
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    y_ptr,
+    tap_ptr,
+    M,
+    OC,
+    K,
+    D,
+    H,
+    W,
+    OD,
+    OH,
+    OW,
+    SD,
+    SH,
+    SW,
+    PD,
+    PH,
+    PW,
     X_BATCH_STRIDE,
     HAS_BIAS: tl.constexpr,
     PADDED: tl.constexpr,
@@ -145,8 +161,11 @@ def _triple(value: int | tuple[int, ...] | list[int], name: str) -> tuple[int, i
 
 @functools.lru_cache(maxsize=64)
 def _tap_table(
-    ic: int, kernel: tuple[int, int, int], dilation: tuple[int, int, int],
-    dhw: tuple[int, int, int], device: torch.device,
+    ic: int,
+    kernel: tuple[int, int, int],
+    dilation: tuple[int, int, int],
+    dhw: tuple[int, int, int],
+    device: torch.device,
 ) -> torch.Tensor:
     # Cached because building it on the host and copying it would add a transfer to
     # every call; it depends only on the geometry.
@@ -200,7 +219,9 @@ def conv3d(
     if bias is not None and bias.shape != (oc,):
         raise ValueError(f"conv3d: bias must have shape ({oc},), got {tuple(bias.shape)}")
     stride_, padding_, dilation_ = (
-        _triple(stride, "stride"), _triple(padding, "padding"), _triple(dilation, "dilation")
+        _triple(stride, "stride"),
+        _triple(padding, "padding"),
+        _triple(dilation, "dilation"),
     )
     out_dims = tuple(
         (size + 2 * p - dl * (k - 1) - 1) // s + 1
@@ -220,8 +241,21 @@ def conv3d(
     m = n * out_dims[0] * out_dims[1] * out_dims[2]
     k = ic * kd * kh * kw
     args = (
-        x, weight, bias if bias is not None else weight, out, taps,
-        m, oc, k, d, h, w, *out_dims, *stride_, *padding_, ic * d * h * w,
+        x,
+        weight,
+        bias if bias is not None else weight,
+        out,
+        taps,
+        m,
+        oc,
+        k,
+        d,
+        h,
+        w,
+        *out_dims,
+        *stride_,
+        *padding_,
+        ic * d * h * w,
     )
     flags = {"HAS_BIAS": bias is not None, "PADDED": any(padding_), "PRECISION": precision}
 
@@ -275,8 +309,14 @@ class ModelNew(torch.nn.Module):
         # Built through nn.Conv3d so the weights use the same draws from the same RNG
         # stream: KernelBench seeds before building each model and compares outputs.
         conv = torch.nn.Conv3d(
-            in_channels, out_channels, kernel_size,
-            stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bias,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
         )
         self.weight = conv.weight
         self.bias = conv.bias
@@ -286,6 +326,11 @@ class ModelNew(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return conv3d(
-            x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+            x,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
             precision=self.precision,
         )

@@ -61,8 +61,13 @@ class BaselineEntry:
 
 _REQUIRED = {"median_ms": float, "ci_low_ms": float, "ci_high_ms": float, "samples": int, "l2": str}
 _OPTIONAL = {
-    "reference_ms": float, "reference_ci_ms": list, "sm_mhz": float, "kernel_hash": str,
-    "autotune": dict, "case": dict, "environment": dict,
+    "reference_ms": float,
+    "reference_ci_ms": list,
+    "sm_mhz": float,
+    "kernel_hash": str,
+    "autotune": dict,
+    "case": dict,
+    "environment": dict,
 }
 
 
@@ -76,8 +81,11 @@ def _entry(path: Path, name: str, data: Any) -> BaselineEntry:
                 raise BaselineError(f"{where}: field {key!r} is missing")
             continue
         value = data[key]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float \
+        ok = (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+            if kind is float
             else isinstance(value, kind) and not isinstance(value, bool)
+        )
         if not ok and not (value is None and key in _OPTIONAL):
             raise BaselineError(f"{where}: field {key!r} has the wrong type ({value!r})")
     unknown = set(data) - set(_REQUIRED) - set(_OPTIONAL)
@@ -160,21 +168,37 @@ def plan_update(
         old = existing.get(name)
         old_ms = old.median_ms if old else None
         if new.verdict is Verdict.UNSTABLE and not force:
-            actions.append(Action(name, "refuse", old_ms, new.entry.median_ms,
-                                  "unstable measurement; rerun, or force it"))
+            actions.append(
+                Action(
+                    name,
+                    "refuse",
+                    old_ms,
+                    new.entry.median_ms,
+                    "unstable measurement; rerun, or force it",
+                )
+            )
         elif old is None:
             actions.append(Action(name, "add", None, new.entry.median_ms, "new case"))
         elif old.case is not None and new.entry.case is not None and old.case != new.entry.case:
             actions.append(Action(name, "update", old_ms, new.entry.median_ms, "case changed"))
         elif force or name in requested:
-            actions.append(Action(name, "update", old_ms, new.entry.median_ms,
-                                  "forced" if force else "asked for by name"))
+            actions.append(
+                Action(
+                    name,
+                    "update",
+                    old_ms,
+                    new.entry.median_ms,
+                    "forced" if force else "asked for by name",
+                )
+            )
         elif new.change_pct is not None and abs(new.change_pct) > churn_pct:
-            actions.append(Action(name, "update", old_ms, new.entry.median_ms,
-                                  f"moved {new.change_pct:+.2f}%"))
+            actions.append(
+                Action(name, "update", old_ms, new.entry.median_ms, f"moved {new.change_pct:+.2f}%")
+            )
         else:
-            actions.append(Action(name, "keep", old_ms, new.entry.median_ms,
-                                  f"within ±{churn_pct:.2f}%"))
+            actions.append(
+                Action(name, "keep", old_ms, new.entry.median_ms, f"within ±{churn_pct:.2f}%")
+            )
     return actions
 
 
@@ -205,8 +229,13 @@ class BaselineStore:
         return parse(self.path, self.path.read_text())
 
     def update(
-        self, measured: Mapping[str, Measured], *, churn_pct: float, force: bool = False,
-        requested: frozenset[str] = frozenset(), dry_run: bool = False,
+        self,
+        measured: Mapping[str, Measured],
+        *,
+        churn_pct: float,
+        force: bool = False,
+        requested: frozenset[str] = frozenset(),
+        dry_run: bool = False,
     ) -> list[Action]:
         """Merge under the lock (another process may have written since we read) and
         replace the file atomically, so a reader sees the old file or the new one."""
@@ -219,7 +248,9 @@ class BaselineStore:
                     existing, measured, churn_pct=churn_pct, force=force, requested=requested
                 )
                 if not dry_run and any(a.writes for a in actions):
-                    _atomic_write(self.path, render(self.gpu_name, apply(existing, measured, actions)))
+                    _atomic_write(
+                        self.path, render(self.gpu_name, apply(existing, measured, actions))
+                    )
         except Timeout:
             raise BaselineError(
                 f"{self.path}: another process holds {lock.lock_file} for over 120 s"

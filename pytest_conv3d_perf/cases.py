@@ -75,8 +75,14 @@ class Conv3dCase:
     def model_args(self) -> tuple[Any, ...]:
         """Positional arguments of KernelBench's ModelNew constructor."""
         return (
-            self.ic, self.oc, self.kernel, self.stride, self.padding,
-            self.dilation, self.groups, self.bias,
+            self.ic,
+            self.oc,
+            self.kernel,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.bias,
         )
 
     def scaled(self) -> Conv3dCase:
@@ -103,9 +109,7 @@ class Conv3dCase:
 
     def to_dict(self) -> dict[str, Any]:
         data = {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name != "small"
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "small"
         }
         for key in ("kernel", "input", "stride", "padding", "dilation"):
             data[key] = list(data[key])
@@ -119,7 +123,9 @@ _KNOWN = {f.name for f in dataclasses.fields(Conv3dCase)}
 
 def _triple(name: str, key: str, value: Any, minimum: int) -> Triple:
     if isinstance(value, bool):
-        raise CaseError(f"case {name!r}: field {key!r}: expected an integer or 3 integers, got {value!r}")
+        raise CaseError(
+            f"case {name!r}: field {key!r}: expected an integer or 3 integers, got {value!r}"
+        )
     if isinstance(value, int):
         value = [value] * 3
     if (
@@ -155,7 +161,11 @@ def case_from_mapping(data: Mapping[str, Any], base: Conv3dCase | None = None) -
     if not isinstance(data, Mapping):
         raise CaseError(f"a case must be a table of fields, got {data!r}")
     name = data.get("name", base.name if base else None)
-    if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").isalnum():
+    if (
+        not isinstance(name, str)
+        or not name
+        or not name.replace("_", "").replace("-", "").isalnum()
+    ):
         raise CaseError(
             f"case {name!r}: field 'name': expected letters, digits, '_' or '-', got {name!r}"
         )
@@ -170,12 +180,17 @@ def case_from_mapping(data: Mapping[str, Any], base: Conv3dCase | None = None) -
     for key in _POSITIVE:
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise CaseError(f"case {name!r}: field {key!r}: expected a positive integer, got {value!r}")
+            raise CaseError(
+                f"case {name!r}: field {key!r}: expected a positive integer, got {value!r}"
+            )
     triples = {
         key: _triple(name, key, merged.get(key, default), minimum)
         for key, default, minimum in (
-            ("kernel", None, 1), ("input", None, 1), ("stride", 1, 1),
-            ("padding", 0, 0), ("dilation", 1, 1),
+            ("kernel", None, 1),
+            ("input", None, 1),
+            ("stride", 1, 1),
+            ("padding", 0, 0),
+            ("dilation", 1, 1),
         )
     }
     bias = merged.get("bias", False)
@@ -183,7 +198,9 @@ def case_from_mapping(data: Mapping[str, Any], base: Conv3dCase | None = None) -
         raise CaseError(f"case {name!r}: field 'bias': expected true or false, got {bias!r}")
     groups = merged.get("groups", 1)
     if groups != 1 or isinstance(groups, bool):
-        raise CaseError(f"case {name!r}: field 'groups': only groups=1 is supported, got {groups!r}")
+        raise CaseError(
+            f"case {name!r}: field 'groups': only groups=1 is supported, got {groups!r}"
+        )
     description = merged.get("description", "")
     if not isinstance(description, str):
         raise CaseError(f"case {name!r}: field 'description': expected text, got {description!r}")
@@ -249,7 +266,9 @@ def _read_table_file(path: Path) -> Any:
             return json.loads(text)
         return tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise CaseError(f"case file {str(path)!r} is not valid {path.suffix[1:].upper()}: {exc}") from None
+        raise CaseError(
+            f"case file {str(path)!r} is not valid {path.suffix[1:].upper()}: {exc}"
+        ) from None
 
 
 def cases_from_data(data: Any, source: str) -> list[Conv3dCase]:
@@ -299,9 +318,7 @@ def select(cases: list[Conv3dCase], names: Iterable[str]) -> list[Conv3dCase]:
     by_name = {c.name: c for c in cases}
     missing = [n for n in wanted if n not in by_name]
     if missing:
-        raise CaseError(
-            f"unknown case {missing[0]!r}; known cases: {', '.join(sorted(by_name))}"
-        )
+        raise CaseError(f"unknown case {missing[0]!r}; known cases: {', '.join(sorted(by_name))}")
     return [by_name[n] for n in wanted]
 
 

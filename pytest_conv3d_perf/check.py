@@ -32,8 +32,12 @@ RULES = {
     "fp16": ToleranceRule("fp16", 1e-2, 1e-2),
 }
 PRECISION_RULES = {
-    "fp32": "fp32", "ieee": "fp32", "tf32x3": "fp32",
-    "tf32": "tf32", "bf16": "bf16", "fp16": "fp16",
+    "fp32": "fp32",
+    "ieee": "fp32",
+    "tf32x3": "fp32",
+    "tf32": "tf32",
+    "bf16": "bf16",
+    "fp16": "fp16",
 }
 
 # A quiet NaN with a payload no arithmetic produces: an element that still holds these
@@ -106,9 +110,11 @@ class CheckReport:
             f"(|got - expected| / max(|expected|, atol))"
         )
         if self.first_outside is not None:
-            lines.append("  first element outside: (" + ", ".join(
-                f"{k}={i}" for k, i in zip("ncdhw", self.first_outside)
-            ) + ")")
+            lines.append(
+                "  first element outside: ("
+                + ", ".join(f"{k}={i}" for k, i in zip("ncdhw", self.first_outside))
+                + ")"
+            )
         return "\n".join(lines)
 
 
@@ -121,7 +127,10 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def compare(
-    got: torch.Tensor, expected: torch.Tensor, rule: ToleranceRule, report: CheckReport,
+    got: torch.Tensor,
+    expected: torch.Tensor,
+    rule: ToleranceRule,
+    report: CheckReport,
     offset: tuple[int, ...] = (0, 0, 0, 0, 0),
 ) -> None:
     """Fold one slice's comparison into ``report``; ``offset`` places the slice."""
@@ -137,9 +146,7 @@ def compare(
     n_bad = int(bad.sum())
     if n_bad and report.first_outside is None:
         flat = int(torch.nonzero(bad.reshape(-1))[0])
-        report.first_outside = tuple(
-            a + b for a, b in zip(offset, _unravel(flat, shape))
-        )
+        report.first_outside = tuple(a + b for a, b in zip(offset, _unravel(flat, shape)))
     report.outside += n_bad
     finite = torch.where(torch.isnan(diff), torch.zeros_like(diff), diff)
     rel = finite / expected.abs().clamp_min(rule.atol)
@@ -147,12 +154,16 @@ def compare(
         flat = int(torch.argmax(err))
         value = float(err.reshape(-1)[flat])
         if value > getattr(report, slot).value or not getattr(report, slot).index:
-            setattr(report, slot, ErrorAt(
-                value,
-                tuple(a + b for a, b in zip(offset, _unravel(flat, shape))),
-                float(got.reshape(-1)[flat]),
-                float(expected.reshape(-1)[flat]),
-            ))
+            setattr(
+                report,
+                slot,
+                ErrorAt(
+                    value,
+                    tuple(a + b for a, b in zip(offset, _unravel(flat, shape))),
+                    float(got.reshape(-1)[flat]),
+                    float(expected.reshape(-1)[flat]),
+                ),
+            )
 
 
 def case_seed(case: Conv3dCase, trial: int, base: int) -> int:
@@ -201,8 +212,12 @@ def compare_with_truth(
     for start in range(0, case.n, step):
         stop = min(case.n, start + step)
         expected = torch.nn.functional.conv3d(
-            inputs.x[start:stop].double(), weight, bias,
-            case.stride, case.padding, case.dilation,
+            inputs.x[start:stop].double(),
+            weight,
+            bias,
+            case.stride,
+            case.padding,
+            case.dilation,
         )
         compare(got[start:stop], expected, report.rule, report, offset=(start, 0, 0, 0, 0))
 
@@ -218,8 +233,14 @@ def accepts_out(fn: Conv3dFn) -> bool:
 
 
 def check_function(
-    fn: Conv3dFn, case: Conv3dCase, device: torch.device, *, trials: int, seed: int,
-    rule: ToleranceRule, scaled: bool = False,
+    fn: Conv3dFn,
+    case: Conv3dCase,
+    device: torch.device,
+    *,
+    trials: int,
+    seed: int,
+    rule: ToleranceRule,
+    scaled: bool = False,
 ) -> list[CheckReport]:
     """``fn(x, weight, bias, stride, padding, dilation[, out=])`` over fresh inputs."""
     reports = []
@@ -242,8 +263,14 @@ def check_function(
 
 
 def check_model(
-    model_cls: type[torch.nn.Module], case: Conv3dCase, device: torch.device, *, trials: int,
-    seed: int, rule: ToleranceRule, scaled: bool = False,
+    model_cls: type[torch.nn.Module],
+    case: Conv3dCase,
+    device: torch.device,
+    *,
+    trials: int,
+    seed: int,
+    rule: ToleranceRule,
+    scaled: bool = False,
 ) -> list[CheckReport]:
     """KernelBench's way: seed, build the model, then fresh ``torch.rand`` inputs per trial.
 
@@ -265,7 +292,9 @@ def check_model(
             got = model(x)
         _check_shape(got, case)
         report = CheckReport(case.name, rule, trial, s, scaled=scaled)
-        inputs = Inputs(x, truth.weight.detach(), None if truth.bias is None else truth.bias.detach())
+        inputs = Inputs(
+            x, truth.weight.detach(), None if truth.bias is None else truth.bias.detach()
+        )
         compare_with_truth(got, inputs, case, report)
         reports.append(report)
         if not report.ok:
@@ -279,7 +308,9 @@ class ShapeError(AssertionError):
 
 def _check_shape(got: object, case: Conv3dCase) -> None:
     if not isinstance(got, torch.Tensor):
-        raise ShapeError(f"case {case.name!r}: the kernel returned {type(got).__name__}, not a tensor")
+        raise ShapeError(
+            f"case {case.name!r}: the kernel returned {type(got).__name__}, not a tensor"
+        )
     if tuple(got.shape) != case.output_shape or got.dtype != torch.float32:
         raise ShapeError(
             f"case {case.name!r}: expected a float32 output of shape {case.output_shape}, "

@@ -1,12 +1,155 @@
-"""The conv3d-perf command."""
+"""The conv3d-perf command: list the case suite, update baselines (and tune, see tune.py)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+from pathlib import Path
+
+from pytest_conv3d_perf import __version__
+from pytest_conv3d_perf.cases import CaseError, load_suite, select
+from pytest_conv3d_perf.report import text_table
+
+
+def _cases(args: argparse.Namespace) -> int:
+    try:
+        cases = select(load_suite(Path(args.rootdir), args.cases_file), args.case)
+    except CaseError as exc:
+        print(f"conv3d-perf: {exc}", file=sys.stderr)
+        return 2
+    if args.small:
+        cases = [c.scaled() for c in cases]
+    if args.json:
+        print(
+            json.dumps(
+                [{**c.to_dict(), "output": list(c.output), "flop": c.flop} for c in cases], indent=2
+            )
+        )
+        return 0
+    body = [
+        [
+            c.name,
+            str(c.n),
+            str(c.ic),
+            str(c.oc),
+            "x".join(map(str, c.kernel)),
+            "x".join(map(str, c.input)),
+            "x".join(map(str, c.output)),
+            ",".join(map(str, c.stride)),
+            ",".join(map(str, c.padding)),
+            ",".join(map(str, c.dilation)),
+            "yes" if c.bias else "no",
+            f"{c.flop:.3e}",
+        ]
+        for c in cases
+    ]
+    print(
+        text_table(
+            [
+                "case",
+                "N",
+                "IC",
+                "OC",
+                "kernel",
+                "input",
+                "output",
+                "stride",
+                "pad",
+                "dil",
+                "bias",
+                "FLOP",
+            ],
+            body,
+        )
+    )
+    print(f"{len(cases)} cases{' (scaled down for the interpreter)' if args.small else ''}")
+    return 0
+
+
+def _update(args: argparse.Namespace, extra: list[str]) -> int:
+    import pytest
+
+    argv = ["--conv3d-update-baselines", "-p", "no:cacheprovider"]
+    argv += [f"--conv3d-case={name}" for name in args.case]
+    argv += ["--conv3d-dry-run"] * args.dry_run + ["--conv3d-force"] * args.force
+    argv += ["--conv3d-require-gpu", *extra]
+    print("conv3d-perf: running pytest " + " ".join(argv), flush=True)
+    return int(pytest.main(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="conv3d-perf",
+        description="Correctness and noise-aware performance gating of a conv3d kernel. "
+        "`pytest` checks correctness, `pytest --conv3d-perf` also times and compares with "
+        "the baseline; this command lists cases and writes baselines.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+
+    cases = verbs.add_parser("cases", help="list the case suite with sizes and FLOP counts")
+    cases.add_argument(
+        "--small",
+        action="store_true",
+        help="show the scaled-down variants the CPU interpreter runs",
+    )
+    cases.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cases.add_argument(
+        "--case", action="append", default=[], metavar="NAME", help="only this case (repeatable)"
+    )
+    cases.add_argument(
+        "--cases-file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="a TOML or JSON file of extra cases (repeatable)",
+    )
+    cases.add_argument(
+        "--rootdir",
+        default=".",
+        help="project folder whose pyproject.toml may add cases (default: .)",
+    )
+    cases.set_defaults(run=lambda a, extra: _cases(a))
+
+    update = verbs.add_parser(
+        "update-baselines",
+        help="measure on this GPU and write baselines/<gpu>.json",
+        description="Measure the cases on this GPU (through pytest --conv3d-perf "
+        "--conv3d-update-baselines) and write this GPU's baseline file: atomically, under a "
+        "lock, touching only the measured cases, rewriting only entries that moved by more "
+        "than a third of the warn threshold or that are named with --case. Arguments after "
+        "`--` go to pytest.",
+    )
+    update.add_argument(
+        "--case",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="measure and rewrite this case (repeatable; default: all)",
+    )
+    update.add_argument(
+        "--dry-run", action="store_true", help="show what would change, write nothing"
+    )
+    update.add_argument(
+        "--force",
+        action="store_true",
+        help="store unstable measurements and rewrite unmoved entries",
+    )
+    update.set_defaults(run=_update)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    raise SystemExit("not yet")  # replaced below
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
+    args = build_parser().parse_args(argv)
+    return args.run(args, extra)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def cuda_device_info() -> dict[str, Any]:
         info["driver"] = pynvml.nvmlSystemGetDriverVersion()
         if isinstance(info["driver"], bytes):
             info["driver"] = info["driver"].decode()
-    except Exception:  # noqa: BLE001 - NVML is optional
+    except Exception:  # NVML is optional
         info["driver"] = ""
     return {**software(), **info}
 

@@ -36,15 +36,20 @@ class Conv3dChecker:
         except CaseError as exc:
             pytest.fail(str(exc), pytrace=False)
 
-    def _run(self, runner: Any, target: Any, case: CaseLike, precision: str | None,
-             trials: int | None) -> list[check.CheckReport]:
+    def _run(
+        self, runner: Any, target: Any, case: CaseLike, precision: str | None, trials: int | None
+    ) -> list[check.CheckReport]:
         resolved = self._case(case)
         rule = check.rule_for(precision or check.declared_precision(target))
         try:
             reports = runner(
-                target, resolved, self._session.device,
+                target,
+                resolved,
+                self._session.device,
                 trials=trials or self._session.settings.trials,
-                seed=self._session.settings.seed, rule=rule, scaled=self._session.scaled,
+                seed=self._session.settings.seed,
+                rule=rule,
+                scaled=self._session.scaled,
             )
         except check.ShapeError as exc:
             pytest.fail(str(exc), pytrace=False)
@@ -52,12 +57,24 @@ class Conv3dChecker:
             pytest.fail(reports[-1].message(), pytrace=False)
         return reports
 
-    def __call__(self, fn: check.Conv3dFn, case: CaseLike = None, *, precision: str | None = None,
-                 trials: int | None = None) -> list[check.CheckReport]:
+    def __call__(
+        self,
+        fn: check.Conv3dFn,
+        case: CaseLike = None,
+        *,
+        precision: str | None = None,
+        trials: int | None = None,
+    ) -> list[check.CheckReport]:
         return self._run(check.check_function, fn, case, precision, trials)
 
-    def model(self, model_cls: type[torch.nn.Module], case: CaseLike = None, *,
-              precision: str | None = None, trials: int | None = None) -> list[check.CheckReport]:
+    def model(
+        self,
+        model_cls: type[torch.nn.Module],
+        case: CaseLike = None,
+        *,
+        precision: str | None = None,
+        trials: int | None = None,
+    ) -> list[check.CheckReport]:
         return self._run(check.check_model, model_cls, case, precision, trials)
 
 
@@ -88,8 +105,12 @@ class Conv3dPerf:
     callable on a case with PyTorch's conv3d as the interleaved reference. Without
     ``--conv3d-perf`` (or without a GPU) the callable runs once, as a smoke test."""
 
-    def __init__(self, session: Conv3dSession, request: pytest.FixtureRequest,
-                 default_case: Conv3dCase | None) -> None:
+    def __init__(
+        self,
+        session: Conv3dSession,
+        request: pytest.FixtureRequest,
+        default_case: Conv3dCase | None,
+    ) -> None:
         self._session = session
         self._request = request
         self._default = default_case
@@ -114,17 +135,31 @@ class Conv3dPerf:
             pytest.fail(report.progress_line(result), pytrace=False)
         return result
 
-    def __call__(self, fn: Any, *args: Any, name: str | None = None, reference: Any = None,
-                 flop: int | None = None, **kwargs: Any) -> Any:
+    def __call__(
+        self,
+        fn: Any,
+        *args: Any,
+        name: str | None = None,
+        reference: Any = None,
+        flop: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
         def call() -> object:
             return fn(*args, **kwargs)
 
         ref = (lambda: reference(*args, **kwargs)) if reference is not None else None
         node = self._request.node
-        return self._finish(self._session.gate(
-            name or node.name, node.nodeid, call, ref, fn,
-            self._session.thresholds(None, self._marker), flop,
-        ))
+        return self._finish(
+            self._session.gate(
+                name or node.name,
+                node.nodeid,
+                call,
+                ref,
+                fn,
+                self._session.thresholds(None, self._marker),
+                flop,
+            )
+        )
 
     def case(self, fn: check.Conv3dFn, case: CaseLike = None) -> Any:
         if case is None and self._default is None:
@@ -133,8 +168,14 @@ class Conv3dPerf:
         assert resolved is not None
         device = self._session.device
         inputs = check.random_inputs(resolved, device, self._session.settings.seed)
-        args = (inputs.x, inputs.weight, inputs.bias,
-                resolved.stride, resolved.padding, resolved.dilation)
+        args = (
+            inputs.x,
+            inputs.weight,
+            inputs.bias,
+            resolved.stride,
+            resolved.padding,
+            resolved.dilation,
+        )
 
         def call() -> object:
             return fn(*args)
@@ -142,10 +183,18 @@ class Conv3dPerf:
         def reference() -> object:
             return torch.nn.functional.conv3d(*args)
 
-        return self._finish(self._session.gate(
-            resolved.name, self._request.node.nodeid, call, reference, fn,
-            self._session.thresholds(resolved, self._marker), resolved.flop, resolved,
-        ))
+        return self._finish(
+            self._session.gate(
+                resolved.name,
+                self._request.node.nodeid,
+                call,
+                reference,
+                fn,
+                self._session.thresholds(resolved, self._marker),
+                resolved.flop,
+                resolved,
+            )
+        )
 
 
 @pytest.fixture

@@ -13,8 +13,12 @@ from pytest_conv3d_perf.verdict import Verdict
 
 REPORT_SCHEMA = 1
 _MARKS = {
-    Verdict.REGRESSION: "❌", Verdict.UNSTABLE: "❔", Verdict.WARNING: "⚠️",
-    Verdict.NEW: "🆕", Verdict.IMPROVEMENT: "🚀", Verdict.UNCHANGED: "✅",
+    Verdict.REGRESSION: "❌",
+    Verdict.UNSTABLE: "❔",
+    Verdict.WARNING: "⚠️",
+    Verdict.NEW: "🆕",
+    Verdict.IMPROVEMENT: "🚀",
+    Verdict.UNCHANGED: "✅",
 }
 
 
@@ -36,21 +40,31 @@ def _opt(value: float | None, fmt: str) -> str:
 def rows(results: Sequence[CaseResult]) -> list[list[str]]:
     out = []
     for r in ordered(results):
-        out.append([
-            r.name,
-            f"{r.ms:.4f}",
-            f"±{r.halfwidth_pct:.2f}%",
-            _opt(r.baseline.median_ms if r.baseline else None, ".4f"),
-            _change(r),
-            r.verdict.value,
-            _opt(r.tflops, ".1f"),
-            _opt(r.speedup_vs_reference, ".2f") + ("x" if r.speedup_vs_reference else ""),
-        ])
+        out.append(
+            [
+                r.name,
+                f"{r.ms:.4f}",
+                f"±{r.halfwidth_pct:.2f}%",
+                _opt(r.baseline.median_ms if r.baseline else None, ".4f"),
+                _change(r),
+                r.verdict.value,
+                _opt(r.tflops, ".1f"),
+                _opt(r.speedup_vs_reference, ".2f") + ("x" if r.speedup_vs_reference else ""),
+            ]
+        )
     return out
 
 
-HEADER = ["case", "ms", "interval", "baseline ms", "change [95% interval]", "verdict",
-          "TFLOP/s", "vs PyTorch"]
+HEADER = [
+    "case",
+    "ms",
+    "interval",
+    "baseline ms",
+    "change [95% interval]",
+    "verdict",
+    "TFLOP/s",
+    "vs PyTorch",
+]
 
 
 def text_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
@@ -90,9 +104,7 @@ def progress_line(r: CaseResult) -> str:
 
 
 def actions_table(actions: Sequence[Action]) -> str:
-    body = [
-        [a.case, a.action, _opt(a.old_ms, ".4f"), f"{a.new_ms:.4f}", a.reason] for a in actions
-    ]
+    body = [[a.case, a.action, _opt(a.old_ms, ".4f"), f"{a.new_ms:.4f}", a.reason] for a in actions]
     return text_table(["case", "action", "old ms", "new ms", "why"], body)
 
 
@@ -151,12 +163,22 @@ def _pb_stats(samples_ms: Sequence[float]) -> dict[str, Any]:
     iqr = q3 - q1
     inside = [x for x in s if q1 - 1.5 * iqr <= x <= q3 + 1.5 * iqr] or s
     return {
-        "min": s[0], "max": s[-1], "mean": mean, "stddev": std, "rounds": n,
-        "median": q(0.5), "iqr": iqr, "q1": q1, "q3": q3,
+        "min": s[0],
+        "max": s[-1],
+        "mean": mean,
+        "stddev": std,
+        "rounds": n,
+        "median": q(0.5),
+        "iqr": iqr,
+        "q1": q1,
+        "q3": q3,
         "iqr_outliers": n - len(inside),
         "stddev_outliers": sum(1 for x in s if abs(x - mean) > std),
         "outliers": f"{sum(1 for x in s if abs(x - mean) > std)};{n - len(inside)}",
-        "ld15iqr": inside[0], "hd15iqr": inside[-1], "ops": 1 / mean, "total": sum(s),
+        "ld15iqr": inside[0],
+        "hd15iqr": inside[-1],
+        "ops": 1 / mean,
+        "total": sum(s),
         "iterations": 1,
     }
 
@@ -167,22 +189,44 @@ def to_pytest_benchmark(results: Sequence[CaseResult], meta: dict[str, Any]) -> 
     env = meta.get("environment", {})
     return {
         "machine_info": {
-            "node": env.get("gpu", ""), "processor": env.get("gpu", ""),
-            "machine": "cuda", "python_implementation": "CPython",
-            "python_version": env.get("python", ""), "system": "Linux", "release": "",
-            "cpu": {}, "gpu": env,
+            "node": env.get("gpu", ""),
+            "processor": env.get("gpu", ""),
+            "machine": "cuda",
+            "python_implementation": "CPython",
+            "python_version": env.get("python", ""),
+            "system": "Linux",
+            "release": "",
+            "cpu": {},
+            "gpu": env,
         },
-        "commit_info": {"id": env.get("commit", ""), "time": env.get("date", ""),
-                        "dirty": False, "project": "pytest-conv3d-perf", "branch": ""},
+        "commit_info": {
+            "id": env.get("commit", ""),
+            "time": env.get("date", ""),
+            "dirty": False,
+            "project": "pytest-conv3d-perf",
+            "branch": "",
+        },
         "benchmarks": [
             {
-                "group": "conv3d", "name": r.name, "fullname": r.nodeid,
-                "params": None, "param": None,
-                "extra_info": {"verdict": r.verdict.value,
-                               "change_pct": r.change.pct if r.change else None,
-                               "tflops": r.tflops},
-                "options": {"timer": "cuda events", "l2": r.measurement.l2, "disable_gc": False,
-                            "min_rounds": 0, "max_time": 0, "min_time": 0, "warmup": True},
+                "group": "conv3d",
+                "name": r.name,
+                "fullname": r.nodeid,
+                "params": None,
+                "param": None,
+                "extra_info": {
+                    "verdict": r.verdict.value,
+                    "change_pct": r.change.pct if r.change else None,
+                    "tflops": r.tflops,
+                },
+                "options": {
+                    "timer": "cuda events",
+                    "l2": r.measurement.l2,
+                    "disable_gc": False,
+                    "min_rounds": 0,
+                    "max_time": 0,
+                    "min_time": 0,
+                    "warmup": True,
+                },
                 "stats": _pb_stats(r.measurement.samples),
             }
             for r in ordered(results)
@@ -197,7 +241,9 @@ def to_gab(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
     """github-action-benchmark's customSmallerIsBetter input."""
     return [
         {
-            "name": r.name, "unit": "ms", "value": round(r.ms, 6),
+            "name": r.name,
+            "unit": "ms",
+            "value": round(r.ms, 6),
             "range": f"±{r.halfwidth_pct:.2f}%",
             "extra": f"verdict: {r.verdict.value}; samples: {r.measurement.kernel.n}",
         }
@@ -216,8 +262,11 @@ def mermaid_chart(results: Sequence[CaseResult]) -> str:
         return ""
     fail = shown[0].thresholds.fail_pct
     warn = shown[0].thresholds.warn_pct
-    top = max([fail * 1.5] + [abs(r.change.high_pct) for r in shown]
-              + [abs(r.change.low_pct) for r in shown])
+    top = max(
+        [fail * 1.5]
+        + [abs(r.change.high_pct) for r in shown]
+        + [abs(r.change.low_pct) for r in shown]
+    )
     names = ", ".join(f'"{r.name}"' for r in shown)
     lines = [
         "```mermaid",
@@ -237,8 +286,9 @@ def mermaid_chart(results: Sequence[CaseResult]) -> str:
     return "\n".join(lines)
 
 
-def markdown(results: Sequence[CaseResult], meta: dict[str, Any],
-             actions: Sequence[Action] = ()) -> str:
+def markdown(
+    results: Sequence[CaseResult], meta: dict[str, Any], actions: Sequence[Action] = ()
+) -> str:
     env = meta.get("environment", {})
     head = headline(results)
     lines = [f"## {'❌' if any(r.fails for r in results) else '✅'} {_md(head)}", ""]
@@ -247,8 +297,11 @@ def markdown(results: Sequence[CaseResult], meta: dict[str, Any],
         f"Triton {_md(str(env.get('triton', '?')))}; L2 {_md(str(meta.get('l2', '?')))}; "
         f"fail above {meta.get('fail_pct', '?')}%, warn above {meta.get('warn_pct', '?')}%."
     )
-    lines += ["", "| | case | ms | baseline ms | change [95% interval] | verdict | TFLOP/s | "
-              "vs PyTorch |", "|---|---|---:|---:|---|---|---:|---:|"]
+    lines += [
+        "",
+        "| | case | ms | baseline ms | change [95% interval] | verdict | TFLOP/s | vs PyTorch |",
+        "|---|---|---:|---:|---|---|---:|---:|",
+    ]
     for r, row in zip(ordered(results), rows(results)):
         lines.append(
             f"| {_MARKS[r.verdict]} | {_md(row[0])} | {row[1]} {row[2]} | {row[3]} | "
@@ -263,8 +316,11 @@ def markdown(results: Sequence[CaseResult], meta: dict[str, Any],
     if chart:
         lines += ["", chart]
     if any(r.verdict is Verdict.IMPROVEMENT for r in results):
-        lines += ["", "Faster beyond the threshold: consider updating the baseline "
-                  "(the baseline-update workflow, or `conv3d-perf update-baselines`)."]
+        lines += [
+            "",
+            "Faster beyond the threshold: consider updating the baseline "
+            "(the baseline-update workflow, or `conv3d-perf update-baselines`).",
+        ]
     if actions:
         lines += ["", "### Baseline update", "", "```", actions_table(actions), "```"]
     return "\n".join(lines) + "\n"

@@ -36,7 +36,9 @@ def select_runtime(requested: str = "auto") -> Runtime:
     whether a ``@triton.jit`` function is compiled or interpreted.
     """
     if requested not in DEVICE_CHOICES:
-        raise DeviceError(f"unknown device {requested!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+        raise DeviceError(
+            f"unknown device {requested!r}; choose one of {', '.join(DEVICE_CHOICES)}"
+        )
     import torch
 
     has_gpu = torch.cuda.is_available()

@@ -103,9 +103,15 @@ class Conv3dSession:
         return Thresholds(float(fail), float(min(warn, fail)))
 
     def gate(
-        self, name: str, nodeid: str, call: Callable[[], object],
-        reference: Callable[[], object] | None, fn: object, thresholds: Thresholds,
-        flop: int | None = None, case: Conv3dCase | None = None,
+        self,
+        name: str,
+        nodeid: str,
+        call: Callable[[], object],
+        reference: Callable[[], object] | None,
+        fn: object,
+        thresholds: Thresholds,
+        flop: int | None = None,
+        case: Conv3dCase | None = None,
     ) -> CaseResult | None:
         """Time ``call`` and decide; without timing, run it once as a smoke test."""
         if not self.timing:
@@ -113,27 +119,42 @@ class Conv3dSession:
             return None
         assert self.timer is not None
         base = self.baselines.get(name)
-        plan = Plan(budget_s=self.settings.budget_s,
-                    target_halfwidth_pct=thresholds.target_halfwidth_pct)
+        plan = Plan(
+            budget_s=self.settings.budget_s, target_halfwidth_pct=thresholds.target_halfwidth_pct
+        )
         out = run_gate(self.timer, call, reference, base, thresholds, plan, self.settings.l2)
         m = out.measurement
         entry = BaselineEntry(
-            median_ms=m.kernel.median, ci_low_ms=m.kernel.low, ci_high_ms=m.kernel.high,
-            samples=m.kernel.n, l2=m.l2,
+            median_ms=m.kernel.median,
+            ci_low_ms=m.kernel.low,
+            ci_high_ms=m.kernel.high,
+            samples=m.kernel.n,
+            l2=m.l2,
             reference_ms=m.reference.median if m.reference else None,
             reference_ci_ms=[m.reference.low, m.reference.high] if m.reference else None,
-            sm_mhz=m.sm_mhz, kernel_hash=source_hash(fn), autotune=autotune_config(fn),
+            sm_mhz=m.sm_mhz,
+            kernel_hash=source_hash(fn),
+            autotune=autotune_config(fn),
             case=case.to_dict() if case else None,
             environment={**self.device_info, "date": now_utc()},
         )
         result = CaseResult(
-            name=name, nodeid=nodeid, verdict=out.verdict, measurement=m,
-            thresholds=thresholds, entry=entry, baseline=base,
-            change=out.assessment.change, drift=out.assessment.drift,
-            reasons=out.assessment.reasons, flop=flop, measurements=out.measurements,
+            name=name,
+            nodeid=nodeid,
+            verdict=out.verdict,
+            measurement=m,
+            thresholds=thresholds,
+            entry=entry,
+            baseline=base,
+            change=out.assessment.change,
+            drift=out.assessment.drift,
+            reasons=out.assessment.reasons,
+            flop=flop,
+            measurements=out.measurements,
         )
         result.fails = not self.settings.update and fails_run(
-            out.verdict, unstable_policy=self.settings.unstable_policy,
+            out.verdict,
+            unstable_policy=self.settings.unstable_policy,
             new_policy=self.settings.new_policy,
         )
         self.results.append(result)
@@ -149,14 +170,19 @@ class Conv3dSession:
                 for r in self.results
             }
             self.actions = self.store.update(
-                measured, churn_pct=self.settings.warn_pct / 3, force=self.settings.force,
-                requested=frozenset(self.settings.case_names), dry_run=self.settings.dry_run,
+                measured,
+                churn_pct=self.settings.warn_pct / 3,
+                force=self.settings.force,
+                requested=frozenset(self.settings.case_names),
+                dry_run=self.settings.dry_run,
             )
         meta = self.meta()
         outputs: list[tuple[Path | None, Any]] = [
             (self.settings.json_path, lambda: report.to_json(self.results, meta)),
-            (self.settings.benchmark_json_path,
-             lambda: report.to_pytest_benchmark(self.results, meta)),
+            (
+                self.settings.benchmark_json_path,
+                lambda: report.to_pytest_benchmark(self.results, meta),
+            ),
             (self.settings.gab_json_path, lambda: report.to_gab(self.results)),
         ]
         for path, build in outputs:
@@ -197,9 +223,12 @@ class Conv3dSession:
         if self.actions:
             verb = "would change (dry run)" if self.settings.dry_run else "changed"
             n = sum(a.writes for a in self.actions)
-            lines += ["", f"baseline {self.store.path if self.store else ''}: "
-                      f"{n} entr{'y' if n == 1 else 'ies'} {verb}",
-                      report.actions_table(self.actions)]
+            lines += [
+                "",
+                f"baseline {self.store.path if self.store else ''}: "
+                f"{n} entr{'y' if n == 1 else 'ies'} {verb}",
+                report.actions_table(self.actions),
+            ]
         lines += [f"wrote {p}" for p in self.written]
         lines.append(report.headline(self.results))
         return lines

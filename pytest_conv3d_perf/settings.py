@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
 import pytest
 
 from pytest_conv3d_perf.runtime import DEVICE_CHOICES
@@ -61,79 +62,153 @@ def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
 
 # (option, ini name, default, help). Each ini value mirrors its option; the option wins.
 _VALUED = [
-    ("--conv3d-device", "conv3d_device", "auto",
-     "where the kernel runs: auto (a CUDA GPU if there is one, else the CPU under Triton's "
-     "interpreter), cuda or cpu. Default: auto."),
-    ("--conv3d-size", "conv3d_size", "auto",
-     "case sizes: full, small (scaled down for the interpreter) or auto (full on a GPU, "
-     "small on the CPU). Default: auto."),
-    ("--conv3d-trials", "conv3d_trials", "5",
-     "correctness trials per case, each with fresh random inputs. Default: 5 (KernelBench)."),
+    (
+        "--conv3d-device",
+        "conv3d_device",
+        "auto",
+        "where the kernel runs: auto (a CUDA GPU if there is one, else the CPU under Triton's "
+        "interpreter), cuda or cpu. Default: auto.",
+    ),
+    (
+        "--conv3d-size",
+        "conv3d_size",
+        "auto",
+        "case sizes: full, small (scaled down for the interpreter) or auto (full on a GPU, "
+        "small on the CPU). Default: auto.",
+    ),
+    (
+        "--conv3d-trials",
+        "conv3d_trials",
+        "5",
+        "correctness trials per case, each with fresh random inputs. Default: 5 (KernelBench).",
+    ),
     ("--conv3d-seed", "conv3d_seed", "0", "base seed of the random inputs. Default: 0."),
-    ("--conv3d-fail", "conv3d_fail", "2",
-     "fail threshold in percent: a slowdown above it, with confidence, is a regression. "
-     "Decimals are fine. Default: 2."),
-    ("--conv3d-warn", "conv3d_warn", "1",
-     "warn threshold in percent: a slowdown above it is a warning. Default: 1."),
-    ("--conv3d-unstable", "conv3d_unstable", "fail",
-     "what an unstable case does to the run (interval too wide to decide, or the GPU "
-     "throttled): fail or pass. Default: fail, since a gate that cannot tell must not pass."),
-    ("--conv3d-new", "conv3d_new", "pass",
-     "what a case with no baseline for this GPU does to the run: fail or pass. "
-     "Default: pass, so adding a case does not block a pull request."),
-    ("--conv3d-budget", "conv3d_budget", "10",
-     "time budget per case in seconds for adaptive sampling, warm-up excluded. Default: 10."),
-    ("--conv3d-l2", "conv3d_l2", "flush",
-     "cache state for timing: flush (L2 flushed before every sample, cold) or warm. "
-     "Default: flush."),
-    ("--conv3d-baseline-dir", "conv3d_baseline_dir", "baselines",
-     "folder of the per-GPU baseline files, relative to the rootdir. Default: baselines."),
-    ("--conv3d-json", "conv3d_json", "",
-     "write the results as JSON (this plugin's schema) to this path."),
-    ("--conv3d-benchmark-json", "conv3d_benchmark_json", "",
-     "write the results in pytest-benchmark's JSON layout (readable by "
-     "`pytest-benchmark compare`) to this path."),
-    ("--conv3d-gab-json", "conv3d_gab_json", "",
-     "write github-action-benchmark's customSmallerIsBetter JSON to this path."),
-    ("--conv3d-markdown", "conv3d_markdown", "",
-     "write a Markdown summary to this path; $GITHUB_STEP_SUMMARY gets it too when set."),
+    (
+        "--conv3d-fail",
+        "conv3d_fail",
+        "2",
+        "fail threshold in percent: a slowdown above it, with confidence, is a regression. "
+        "Decimals are fine. Default: 2.",
+    ),
+    (
+        "--conv3d-warn",
+        "conv3d_warn",
+        "1",
+        "warn threshold in percent: a slowdown above it is a warning. Default: 1.",
+    ),
+    (
+        "--conv3d-unstable",
+        "conv3d_unstable",
+        "fail",
+        "what an unstable case does to the run (interval too wide to decide, or the GPU "
+        "throttled): fail or pass. Default: fail, since a gate that cannot tell must not pass.",
+    ),
+    (
+        "--conv3d-new",
+        "conv3d_new",
+        "pass",
+        "what a case with no baseline for this GPU does to the run: fail or pass. "
+        "Default: pass, so adding a case does not block a pull request.",
+    ),
+    (
+        "--conv3d-budget",
+        "conv3d_budget",
+        "10",
+        "time budget per case in seconds for adaptive sampling, warm-up excluded. Default: 10.",
+    ),
+    (
+        "--conv3d-l2",
+        "conv3d_l2",
+        "flush",
+        "cache state for timing: flush (L2 flushed before every sample, cold) or warm. "
+        "Default: flush.",
+    ),
+    (
+        "--conv3d-baseline-dir",
+        "conv3d_baseline_dir",
+        "baselines",
+        "folder of the per-GPU baseline files, relative to the rootdir. Default: baselines.",
+    ),
+    (
+        "--conv3d-json",
+        "conv3d_json",
+        "",
+        "write the results as JSON (this plugin's schema) to this path.",
+    ),
+    (
+        "--conv3d-benchmark-json",
+        "conv3d_benchmark_json",
+        "",
+        "write the results in pytest-benchmark's JSON layout (readable by "
+        "`pytest-benchmark compare`) to this path.",
+    ),
+    (
+        "--conv3d-gab-json",
+        "conv3d_gab_json",
+        "",
+        "write github-action-benchmark's customSmallerIsBetter JSON to this path.",
+    ),
+    (
+        "--conv3d-markdown",
+        "conv3d_markdown",
+        "",
+        "write a Markdown summary to this path; $GITHUB_STEP_SUMMARY gets it too when set.",
+    ),
 ]
 
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup(GROUP, "conv3d kernel correctness and performance gate")
     group.addoption(
-        "--conv3d-perf", action="store_true", default=False,
+        "--conv3d-perf",
+        action="store_true",
+        default=False,
         help="also time every case on the GPU and compare it with the stored baseline; "
         "a confirmed regression fails the run.",
     )
     group.addoption(
-        "--conv3d-require-gpu", action="store_true", default=False,
+        "--conv3d-require-gpu",
+        action="store_true",
+        default=False,
         help="fail, instead of skipping, when no CUDA GPU is visible (for CI GPU runners).",
     )
     group.addoption(
-        "--conv3d-update-baselines", action="store_true", default=False,
+        "--conv3d-update-baselines",
+        action="store_true",
+        default=False,
         help="write the measured cases into this GPU's baseline file (implies --conv3d-perf).",
     )
     group.addoption(
-        "--conv3d-dry-run", action="store_true", default=False,
+        "--conv3d-dry-run",
+        action="store_true",
+        default=False,
         help="with --conv3d-update-baselines: show what would change, write nothing.",
     )
     group.addoption(
-        "--conv3d-force", action="store_true", default=False,
+        "--conv3d-force",
+        action="store_true",
+        default=False,
         help="with --conv3d-update-baselines: store unstable measurements and rewrite "
         "entries that did not move.",
     )
     group.addoption(
-        "--conv3d-case", action="append", default=[], metavar="NAME",
+        "--conv3d-case",
+        action="append",
+        default=[],
+        metavar="NAME",
         help="run only this case (repeatable).",
     )
     group.addoption(
-        "--conv3d-cases-file", action="append", default=[], metavar="PATH",
+        "--conv3d-cases-file",
+        action="append",
+        default=[],
+        metavar="PATH",
         help="a TOML or JSON file of extra cases (repeatable; adds to the ini's list).",
     )
     parser.addini(
-        "conv3d_cases_files", type="paths", default=[],
+        "conv3d_cases_files",
+        type="paths",
+        default=[],
         help="TOML or JSON files of extra cases, relative to the ini file.",
     )
     for option, ini, default, text in _VALUED:
@@ -190,7 +265,9 @@ class Settings:
         files = [Path(p) for p in config.getini("conv3d_cases_files")]
         files += [Path(p) for p in config.getoption("--conv3d-cases-file")]
         return cls(
-            device=_choice(get("--conv3d-device", "conv3d_device"), DEVICE_CHOICES, "--conv3d-device"),
+            device=_choice(
+                get("--conv3d-device", "conv3d_device"), DEVICE_CHOICES, "--conv3d-device"
+            ),
             size=_choice(get("--conv3d-size", "conv3d_size"), SIZES, "--conv3d-size"),
             trials=parse_int(get("--conv3d-trials", "conv3d_trials"), "--conv3d-trials", 1),
             seed=parse_int(get("--conv3d-seed", "conv3d_seed"), "--conv3d-seed", 0),
@@ -201,7 +278,9 @@ class Settings:
             force=bool(config.getoption("--conv3d-force")),
             fail_pct=fail,
             warn_pct=warn,
-            unstable_policy=_choice(get("--conv3d-unstable", "conv3d_unstable"), POLICIES, "--conv3d-unstable"),
+            unstable_policy=_choice(
+                get("--conv3d-unstable", "conv3d_unstable"), POLICIES, "--conv3d-unstable"
+            ),
             new_policy=_choice(get("--conv3d-new", "conv3d_new"), POLICIES, "--conv3d-new"),
             budget_s=parse_positive(get("--conv3d-budget", "conv3d_budget"), "--conv3d-budget"),
             l2=_choice(get("--conv3d-l2", "conv3d_l2"), L2_MODES, "--conv3d-l2"),

@@ -58,9 +58,16 @@ def summarize(samples: Sequence[float], z: float = Z_95) -> Summary:
     var = sum((x - mean) ** 2 for x in ordered) / (n - 1) if n > 1 else 0.0
     low, high = median_interval(ordered, z)
     return Summary(
-        median=_quantile(ordered, 0.5), low=low, high=high, n=n,
-        q1=_quantile(ordered, 0.25), q3=_quantile(ordered, 0.75),
-        minimum=ordered[0], maximum=ordered[-1], mean=mean, stddev=math.sqrt(var),
+        median=_quantile(ordered, 0.5),
+        low=low,
+        high=high,
+        n=n,
+        q1=_quantile(ordered, 0.25),
+        q3=_quantile(ordered, 0.75),
+        minimum=ordered[0],
+        maximum=ordered[-1],
+        mean=mean,
+        stddev=math.sqrt(var),
     )
 
 
@@ -77,9 +84,7 @@ class Change:
         return (self.high_pct - self.low_pct) / 2
 
 
-def relative_change(
-    now: float, now_halfwidth: float, base: float, base_halfwidth: float
-) -> Change:
+def relative_change(now: float, now_halfwidth: float, base: float, base_halfwidth: float) -> Change:
     """``now / base - 1`` with the two relative half-widths added in quadrature, the
     first-order interval of a ratio of independent estimates."""
     ratio = now / base

@@ -49,7 +49,8 @@ class _Nvml:
             self.handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
         self._nvml = pynvml
         self._reasons = getattr(
-            pynvml, "nvmlDeviceGetCurrentClocksEventReasons",
+            pynvml,
+            "nvmlDeviceGetCurrentClocksEventReasons",
             getattr(pynvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None),
         )
 
@@ -63,7 +64,7 @@ class _Nvml:
 def open_nvml() -> _Nvml | None:
     try:
         return _Nvml()
-    except Exception:  # noqa: BLE001 - NVML is optional; clocks are then unknown
+    except Exception:  # NVML is optional; clocks are then unknown
         return None
 
 

@@ -61,9 +61,7 @@ def decide(change: Change | None, thresholds: Thresholds, *, stable: bool = True
 
 
 def needs_confirmation(verdict: Verdict) -> bool:
-    return verdict in (
-        Verdict.REGRESSION, Verdict.WARNING, Verdict.IMPROVEMENT, Verdict.UNSTABLE
-    )
+    return verdict in (Verdict.REGRESSION, Verdict.WARNING, Verdict.IMPROVEMENT, Verdict.UNSTABLE)
 
 
 def confirm(first: Verdict, second: Verdict) -> Verdict:
@@ -75,7 +73,8 @@ def confirm(first: Verdict, second: Verdict) -> Verdict:
     if second is Verdict.UNSTABLE:
         return Verdict.UNSTABLE
     if {first, second} == {Verdict.IMPROVEMENT, Verdict.REGRESSION} or {first, second} == {
-        Verdict.IMPROVEMENT, Verdict.WARNING
+        Verdict.IMPROVEMENT,
+        Verdict.WARNING,
     }:
         return Verdict.UNCHANGED
     return max(first, second, key=lambda v: v.severity)
@@ -134,8 +133,10 @@ def assess(
         )
         if _beyond(drift, thresholds.warn_pct):
             change = relative_change(
-                now.median_ms / now.ref_median_ms, math.hypot(now.halfwidth, now.ref_halfwidth),
-                base.median_ms / base.ref_median_ms, math.hypot(base.halfwidth, base.ref_halfwidth),
+                now.median_ms / now.ref_median_ms,
+                math.hypot(now.halfwidth, now.ref_halfwidth),
+                base.median_ms / base.ref_median_ms,
+                math.hypot(base.halfwidth, base.ref_halfwidth),
             )
             reasons.append(
                 f"the reference moved {drift.pct:+.2f}%: machine drift, so the kernel is "
@@ -155,8 +156,10 @@ def assess(
         moved = 100 * abs(now.sm_mhz / base.sm_mhz - 1)
         if moved > thresholds.warn_pct:
             cycles = relative_change(
-                now.median_ms * now.sm_mhz, now.halfwidth,
-                base.median_ms * base.sm_mhz, base.halfwidth,
+                now.median_ms * now.sm_mhz,
+                now.halfwidth,
+                base.median_ms * base.sm_mhz,
+                base.halfwidth,
             )
             if decide(cycles, thresholds) is not verdict:
                 verdict = Verdict.UNSTABLE

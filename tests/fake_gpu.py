@@ -6,7 +6,7 @@ reference), FAKE_NOISE (relative standard deviation), FAKE_THROTTLE (a reason na
 FAKE_MHZ (the SM clock), FAKE_BATCH_NOISE (relative standard deviation of an offset drawn
 once per batch, as a drifting GPU gives)."""
 
-CONFTEST = '''
+CONFTEST = """
 import os
 import random
 import time
@@ -48,9 +48,9 @@ def pytest_conv3d_perf_make_timer(config, l2):
 @pytest.hookimpl(tryfirst=True)
 def pytest_conv3d_perf_device_info(config):
     return {"gpu": "Fake GPU 9000", "torch": "x", "triton": "y"}
-'''
+"""
 
-TEST_FILE = '''
+TEST_FILE = """
 import torch
 
 
@@ -60,4 +60,4 @@ def conv(x, w, b, stride, padding, dilation):
 
 def test_speed(conv3d_case, conv3d_perf):
     conv3d_perf.case(conv, conv3d_case)
-'''
+"""

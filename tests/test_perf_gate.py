@@ -14,8 +14,14 @@ BASELINE = "baselines/fake-gpu-9000.json"
 def gate(pytester, monkeypatch):
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_gate=TEST_FILE)
-    for var in ("FAKE_SLOWDOWN", "FAKE_REF_SLOWDOWN", "FAKE_NOISE", "FAKE_THROTTLE", "FAKE_MHZ",
-                "GITHUB_STEP_SUMMARY"):
+    for var in (
+        "FAKE_SLOWDOWN",
+        "FAKE_REF_SLOWDOWN",
+        "FAKE_NOISE",
+        "FAKE_THROTTLE",
+        "FAKE_MHZ",
+        "GITHUB_STEP_SUMMARY",
+    ):
         monkeypatch.delenv(var, raising=False)
 
     def run(*args, cases=CASES, **env):
@@ -64,9 +70,11 @@ def test_five_percent_slowdown_is_a_confirmed_regression(gate, pytester):
     record_baseline(gate, pytester)
     result = gate(FAKE_SLOWDOWN=0.05)
     assert result.ret == 1
-    result.stdout.fnmatch_lines([
-        "*FAILED (2 regression): n1_oc17_bias, pointwise_bias*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*FAILED (2 regression): n1_oc17_bias, pointwise_bias*",
+        ]
+    )
     assert "2 measurement(s)" in result.stdout.str()
 
 
@@ -91,7 +99,9 @@ def test_thresholds_from_ini(gate, pytester):
 
 
 def test_per_case_threshold_from_case_file(gate, pytester):
-    pytester.makefile(".toml", extra="""
+    pytester.makefile(
+        ".toml",
+        extra="""
 [[cases]]
 name = "lenient"
 n = 1
@@ -101,7 +111,8 @@ kernel = 1
 input = [2, 3, 4]
 fail_threshold = 10.0
 warn_threshold = 8.0
-""")
+""",
+    )
     args = ("--conv3d-cases-file=extra.toml", "--conv3d-case=lenient")
     assert gate("--conv3d-update-baselines", *args, cases=()).ret == 0
     result = gate(*args, cases=(), FAKE_SLOWDOWN=0.05)
@@ -175,11 +186,17 @@ def test_corrupt_baseline_is_a_clear_error_and_left_alone(gate, pytester):
         assert path.read_bytes() == before
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"schema": 7, "cases": {}}', "*schema version 7 is not known*"),
-    ('{"schema": 1, "cases": {"a": {"median_ms": 1}}}', "*case 'a': field 'ci_low_ms' is missing*"),
-    ('[1, 2]', "*not a conv3d-perf baseline file*"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"schema": 7, "cases": {}}', "*schema version 7 is not known*"),
+        (
+            '{"schema": 1, "cases": {"a": {"median_ms": 1}}}',
+            "*case 'a': field 'ci_low_ms' is missing*",
+        ),
+        ("[1, 2]", "*not a conv3d-perf baseline file*"),
+    ],
+)
 def test_malformed_baselines(gate, pytester, text, message):
     path = pytester.path / BASELINE
     path.parent.mkdir()
@@ -222,17 +239,28 @@ def test_unstable_measurement_is_not_stored_unless_forced(gate, pytester):
     result = gate("--conv3d-update-baselines", "--conv3d-budget=0.3", FAKE_BATCH_NOISE=0.05)
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*not stored in the baseline*--conv3d-force*"])
-    assert gate("--conv3d-update-baselines", "--conv3d-budget=0.3", "--conv3d-force",
-                FAKE_BATCH_NOISE=0.05).ret == 0
+    assert (
+        gate(
+            "--conv3d-update-baselines",
+            "--conv3d-budget=0.3",
+            "--conv3d-force",
+            FAKE_BATCH_NOISE=0.05,
+        ).ret
+        == 0
+    )
 
 
 def test_reports(gate, pytester, tmp_path, monkeypatch):
     record_baseline(gate, pytester)
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    result = gate("--conv3d-json=out/r.json", "--conv3d-benchmark-json=out/pb.json",
-                  "--conv3d-gab-json=out/gab.json", "--conv3d-markdown=out/r.md",
-                  FAKE_SLOWDOWN=0.05)
+    result = gate(
+        "--conv3d-json=out/r.json",
+        "--conv3d-benchmark-json=out/pb.json",
+        "--conv3d-gab-json=out/gab.json",
+        "--conv3d-markdown=out/r.md",
+        FAKE_SLOWDOWN=0.05,
+    )
     assert result.ret == 1
     report = json.loads((pytester.path / "out/r.json").read_text())
     assert report["failed"] == ["n1_oc17_bias", "pointwise_bias"]
@@ -255,10 +283,16 @@ def test_pytest_benchmark_compare_reads_our_json(gate, pytester):
     record_baseline(gate, pytester)
     gate("--conv3d-benchmark-json=pb.json")
     out = subprocess.run(
-        [sys.executable, "-c", "from pytest_benchmark.cli import main; main()", "compare",
-         str(pytester.path / "pb.json"),
-         "--columns=min,median,max"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "from pytest_benchmark.cli import main; main()",
+            "compare",
+            str(pytester.path / "pb.json"),
+            "--columns=min,median,max",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     assert "n1_oc17_bias" in out.stdout and "pointwise_bias" in out.stdout

@@ -1,0 +1,233 @@
+"""How good are the gate's verdicts? False alarms, power and cost, against the naive method.
+
+    python bench/gate_quality.py false-alarms --runs 10 --out DIR
+    python bench/gate_quality.py power --slowdowns 0.02,0.05 --runs 3 --out DIR
+
+false-alarms: records a baseline with the update command, then runs the gate N times, each
+in a fresh process, against it, with the code unchanged; counts regression and warning
+verdicts over all cases. power: the kernel slowed by a calibrated delay kernel
+(bench/inject_slowdown.py); the fraction of case runs flagged. Each phase also runs the
+naive method in fresh processes (one triton.testing.do_bench median per case, compared at
+the thresholds) on the same test. Needs a CUDA GPU; prints a table last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEED_TEST = "tests/test_suite.py::test_conv3d_speed"
+
+
+def _env(slowdown: float = 0.0, report: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT / "bench"), env.get("PYTHONPATH", "")])
+    )
+    env["CONV3D_INJECT_SLOWDOWN"] = str(slowdown)
+    env["PYTHONUNBUFFERED"] = "1"
+    if report:
+        env["CONV3D_INJECT_REPORT"] = str(report)
+    return env
+
+
+def gate_run(
+    out: Path,
+    tag: str,
+    baseline_dir: Path,
+    budget: float,
+    slowdown: float = 0.0,
+    update: bool = False,
+) -> tuple[dict, float]:
+    report = out / f"{tag}.json"
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        SPEED_TEST,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "inject_slowdown",
+        "--conv3d-perf",
+        f"--conv3d-budget={budget}",
+        f"--conv3d-baseline-dir={baseline_dir}",
+        f"--conv3d-json={report}",
+    ]
+    if update:
+        args.append("--conv3d-update-baselines")
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        args,
+        cwd=ROOT,
+        env=_env(slowdown, out / f"{tag}.inject.json"),
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    (out / f"{tag}.log").write_text(proc.stdout + proc.stderr)
+    print(f"# {tag}: rc={proc.returncode} {wall:.1f} s", flush=True)
+    return json.loads(report.read_text()), wall
+
+
+def naive_run(out: Path, tag: str, slowdown: float = 0.0) -> dict[str, float]:
+    path = out / f"{tag}.naive.json"
+    subprocess.run(
+        [sys.executable, __file__, "naive-child", "--json", str(path)],
+        cwd=ROOT,
+        env=_env(slowdown),
+        check=True,
+    )
+    return json.loads(path.read_text())
+
+
+def naive_child(path: Path) -> None:
+    """One fresh process: one do_bench median per case, as people time a kernel today."""
+    import torch
+    import triton.testing
+
+    import kernels.conv3d as module
+    from pytest_conv3d_perf import check
+    from pytest_conv3d_perf.cases import builtin_cases
+
+    fraction = float(os.environ.get("CONV3D_INJECT_SLOWDOWN", "0") or 0)
+    fn = module.conv3d
+    if fraction:
+        from inject_slowdown import make_slowed
+
+        fn = make_slowed(fn, fraction, {})
+    times = {}
+    for case in builtin_cases():
+        inputs = check.random_inputs(case, torch.device("cuda"), 0)
+        args = (inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
+        fn(*args)
+        times[case.name] = float(
+            triton.testing.do_bench(lambda args=args: fn(*args), return_mode="median")
+        )
+    path.write_text(json.dumps(times))
+
+
+def naive_verdict(now: float, base: float, fail: float = 2.0, warn: float = 1.0) -> str:
+    change = 100 * (now / base - 1)
+    return "regression" if change > fail else "warning" if change > warn else "unchanged"
+
+
+def _tally(verdicts: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in verdicts:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
+def false_alarms(args: argparse.Namespace) -> dict:
+    out = args.out
+    base_dir = out / "baselines"
+    _, wall = gate_run(out, "record", base_dir, args.budget, update=True)
+    gate_verdicts, walls, halfwidths = [], [], {}
+    naive_base = naive_run(out, "naive-base")
+    naive_verdicts = []
+    for i in range(args.runs):
+        report, wall = gate_run(out, f"run{i}", base_dir, args.budget)
+        walls.append(wall)
+        for r in report["results"]:
+            gate_verdicts.append(r["verdict"])
+            halfwidths.setdefault(r["case"], []).append(
+                100 * (r["ci_ms"][1] - r["ci_ms"][0]) / 2 / r["median_ms"]
+            )
+        naive = naive_run(out, f"naive{i}")
+        naive_verdicts += [naive_verdict(naive[c], naive_base[c]) for c in naive]
+    return {
+        "gate": _tally(gate_verdicts),
+        "naive": _tally(naive_verdicts),
+        "walls": walls,
+        "halfwidths": halfwidths,
+        "case_runs": len(gate_verdicts),
+    }
+
+
+def power(args: argparse.Namespace) -> dict:
+    out = args.out
+    base_dir = out / "baselines"
+    gate_run(out, "record", base_dir, args.budget, update=True)
+    naive_base = naive_run(out, "naive-base")
+    result = {}
+    for s in [float(x) for x in args.slowdowns.split(",")]:
+        gate_v, naive_v, achieved = [], [], []
+        for i in range(args.runs):
+            tag = f"slow{s:g}-{i}"
+            report, _ = gate_run(out, tag, base_dir, args.budget, slowdown=s)
+            gate_v += [r["verdict"] for r in report["results"]]
+            inject = out / f"{tag}.inject.json"
+            if inject.exists():
+                achieved += [v["achieved"] for v in json.loads(inject.read_text()).values()]
+            naive = naive_run(out, f"naive-{tag}", slowdown=s)
+            naive_v += [naive_verdict(naive[c], naive_base[c]) for c in naive]
+        result[s] = {"gate": _tally(gate_v), "naive": _tally(naive_v), "achieved": achieved}
+    return result
+
+
+def _flagged(tally: dict[str, int]) -> int:
+    return tally.get("regression", 0) + tally.get("warning", 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("phase", choices=["false-alarms", "power", "naive-child"])
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--budget", type=float, default=3.0, help="--conv3d-budget per case")
+    ap.add_argument("--slowdowns", default="0.02,0.05")
+    ap.add_argument("--out", type=Path, default=Path("gate-quality"))
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    if args.phase == "naive-child":
+        naive_child(args.json)
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.phase == "false-alarms":
+        r = false_alarms(args)
+        (args.out / "false_alarms.json").write_text(json.dumps(r, indent=1))
+        print(
+            f"\nfalse alarms: {args.runs} fresh runs x {r['case_runs'] // args.runs} cases "
+            f"= {r['case_runs']} case runs, unchanged code"
+        )
+        print(f"  gate : {r['gate']}")
+        print(f"  naive: {r['naive']} (one do_bench median, fail 2%, warn 1%)")
+        walls = sorted(r["walls"])
+        print(
+            f"  wall time of a whole --conv3d-perf run: median {walls[len(walls) // 2]:.0f} s,"
+            f" max {walls[-1]:.0f} s"
+        )
+        print("  interval half-width reached per case (median over runs, %):")
+        for case, hw in sorted(r["halfwidths"].items()):
+            print(f"    {case:20s} {sorted(hw)[len(hw) // 2]:.3f}")
+    else:
+        r = power(args)
+        (args.out / "power.json").write_text(json.dumps(r, indent=1))
+        print(f"\npower: {args.runs} fresh runs per slowdown")
+        print(
+            f"{'slowdown':>9s} {'achieved (median)':>18s} {'gate flagged':>14s} "
+            f"{'gate regression':>16s} {'naive flagged':>14s} {'naive regression':>17s}"
+        )
+        for s, v in r.items():
+            n = sum(v["gate"].values())
+            nn = sum(v["naive"].values())
+            ach = sorted(v["achieved"])
+            med = f"{100 * ach[len(ach) // 2]:.2f}%" if ach else "?"
+            print(
+                f"{100 * s:8.0f}% {med:>18s} {_flagged(v['gate']):>8d}/{n:<5d} "
+                f"{v['gate'].get('regression', 0):>10d}/{n:<5d} {_flagged(v['naive']):>8d}/{nn:<5d}"
+                f" {v['naive'].get('regression', 0):>11d}/{nn:<5d}"
+            )
+            print(f"{'':9s} gate verdicts {v['gate']}; naive {v['naive']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

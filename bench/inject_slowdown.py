@@ -1,0 +1,88 @@
+"""A pytest plugin for bench/gate_quality.py: slows kernels.conv3d by a set fraction.
+
+CONV3D_INJECT_SLOWDOWN=0.02 adds a spin kernel after every launch whose length is
+calibrated per case so that the launch pair takes 2% longer than the kernel alone; the
+achieved slowdown is measured and written to CONV3D_INJECT_REPORT (JSON) when set.
+Load with `-p inject_slowdown` and bench/ on PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+
+def _median_ms(fn, reps: int = 5) -> float:
+    import triton.testing
+
+    times = sorted(
+        triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") for _ in range(reps)
+    )
+    return times[len(times) // 2]
+
+
+def make_slowed(original, fraction: float, report: dict):
+    cycles_for: dict[tuple, int] = {}
+
+    def spin(cycles: int) -> None:
+        if cycles > 0:
+            torch.cuda._sleep(cycles)
+
+    def calibrate(args, kwargs) -> int:
+        def base():
+            return original(*args, **kwargs)
+
+        def with_cycles(c):
+            def run():
+                out = original(*args, **kwargs)
+                torch.cuda._sleep(c)
+                return out
+
+            return run
+
+        t0 = _median_ms(base)
+        probe = 200_000
+        t_zero = _median_ms(with_cycles(0))
+        t_probe = _median_ms(with_cycles(probe))
+        per_cycle = max((t_probe - t_zero) / probe, 1e-9)
+        overhead = t_zero - t0
+        cycles = max(0, int((fraction * t0 - overhead) / per_cycle))
+        achieved = _median_ms(with_cycles(cycles)) / t0 - 1 if cycles else overhead / t0
+        report[str(tuple(args[0].shape))] = {
+            "kernel_ms": t0,
+            "target": fraction,
+            "achieved": achieved,
+            "cycles": cycles,
+        }
+        return cycles
+
+    def slowed(*args, **kwargs):
+        key = (tuple(args[0].shape), tuple(args[1].shape))
+        if key not in cycles_for:
+            cycles_for[key] = calibrate(args, kwargs)
+        out = original(*args, **kwargs)
+        spin(cycles_for[key])
+        return out
+
+    return slowed
+
+
+def pytest_configure(config):
+    fraction = float(os.environ.get("CONV3D_INJECT_SLOWDOWN", "0") or 0)
+    if not fraction:
+        return
+    import kernels.conv3d as module
+
+    report: dict = {}
+    module.conv3d = make_slowed(module.conv3d, fraction, report)
+    config._inject_report = report  # read back in pytest_unconfigure below
+
+
+def pytest_unconfigure(config):
+    path = os.environ.get("CONV3D_INJECT_REPORT")
+    report = getattr(config, "_inject_report", None)
+    if path and report is not None:
+        with open(path, "w") as fh:
+            json.dump(report, fh, indent=1)
