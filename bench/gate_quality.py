@@ -93,12 +93,12 @@ def naive_child(path: Path) -> None:
     import torch
     import triton.testing
 
-    import kernels.conv3d as module
+    import kernels
     from pytest_conv3d_perf import check
     from pytest_conv3d_perf.cases import builtin_cases
 
     fraction = float(os.environ.get("CONV3D_INJECT_SLOWDOWN", "0") or 0)
-    fn = module.conv3d
+    fn = kernels.conv3d
     if fraction:
         from inject_slowdown import make_slowed
 

@@ -1,5 +1,6 @@
 """A pytest plugin for bench/gate_quality.py: slows kernels.conv3d by a set fraction.
 
+Wraps ``kernels.conv3d`` (what the suite's tests import).
 CONV3D_INJECT_SLOWDOWN=0.02 adds a spin kernel after every launch whose length is
 calibrated per case so that the launch pair takes 2% longer than the kernel alone; the
 achieved slowdown is measured and written to CONV3D_INJECT_REPORT (JSON) when set.
@@ -73,10 +74,10 @@ def pytest_configure(config):
     fraction = float(os.environ.get("CONV3D_INJECT_SLOWDOWN", "0") or 0)
     if not fraction:
         return
-    import kernels.conv3d as module
+    import kernels
 
     report: dict = {}
-    module.conv3d = make_slowed(module.conv3d, fraction, report)
+    kernels.conv3d = make_slowed(kernels.conv3d, fraction, report)
     config._inject_report = report  # read back in pytest_unconfigure below
 
 

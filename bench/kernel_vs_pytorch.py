@@ -14,7 +14,7 @@ import time
 import torch
 import triton.testing
 
-from kernels.conv3d import chosen_config, conv3d
+from kernels.implicit_gemm import chosen_config, conv3d
 from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
 

@@ -1,5 +1,5 @@
 """Kernels under test: a Triton implicit-GEMM conv3d with KernelBench's ModelNew interface."""
 
-from kernels.conv3d import ModelNew, conv3d
+from kernels.implicit_gemm import ModelNew, conv3d
 
 __all__ = ["ModelNew", "conv3d"]

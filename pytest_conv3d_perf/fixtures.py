@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -121,10 +122,14 @@ class Conv3dPerf:
         s = self._session.settings
         if result is None:
             return None
-        tr = self._request.config.pluginmanager.get_plugin("terminalreporter")
+        plugins = self._request.config.pluginmanager
+        tr = plugins.get_plugin("terminalreporter")
+        capture = plugins.get_plugin("capturemanager")
         if tr is not None:
-            tr.ensure_newline()
-            tr.write_line(report.progress_line(result))
+            # Progress while measuring: shown live, so capture is suspended around it.
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                tr.ensure_newline()
+                tr.write_line(report.progress_line(result))
         if s.update and result.verdict.value == "unstable" and not s.force:
             pytest.fail(
                 f"{result.name}: unstable measurement, not stored in the baseline "

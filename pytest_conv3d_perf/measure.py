@@ -32,6 +32,7 @@ class Measurement:
     power_capped: bool = False
     l2: str = "flush"
     samples: list[float] = field(default_factory=list, repr=False)
+    diagnostics: dict[str, float] = field(default_factory=dict)
 
     @property
     def throttled(self) -> bool:
@@ -44,17 +45,21 @@ def _merge_clocks(readings: list[ClockState]) -> tuple[float | None, tuple[str, 
     return (sum(mhz) / len(mhz) if mhz else None), reasons, any(r.power_capped for r in readings)
 
 
-def _with_batch_spread(summary: Summary, batch_medians: list[float]) -> Summary:
-    """Widen the interval to at least that of the batch medians.
+def _batch_halfwidth(batch_medians: list[float]) -> float:
+    """Relative half-width of the median's interval over batch medians.
 
     The order-statistic interval assumes independent samples; a GPU drifts between
     batches (clocks, temperature, neighbours), which makes samples correlated and that
     interval too narrow. The spread of batch medians sees the drift (batch means)."""
     ordered = sorted(batch_medians)
     if len(ordered) < 2:
-        return summary
+        return 0.0
     lo, hi = median_interval(ordered)
-    half = max((hi - lo) / 2, (summary.high - summary.low) / 2)
+    return (hi - lo) / 2 / _median(ordered)
+
+
+def _widened(summary: Summary, batch_medians: list[float]) -> Summary:
+    half = max(_batch_halfwidth(batch_medians) * summary.median, (summary.high - summary.low) / 2)
     return replace(summary, low=summary.median - half, high=summary.median + half)
 
 
@@ -107,18 +112,28 @@ def measure(
             and len(batches) >= plan.min_batches
             and elapsed >= plan.min_time_s
         ):
-            summary = _with_batch_spread(summarize(kernel), batches)
+            summary = _widened(summarize(kernel), batches)
             if 100 * summary.rel_halfwidth <= plan.target_halfwidth_pct:
                 break
             next_check = int(len(kernel) * 1.25)
     mhz, reasons, capped = _merge_clocks(clocks)
+    iid = summarize(kernel)
+    diagnostics = {
+        "batches": len(batches),
+        "iid_halfwidth_pct": 100 * iid.rel_halfwidth,
+        "batch_halfwidth_pct": 100 * _batch_halfwidth(batches),
+    }
+    if ref_batches:
+        ratios = [k / r for k, r in zip(batches, ref_batches)]
+        diagnostics["ratio_batch_halfwidth_pct"] = 100 * _batch_halfwidth(ratios)
     return Measurement(
-        kernel=_with_batch_spread(summarize(kernel), batches),
-        reference=_with_batch_spread(summarize(ref), ref_batches) if ref else None,
+        kernel=_widened(iid, batches),
+        reference=_widened(summarize(ref), ref_batches) if ref else None,
         elapsed_s=now() - start,
         sm_mhz=mhz,
         throttle=reasons,
         power_capped=capped,
         l2=l2,
         samples=kernel,
+        diagnostics=diagnostics,
     )

@@ -130,6 +130,7 @@ def result_dict(r: CaseResult) -> dict[str, Any]:
         "throttle": list(m.throttle),
         "l2": m.l2,
         "elapsed_s": m.elapsed_s,
+        "diagnostics": m.diagnostics,
         "thresholds_pct": {"fail": r.thresholds.fail_pct, "warn": r.thresholds.warn_pct},
         "reasons": list(r.reasons),
         "autotune": r.entry.autotune,

@@ -48,7 +48,7 @@ def select_runtime(requested: str = "auto") -> Runtime:
         raise DeviceError("a CUDA GPU was required but TRITON_INTERPRET is set in the environment")
     if has_gpu and requested != "cpu" and not _interpreter_requested():
         return Runtime("cuda", False, torch.cuda.get_device_name())
-    already = [m for m in ("kernels.conv3d",) if m in sys.modules]
+    already = [m for m in ("kernels.implicit_gemm",) if m in sys.modules]
     if already and not _interpreter_requested():
         raise DeviceError(
             f"{already[0]} was imported before the plugin could set TRITON_INTERPRET=1; "

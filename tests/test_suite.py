@@ -1,6 +1,6 @@
 """The suite's correctness tests: every case, on the GPU or scaled down under the interpreter."""
 
-from kernels.conv3d import ModelNew, conv3d
+from kernels import ModelNew, conv3d
 
 
 def test_conv3d_matches_float64_truth(conv3d_case, conv3d_check):
