@@ -61,8 +61,6 @@ def gate_run(
         f"--conv3d-baseline-dir={baseline_dir}",
         f"--conv3d-json={report}",
     ]
-    if update:
-        args.append("--conv3d-update-baselines")
     t0 = time.perf_counter()
     proc = subprocess.run(
         args,
@@ -75,6 +73,32 @@ def gate_run(
     (out / f"{tag}.log").write_text(proc.stdout + proc.stderr)
     print(f"# {tag}: rc={proc.returncode} {wall:.1f} s", flush=True)
     return json.loads(report.read_text()), wall
+
+
+def record(out: Path, baseline_dir: Path, budget: float, processes: int) -> float:
+    """The baseline, written by the update command as a user would."""
+    args = [
+        sys.executable,
+        "-m",
+        "pytest_conv3d_perf.cli",
+        "update-baselines",
+        f"--processes={processes}",
+        "--",
+        SPEED_TEST,
+        "-q",
+        "-p",
+        "inject_slowdown",
+        f"--conv3d-budget={budget}",
+        f"--conv3d-baseline-dir={baseline_dir}",
+    ]
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, cwd=ROOT, env=_env(), capture_output=True, text=True)
+    (out / "record.log").write_text(proc.stdout + proc.stderr)
+    wall = time.perf_counter() - t0
+    print(f"# record ({processes} processes): rc={proc.returncode} {wall:.1f} s", flush=True)
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:] + proc.stderr[-2000:])
+    return wall
 
 
 def naive_run(out: Path, tag: str, slowdown: float = 0.0) -> dict[str, float]:
@@ -129,7 +153,7 @@ def _tally(verdicts: list[str]) -> dict[str, int]:
 def false_alarms(args: argparse.Namespace) -> dict:
     out = args.out
     base_dir = out / "baselines"
-    _, wall = gate_run(out, "record", base_dir, args.budget, update=True)
+    record(out, base_dir, args.budget, args.processes)
     gate_verdicts, walls, halfwidths = [], [], {}
     naive_base = naive_run(out, "naive-base")
     naive_verdicts = []
@@ -155,7 +179,7 @@ def false_alarms(args: argparse.Namespace) -> dict:
 def power(args: argparse.Namespace) -> dict:
     out = args.out
     base_dir = out / "baselines"
-    gate_run(out, "record", base_dir, args.budget, update=True)
+    record(out, base_dir, args.budget, args.processes)
     naive_base = naive_run(out, "naive-base")
     result = {}
     for s in [float(x) for x in args.slowdowns.split(",")]:
@@ -183,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--budget", type=float, default=3.0, help="--conv3d-budget per case")
     ap.add_argument("--slowdowns", default="0.02,0.05")
+    ap.add_argument("--processes", type=int, default=3, help="update-baselines --processes")
     ap.add_argument("--out", type=Path, default=Path("gate-quality"))
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)

@@ -212,6 +212,27 @@ def apply(
     return merged
 
 
+def entries_in_report(path: Path) -> dict[str, BaselineEntry]:
+    """The would-be baseline entries a --conv3d-json report carries, validated."""
+    try:
+        data = json.loads(path.read_text())
+        results = data["results"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BaselineError(f"{path}: not a conv3d-perf JSON report ({exc})") from None
+    return {
+        r["case"]: _entry(path, r["case"], r["baseline_entry"])
+        for r in results
+        if isinstance(r, dict) and "baseline_entry" in r
+    }
+
+
+def median_process(entries: list[BaselineEntry]) -> BaselineEntry:
+    """The entry of the process whose median is the median: one odd process (measured:
+    the first after compilation ran 2.9% off on a small case) cannot set the baseline."""
+    ordered = sorted(entries, key=lambda e: e.median_ms)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 class BaselineStore:
     """The baseline file of one GPU model."""
 

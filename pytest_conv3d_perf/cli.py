@@ -68,14 +68,56 @@ def _cases(args: argparse.Namespace) -> int:
 
 
 def _update(args: argparse.Namespace, extra: list[str]) -> int:
+    import tempfile
+
     import pytest
 
-    argv = ["--conv3d-update-baselines", "-p", "no:cacheprovider"]
-    argv += [f"--conv3d-case={name}" for name in args.case]
-    argv += ["--conv3d-dry-run"] * args.dry_run + ["--conv3d-force"] * args.force
-    argv += ["--conv3d-require-gpu", *extra]
-    print("conv3d-perf: running pytest " + " ".join(argv), flush=True)
-    return int(pytest.main(argv))
+    common = ["-p", "no:cacheprovider", "--conv3d-require-gpu"]
+    common += [f"--conv3d-case={name}" for name in args.case]
+    with tempfile.TemporaryDirectory(prefix="conv3d-perf-") as tmp:
+        priors = []
+        # Earlier processes only measure; the last one stores, per case, the process with
+        # the median time.
+        for i in range(args.processes - 1):
+            report = Path(tmp) / f"process{i}.json"
+            argv = [
+                *common,
+                "--conv3d-perf",
+                "--conv3d-new=pass",
+                "--conv3d-unstable=pass",
+                f"--conv3d-json={report}",
+                *extra,
+            ]
+            print(
+                f"conv3d-perf: process {i + 1}/{args.processes}: pytest {' '.join(argv)}",
+                flush=True,
+            )
+            code = _pytest_in_child(argv)
+            if code not in (0, 1) or not report.exists():
+                print(f"conv3d-perf: process {i + 1} failed (exit {code})", file=sys.stderr)
+                return code or 1
+            priors.append(report)
+        argv = [*common, "--conv3d-update-baselines", *[f"--conv3d-prior-json={p}" for p in priors]]
+        argv += ["--conv3d-dry-run"] * args.dry_run + ["--conv3d-force"] * args.force + extra
+        print(
+            f"conv3d-perf: process {args.processes}/{args.processes}: pytest {' '.join(argv)}",
+            flush=True,
+        )
+        return int(pytest.main(argv)) if args.processes == 1 else _pytest_in_child(argv)
+
+
+def _pytest_in_child(argv: list[str]) -> int:
+    """A fresh process each time: process-to-process variation is what is being sampled."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "pytest", *argv]).returncode
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     update.add_argument(
         "--dry-run", action="store_true", help="show what would change, write nothing"
+    )
+    update.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=3,
+        help="measure in this many fresh processes and store, per case, the process with "
+        "the median time (default: 3)",
     )
     update.add_argument(
         "--force",

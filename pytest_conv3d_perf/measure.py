@@ -19,6 +19,9 @@ class Plan:
     min_batches: int = 8
     min_time_s: float = 0.5
     warmup_calls: int = 3
+    # Long enough for the clocks to ramp up from idle and for caches and allocator to
+    # settle; the first samples of a cold GPU ran several percent off on an H100.
+    warmup_s: float = 0.3
     batch_s: float = 0.05
 
 
@@ -79,9 +82,12 @@ def measure(
     now: Callable[[], float] = time.perf_counter,
 ) -> Measurement:
     fns = [fn] if reference is None else [fn, reference]
-    for _ in range(plan.warmup_calls):
+    started = now()
+    calls = 0
+    while calls < plan.warmup_calls or now() - started < plan.warmup_s:
         for f in fns:
             f()
+        calls += 1
     # Compilation and autotuning happened above; one timed round sizes the batches.
     probe = timer.sample(fns, 1)
     round_ms = max(sum(times[0] for times in probe), 1e-3)

@@ -135,6 +135,7 @@ def result_dict(r: CaseResult) -> dict[str, Any]:
         "reasons": list(r.reasons),
         "autotune": r.entry.autotune,
         "kernel_hash": r.entry.kernel_hash,
+        "baseline_entry": r.entry.to_dict(),
     }
 
 

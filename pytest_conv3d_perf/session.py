@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from pytest_conv3d_perf import report
-from pytest_conv3d_perf.baseline import Action, BaselineEntry, BaselineStore, Measured
+from pytest_conv3d_perf.baseline import (
+    Action,
+    BaselineEntry,
+    BaselineStore,
+    Measured,
+    entries_in_report,
+    median_process,
+)
 from pytest_conv3d_perf.cases import Conv3dCase, case_from_mapping, load_suite, select
 from pytest_conv3d_perf.environment import autotune_config, git_commit, now_utc, source_hash
 from pytest_conv3d_perf.gate import run_gate
@@ -165,10 +172,7 @@ class Conv3dSession:
         if not self.results:
             return
         if self.settings.update and self.store is not None:
-            measured = {
-                r.name: Measured(r.entry, r.verdict, r.change.pct if r.change else None)
-                for r in self.results
-            }
+            measured = self._measured_for_update()
             self.actions = self.store.update(
                 measured,
                 churn_pct=self.settings.warn_pct / 3,
@@ -199,6 +203,26 @@ class Conv3dSession:
         if summary:
             with open(summary, "a") as fh:
                 fh.write(md)
+
+    def _measured_for_update(self) -> dict[str, Measured]:
+        priors: dict[str, list[BaselineEntry]] = {}
+        for path in self.settings.prior_json:
+            for name, entry in entries_in_report(path).items():
+                priors.setdefault(name, []).append(entry)
+        measured = {}
+        for r in self.results:
+            entry = median_process([r.entry, *priors.get(r.name, [])])
+            change = None
+            if r.baseline is not None:
+                change = 100 * (entry.median_ms / r.baseline.median_ms - 1)
+            measured[r.name] = Measured(entry, r.verdict, change)
+            if r.name in priors:
+                r.reasons = (
+                    *r.reasons,
+                    f"stored the median of {1 + len(priors[r.name])} "
+                    f"processes: {entry.median_ms:.4f} ms",
+                )
+        return measured
 
     def meta(self) -> dict[str, Any]:
         return {

@@ -192,6 +192,15 @@ def add_options(parser: pytest.Parser) -> None:
         "entries that did not move.",
     )
     group.addoption(
+        "--conv3d-prior-json",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="with --conv3d-update-baselines: JSON reports (--conv3d-json) of earlier "
+        "processes on this GPU; each case stores the process with the median time, so one "
+        "odd process does not set the baseline (update-baselines --processes uses this).",
+    )
+    group.addoption(
         "--conv3d-case",
         action="append",
         default=[],
@@ -241,6 +250,7 @@ class Settings:
     baseline_dir: Path
     case_names: tuple[str, ...]
     case_files: tuple[Path, ...]
+    prior_json: tuple[Path, ...]
     json_path: Path | None
     benchmark_json_path: Path | None
     gab_json_path: Path | None
@@ -287,6 +297,7 @@ class Settings:
             baseline_dir=root / get("--conv3d-baseline-dir", "conv3d_baseline_dir"),
             case_names=tuple(config.getoption("--conv3d-case")),
             case_files=tuple(root / p if not p.is_absolute() else p for p in files),
+            prior_json=tuple(root / p for p in config.getoption("--conv3d-prior-json")),
             json_path=path("--conv3d-json", "conv3d_json"),
             benchmark_json_path=path("--conv3d-benchmark-json", "conv3d_benchmark_json"),
             gab_json_path=path("--conv3d-gab-json", "conv3d_gab_json"),

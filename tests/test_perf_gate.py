@@ -232,22 +232,33 @@ def test_dry_run_writes_nothing(gate, pytester):
 
 
 def test_unstable_measurement_is_not_stored_unless_forced(gate, pytester):
-    result = gate("--conv3d-update-baselines", "--conv3d-budget=0.3", FAKE_BATCH_NOISE=0.05)
-    # No baseline yet: "new" needs no interval, so a noisy first record is refused only
-    # once there is something to compare with.
-    assert result.ret == 0
-    result = gate("--conv3d-update-baselines", "--conv3d-budget=0.3", FAKE_BATCH_NOISE=0.05)
+    noisy = {"FAKE_BATCH_NOISE": 0.05}
+    # Without a baseline too: a noisy first record must not become the yardstick.
+    result = gate("--conv3d-update-baselines", "--conv3d-budget=0.3", **noisy)
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*not stored in the baseline*--conv3d-force*"])
+    assert not (pytester.path / BASELINE).exists()
+    assert gate("--conv3d-update-baselines", FAKE_BATCH_NOISE=0).ret == 0
+    result = gate("--conv3d-update-baselines", "--conv3d-budget=0.3", **noisy)
+    assert result.ret == 1
     assert (
-        gate(
-            "--conv3d-update-baselines",
-            "--conv3d-budget=0.3",
-            "--conv3d-force",
-            FAKE_BATCH_NOISE=0.05,
-        ).ret
-        == 0
+        gate("--conv3d-update-baselines", "--conv3d-budget=0.3", "--conv3d-force", **noisy).ret == 0
     )
+
+
+def test_update_stores_the_median_process(gate, pytester):
+    for i, slowdown in enumerate((0.10, -0.05)):
+        gate(f"--conv3d-json=p{i}.json", FAKE_SLOWDOWN=slowdown)
+    result = gate(
+        "--conv3d-update-baselines",
+        "--conv3d-prior-json=p0.json",
+        "--conv3d-prior-json=p1.json",
+        FAKE_SLOWDOWN=0.01,
+    )
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*stored the median of 3 processes: 1.01*"])
+    data = json.loads((pytester.path / BASELINE).read_text())
+    assert data["cases"]["pointwise_bias"]["median_ms"] == pytest.approx(1.01, rel=0.003)
 
 
 def test_reports(gate, pytester, tmp_path, monkeypatch):
