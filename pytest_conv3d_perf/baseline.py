@@ -8,7 +8,7 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -226,11 +226,27 @@ def entries_in_report(path: Path) -> dict[str, BaselineEntry]:
     }
 
 
-def median_process(entries: list[BaselineEntry]) -> BaselineEntry:
-    """The entry of the process whose median is the median: one odd process (measured:
-    the first after compilation ran 2.9% off on a small case) cannot set the baseline."""
-    ordered = sorted(entries, key=lambda e: e.median_ms)
-    return ordered[(len(ordered) - 1) // 2]
+def halfwidth_pct(entry: BaselineEntry) -> float:
+    return 100 * (entry.ci_high_ms - entry.ci_low_ms) / 2 / entry.median_ms
+
+
+def median_process(entries: list[BaselineEntry], max_halfwidth_pct: float) -> BaselineEntry | None:
+    """The entry to store from several processes' measurements of one case, or None when
+    no process measured it stably.
+
+    Only stable processes take part; the one whose median is the median is stored, so one
+    odd process (measured: the first after compilation ran 2.9% off on a small case)
+    cannot set the baseline. Its interval is widened to cover the other processes'
+    medians: a case that moves between processes must not look more certain than it is."""
+    stable = [e for e in entries if halfwidth_pct(e) <= max_halfwidth_pct]
+    if not stable:
+        return None
+    ordered = sorted(stable, key=lambda e: e.median_ms)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    spread = (ordered[-1].median_ms - ordered[0].median_ms) / 2
+    low = min(chosen.ci_low_ms, chosen.median_ms - spread)
+    high = max(chosen.ci_high_ms, chosen.median_ms + spread)
+    return replace(chosen, ci_low_ms=low, ci_high_ms=high)
 
 
 class BaselineStore:

@@ -117,10 +117,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if session_key in session.config.stash:
+        state = session.config.stash[session_key]
         try:
-            session.config.stash[session_key].finish()
+            state.finish()
         except BaselineError as exc:
             raise pytest.UsageError(f"conv3d-perf: {exc}") from None
+        if state.refused and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -16,6 +16,7 @@ from pytest_conv3d_perf.baseline import (
     BaselineStore,
     Measured,
     entries_in_report,
+    halfwidth_pct,
     median_process,
 )
 from pytest_conv3d_perf.cases import Conv3dCase, case_from_mapping, load_suite, select
@@ -167,6 +168,10 @@ class Conv3dSession:
         self.results.append(result)
         return result
 
+    @property
+    def refused(self) -> list[Action]:
+        return [a for a in self.actions if a.action == "refuse"]
+
     def finish(self) -> None:
         """Write the baselines (on purpose only) and the report files."""
         if not self.results:
@@ -211,16 +216,21 @@ class Conv3dSession:
                 priors.setdefault(name, []).append(entry)
         measured = {}
         for r in self.results:
-            entry = median_process([r.entry, *priors.get(r.name, [])])
+            candidates = [r.entry, *priors.get(r.name, [])]
+            chosen = median_process(candidates, r.thresholds.max_halfwidth_pct)
+            if chosen is None:
+                measured[r.name] = Measured(r.entry, Verdict.UNSTABLE, None)
+                continue
             change = None
             if r.baseline is not None:
-                change = 100 * (entry.median_ms / r.baseline.median_ms - 1)
-            measured[r.name] = Measured(entry, r.verdict, change)
+                change = 100 * (chosen.median_ms / r.baseline.median_ms - 1)
+            verdict = Verdict.NEW if r.verdict is Verdict.UNSTABLE else r.verdict
+            measured[r.name] = Measured(chosen, verdict, change)
             if r.name in priors:
                 r.reasons = (
                     *r.reasons,
-                    f"stored the median of {1 + len(priors[r.name])} "
-                    f"processes: {entry.median_ms:.4f} ms",
+                    f"stored the median of {len(candidates)} processes: "
+                    f"{chosen.median_ms:.4f} ms ±{halfwidth_pct(chosen):.2f}%",
                 )
         return measured
 
@@ -253,6 +263,11 @@ class Conv3dSession:
                 f"{n} entr{'y' if n == 1 else 'ies'} {verb}",
                 report.actions_table(self.actions),
             ]
+        lines += [
+            f"{a.case}: not stored in the baseline: unstable measurement; rerun, or pass "
+            "--conv3d-force"
+            for a in self.refused
+        ]
         lines += [f"wrote {p}" for p in self.written]
         lines.append(report.headline(self.results))
         return lines

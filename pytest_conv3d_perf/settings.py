@@ -99,9 +99,11 @@ _VALUED = [
     (
         "--conv3d-unstable",
         "conv3d_unstable",
-        "fail",
+        "pass",
         "what an unstable case does to the run (interval too wide to decide, or the GPU "
-        "throttled): fail or pass. Default: fail, since a gate that cannot tell must not pass.",
+        "throttled): fail or pass. Default: pass, shown as unstable in every report: "
+        "'cannot tell' is common for kernels of a few tens of microseconds, and a gate "
+        "that fails on it is flaky. A throttled GPU is never called a regression.",
     ),
     (
         "--conv3d-new",
