@@ -23,7 +23,7 @@ from pytest_conv3d_perf.cases import builtin_cases, select
 def candidates() -> list[triton.Config]:
     out = []
     for bm, bn, bk, warps, stages in itertools.product(
-        (64, 128, 256), (32, 64, 128), (16, 32, 64), (4, 8), (2, 3, 4)
+        (64, 128, 256), (64, 128), (16, 32, 64), (4, 8), (3, 4)
     ):
         cfg = triton.Config(
             {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=warps, num_stages=stages
@@ -32,7 +32,9 @@ def candidates() -> list[triton.Config]:
             continue
         if bm * bn // (warps * 32) > 128:  # accumulator registers per thread
             continue
-        if warps == 8 and bm * bn < 128 * 64:
+        if warps == 8 and bm * bn < 128 * 128:
+            continue
+        if warps == 4 and bm * bn > 128 * 128:
             continue
         out.append(cfg)
     return out
@@ -73,6 +75,14 @@ def launch(case, inputs, cfg: triton.Config, precision: str, out: torch.Tensor):
     )
 
 
+def time_config(case, inputs, cfg, precision: str, out: torch.Tensor, rep: int) -> float:
+    def run() -> None:
+        launch(case, inputs, cfg, precision, out)
+
+    run()
+    return float(triton.testing.do_bench(run, warmup=10, rep=rep, return_mode="median"))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="kb54,kb59,kb60,kb66,video_c64")
@@ -86,14 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         timed = []
         for cfg in candidates():
             try:
-                launch(case, inputs, cfg, "tf32x3", out)
-                ms = triton.testing.do_bench(
-                    lambda cfg=cfg: launch(case, inputs, cfg, "tf32x3", out),
-                    warmup=10,
-                    rep=40,
-                    return_mode="median",
-                )
-            except Exception as exc:  # noqa: BLE001 - a config that fails to compile is skipped
+                ms = time_config(case, inputs, cfg, "tf32x3", out, rep=40)
+            except Exception as exc:  # a config that fails to compile is skipped
                 print(f"# {case.name} {cfg}: {type(exc).__name__}", flush=True)
                 continue
             timed.append((ms, cfg))
@@ -101,13 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         best_ms, best = timed[0]
         prec = {}
         for p in ("tf32", "ieee"):
-            launch(case, inputs, best, p, out)
-            prec[p] = triton.testing.do_bench(
-                lambda p=p: launch(case, inputs, best, p, out),
-                warmup=10,
-                rep=100,
-                return_mode="median",
-            )
+            prec[p] = time_config(case, inputs, best, p, out, rep=100)
         report = check.CheckReport(case.name, check.rule_for("tf32x3"))
         launch(case, inputs, best, "tf32x3", out)
         check.compare_with_truth(out, inputs, case, report)
@@ -128,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(
             f"{r['case']:10s} tf32x3 {r['best_ms']:.3f}  tf32 {r['tf32_ms']:.3f}  "
-            f"ieee {r['ieee_ms']:.3f}  ok={r['ok']} err={r['max_abs']:.1e}  ({r['configs']} configs)"
+            f"ieee {r['ieee_ms']:.3f}  ok={r['ok']} err={r['max_abs']:.1e}  "
+            f"({r['configs']} configs)"
         )
         for t, c in r["top5"]:
             print(f"    {t:.4f} {c}")
