@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+START = time.perf_counter()
 SPEED_TEST = "tests/test_suite.py::test_conv3d_speed"
 
 
@@ -158,6 +159,9 @@ def false_alarms(args: argparse.Namespace) -> dict:
     naive_base = naive_run(out, "naive-base")
     naive_verdicts = []
     for i in range(args.runs):
+        if walls and time.perf_counter() - START + 1.5 * max(walls) > args.deadline_s:
+            print(f"# stopping after {i} runs: the deadline is near", flush=True)
+            break
         report, wall = gate_run(out, f"run{i}", base_dir, args.budget)
         walls.append(wall)
         for r in report["results"]:
@@ -185,6 +189,9 @@ def power(args: argparse.Namespace) -> dict:
     for s in [float(x) for x in args.slowdowns.split(",")]:
         gate_v, naive_v, achieved = [], [], []
         for i in range(args.runs):
+            if time.perf_counter() - START > args.deadline_s:
+                print("# stopping: the deadline is near", flush=True)
+                break
             tag = f"slow{s:g}-{i}"
             report, _ = gate_run(out, tag, base_dir, args.budget, slowdown=s)
             gate_v += [r["verdict"] for r in report["results"]]
@@ -210,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--processes", type=int, default=3, help="update-baselines --processes")
     ap.add_argument("--out", type=Path, default=Path("gate-quality"))
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--deadline-s",
+        type=float,
+        default=1e9,
+        help="start no new run after this many seconds (device calls are capped)",
+    )
     args = ap.parse_args(argv)
     if args.phase == "naive-child":
         naive_child(args.json)
@@ -219,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         r = false_alarms(args)
         (args.out / "false_alarms.json").write_text(json.dumps(r, indent=1))
         print(
-            f"\nfalse alarms: {args.runs} fresh runs x {r['case_runs'] // args.runs} cases "
+            f"\nfalse alarms: {r['runs']} fresh runs x {r['case_runs'] // max(r['runs'], 1)} cases "
             f"= {r['case_runs']} case runs, unchanged code"
         )
         print(f"  gate : {r['gate']}")
