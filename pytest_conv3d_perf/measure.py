@@ -88,6 +88,9 @@ def measure(
         for f in fns:
             f()
         calls += 1
+    calibrate = getattr(timer, "calibrate", None)
+    if calibrate is not None:
+        calibrate(fns)
     # Compilation and autotuning happened above; one timed round sizes the batches.
     probe = timer.sample(fns, 1)
     round_ms = max(sum(times[0] for times in probe), 1e-3)

@@ -34,6 +34,9 @@ class Timer(Protocol):
     def clock(self) -> ClockState: ...
 
 
+# A timer may also offer ``calibrate(fns)``, called once after warm-up.
+
+
 class _Nvml:
     def __init__(self) -> None:
         import pynvml
@@ -96,9 +99,13 @@ class CudaTimer:
         end.synchronize()
         return max(1, int(1_000_000 / (start.elapsed_time(end) * 1000)))
 
-    def set_hold_us(self, micros: float) -> None:
-        """Hold long enough to cover the host's time to launch the callable."""
-        self._hold_cycles = int(self._cycles_per_us() * max(20.0, micros))
+    def calibrate(self, fns: Sequence[Callable[[], object]]) -> None:
+        """Hold the stream for three times the slowest host launch (at least 100 us): the
+        flush, the events and the call must all be queued before the start event runs."""
+        self._torch.cuda.synchronize()
+        slowest = max(host_call_us(f) for f in fns)
+        self._torch.cuda.synchronize()
+        self._hold_cycles = int(self._cycles_per_us() * max(100.0, 3 * slowest))
 
     def sample(self, fns: Sequence[Callable[[], object]], rounds: int) -> list[list[float]]:
         torch = self._torch
