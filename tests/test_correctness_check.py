@@ -1,0 +1,143 @@
+"""The correctness fixtures catch wrong kernels, and say what is wrong and where."""
+
+import pytest
+
+WRONG_KERNELS = """
+import torch
+import torch.nn.functional as F
+
+
+def right(x, w, b, stride, padding, dilation):
+    return F.conv3d(x, w, b, stride, padding, dilation)
+
+
+def padding_off_by_one(x, w, b, stride, padding, dilation):
+    pad = tuple(p + 1 for p in padding)
+    y = F.conv3d(x, w, b, stride, pad, dilation)
+    return y[:, :, 2:, 2:, 2:].contiguous()  # the window starts one element late
+
+
+def dropped_bias(x, w, b, stride, padding, dilation):
+    return F.conv3d(x, w, None, stride, padding, dilation)
+
+
+def tile_never_written(x, w, b, stride, padding, dilation, out=None):
+    y = F.conv3d(x, w, b, stride, padding, dilation)
+    y[:, :2, :2, :2, :2] = out[:, :2, :2, :2, :2]  # this tile keeps what the buffer held
+    out.copy_(y)
+    return out
+
+
+def nan_out(x, w, b, stride, padding, dilation):
+    y = F.conv3d(x, w, b, stride, padding, dilation)
+    y[0, 0, 0, 0, 0] = float("nan")
+    return y
+
+
+def low_precision(x, w, b, stride, padding, dilation):
+    return F.conv3d(x, w, b, stride, padding, dilation) * (1 + 2e-3)
+low_precision.precision = "tf32"
+
+
+def wrong_shape(x, w, b, stride, padding, dilation):
+    return F.conv3d(x, w, b, stride, padding, dilation)[:, :-1]
+"""
+
+
+@pytest.fixture
+def run(pytester):
+    pytester.makepyfile(kernels_under_test=WRONG_KERNELS)
+
+    def go(kernel, case="odd_sizes_oc24", extra=""):
+        pytester.makepyfile(
+            test_k=f"""
+import kernels_under_test as k
+
+def test_kernel(conv3d_check):
+    conv3d_check(k.{kernel}, "{case}"{extra})
+"""
+        )
+        return pytester.runpytest("-p", "no:cacheprovider")
+
+    return go
+
+
+def test_right_kernel_passes(run):
+    run("right").assert_outcomes(passed=1)
+
+
+def test_padding_off_by_one_is_caught(run):
+    result = run("padding_off_by_one", case="video_c64")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*case 'video_c64' (scaled down for the interpreter), trial 0 (seed *): "
+            "* elements fail fp32: allclose(atol=0.0001, rtol=0.0001)",
+            "*largest absolute error * at (n=*, c=*, d=*, h=*, w=*): got *, expected *",
+            "*largest relative error*",
+        ]
+    )
+
+
+def test_dropped_bias_is_caught(run):
+    result = run("dropped_bias", case="n1_oc17_bias")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*case 'n1_oc17_bias'*elements fail fp32*"])
+
+
+def test_tile_never_written_is_caught_by_the_poison(run):
+    result = run("tile_never_written")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*never written (poison survived the call): 32 elements*"])
+
+
+def test_nan_never_passes(run):
+    result = run("nan_out")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*NaN produced by the kernel: 1 elements*"])
+
+
+def test_declared_precision_picks_its_rule_and_says_so(run):
+    run("low_precision").assert_outcomes(passed=1)
+    result = run("low_precision", extra=', precision="fp32"')
+    result.stdout.fnmatch_lines(["*fail fp32: allclose(atol=0.0001, rtol=0.0001)*"])
+
+
+def test_wrong_shape_is_reported(run):
+    result = run("wrong_shape")
+    result.stdout.fnmatch_lines(
+        [
+            "*expected a float32 output of shape (2, 24, 5, 5, 5), "
+            "got torch.float32 (2, 23, 5, 5, 5)*"
+        ]
+    )
+
+
+def test_user_sizes_as_a_table(pytester):
+    pytester.makepyfile("""
+import torch.nn.functional as F
+
+def test_mine(conv3d_check):
+    reports = conv3d_check(F.conv3d, {"name": "mine", "n": 1, "ic": 2, "oc": 3,
+                                      "kernel": [1, 2, 3], "input": [3, 4, 5]}, trials=2)
+    assert len(reports) == 2 and all(r.ok for r in reports)
+""")
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_model_class_with_other_weights_fails(pytester):
+    pytester.makepyfile("""
+import torch
+
+class Shifted(torch.nn.Conv3d):
+    def __init__(self, *args):
+        super().__init__(*args)
+        with torch.no_grad():
+            self.weight.add_(1e-3)
+
+def test_model(conv3d_check):
+    conv3d_check.model(Shifted, "n1_oc17_bias")
+""")
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*case 'n1_oc17_bias'*elements fail*"])

@@ -1,0 +1,179 @@
+"""The pure decisions: statistics, verdicts, confirmation, baseline merging."""
+
+import random
+
+import pytest
+
+from pytest_conv3d_perf.baseline import (
+    BaselineEntry,
+    BaselineError,
+    Measured,
+    median_process,
+    parse,
+    plan_update,
+    render,
+)
+from pytest_conv3d_perf.stats import Change, median_interval, relative_change, summarize
+from pytest_conv3d_perf.verdict import (
+    Thresholds,
+    Timing,
+    Verdict,
+    assess,
+    confirm,
+    decide,
+    fails_run,
+)
+
+T = Thresholds(2.0, 1.0)
+
+
+def test_median_interval_covers_the_true_median_about_95_percent_of_the_time():
+    rng = random.Random(3)
+    hits = 0
+    for _ in range(400):
+        sample = sorted(rng.lognormvariate(0, 0.3) for _ in range(101))
+        lo, hi = median_interval(sample)
+        hits += lo <= 1.0 <= hi
+    assert 0.91 <= hits / 400 <= 0.99
+
+
+def test_summary_fields():
+    s = summarize([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert (s.median, s.minimum, s.maximum, s.n) == (3.0, 1.0, 100.0, 5)
+    assert s.low <= s.median <= s.high
+
+
+def test_relative_change_adds_halfwidths_in_quadrature():
+    c = relative_change(1.02, 0.003, 1.0, 0.004)
+    assert c.pct == pytest.approx(2.0)
+    assert c.halfwidth_pct == pytest.approx(1.02 * 0.5, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "pct, half, verdict",
+    [
+        (3.0, 0.2, Verdict.REGRESSION),
+        (2.1, 0.2, Verdict.WARNING),  # above fail, but not with confidence
+        (1.5, 0.2, Verdict.WARNING),
+        (1.1, 0.2, Verdict.UNCHANGED),
+        (0.0, 0.2, Verdict.UNCHANGED),
+        (-1.5, 0.2, Verdict.IMPROVEMENT),
+        (0.0, 0.6, Verdict.UNSTABLE),
+    ],
+)
+def test_decide(pct, half, verdict):
+    assert decide(Change(pct, pct - half, pct + half), T) is verdict
+
+
+def test_decimal_thresholds():
+    assert decide(Change(1.4, 1.3, 1.5), Thresholds(1.25, 0.5)) is Verdict.REGRESSION
+
+
+def test_thresholds_must_be_ordered():
+    with pytest.raises(ValueError, match="warn"):
+        Thresholds(1.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    "first, second, final",
+    [
+        (Verdict.REGRESSION, Verdict.REGRESSION, Verdict.REGRESSION),
+        (Verdict.REGRESSION, Verdict.WARNING, Verdict.WARNING),
+        (Verdict.REGRESSION, Verdict.UNCHANGED, Verdict.UNCHANGED),
+        (Verdict.WARNING, Verdict.REGRESSION, Verdict.WARNING),
+        (Verdict.IMPROVEMENT, Verdict.REGRESSION, Verdict.UNCHANGED),
+        (Verdict.UNSTABLE, Verdict.UNCHANGED, Verdict.UNCHANGED),
+        (Verdict.REGRESSION, Verdict.UNSTABLE, Verdict.UNSTABLE),
+    ],
+)
+def test_confirmation_keeps_the_milder(first, second, final):
+    assert confirm(first, second) is final
+
+
+def test_assess_new_needs_a_stable_measurement():
+    assert assess(Timing(1.0, 0.001), None, T).verdict is Verdict.NEW
+    assert assess(Timing(1.0, 0.02), None, T).verdict is Verdict.UNSTABLE
+
+
+def test_assess_reference_moving_alone_changes_nothing():
+    now = Timing(1.0, 0.001, ref_median_ms=2.1, ref_halfwidth=0.001)
+    base = Timing(1.0, 0.001, ref_median_ms=2.0, ref_halfwidth=0.001)
+    a = assess(now, base, T)
+    assert a.verdict is Verdict.UNCHANGED and a.drift.pct == pytest.approx(5.0)
+
+
+def test_assess_common_mode_drift_is_the_machine():
+    now = Timing(1.05, 0.001, ref_median_ms=2.1, ref_halfwidth=0.001)
+    base = Timing(1.0, 0.001, ref_median_ms=2.0, ref_halfwidth=0.001)
+    assert assess(now, base, T).verdict is Verdict.UNCHANGED
+
+
+def test_assess_throttled_is_unstable_never_regression():
+    a = assess(Timing(1.1, 0.001), Timing(1.0, 0.001), T, throttle=("hardware slowdown",))
+    assert a.verdict is Verdict.UNSTABLE
+
+
+def test_assess_clock_move_must_show_in_cycles():
+    now = Timing(1.05, 0.001, sm_mhz=1881.0)
+    base = Timing(1.0, 0.001, sm_mhz=1980.0)
+    assert assess(now, base, T).verdict is Verdict.UNSTABLE
+    same_clock = Timing(1.05, 0.001, sm_mhz=1980.0)
+    assert assess(same_clock, base, T).verdict is Verdict.REGRESSION
+
+
+@pytest.mark.parametrize(
+    "verdict, unstable, new, fails",
+    [
+        (Verdict.REGRESSION, "pass", "pass", True),
+        (Verdict.WARNING, "fail", "fail", False),
+        (Verdict.UNSTABLE, "pass", "pass", False),
+        (Verdict.UNSTABLE, "fail", "pass", True),
+        (Verdict.NEW, "pass", "fail", True),
+    ],
+)
+def test_policies(verdict, unstable, new, fails):
+    assert fails_run(verdict, unstable_policy=unstable, new_policy=new) is fails
+
+
+def entry(ms, half=0.001):
+    return BaselineEntry(
+        median_ms=ms, ci_low_ms=ms * (1 - half), ci_high_ms=ms * (1 + half), samples=100, l2="flush"
+    )
+
+
+def test_plan_update_rules():
+    existing = {"a": entry(1.0), "b": entry(1.0), "c": entry(1.0), "untouched": entry(9.0)}
+    measured = {
+        "a": Measured(entry(1.001), Verdict.UNCHANGED, 0.1),
+        "b": Measured(entry(1.02), Verdict.REGRESSION, 2.0),
+        "c": Measured(entry(1.0), Verdict.UNSTABLE, 0.0),
+        "d": Measured(entry(2.0), Verdict.NEW, None),
+    }
+    actions = {a.case: a.action for a in plan_update(existing, measured, churn_pct=1 / 3)}
+    assert actions == {"a": "keep", "b": "update", "c": "refuse", "d": "add"}
+    named = plan_update(existing, measured, churn_pct=1 / 3, requested=frozenset({"a"}))
+    assert {a.case: a.action for a in named}["a"] == "update"
+    forced = plan_update(existing, measured, churn_pct=1 / 3, force=True)
+    assert {a.case: a.action for a in forced}["c"] == "update"
+
+
+def test_median_process_skips_unstable_and_widens_by_the_spread():
+    chosen = median_process([entry(1.0), entry(1.02), entry(5.0, half=0.2), entry(1.01)], 0.5)
+    assert chosen.median_ms == 1.01
+    assert chosen.ci_low_ms == pytest.approx(1.0) and chosen.ci_high_ms == pytest.approx(1.02)
+    assert median_process([entry(1.0, half=0.1)], 0.5) is None
+
+
+def test_render_parse_round_trip_is_sorted_and_stable():
+    text = render("GPU", {"b": entry(2.0), "a": entry(1.0)})
+    assert text.index('"a"') < text.index('"b"')
+    assert render("GPU", parse("x.json", text)) == text
+
+
+def test_parse_rejects_bad_types():
+    with pytest.raises(BaselineError, match="case 'a': field 'samples' has the wrong type"):
+        parse(
+            "x.json",
+            '{"schema": 1, "cases": {"a": {"median_ms": 1, "ci_low_ms": 1, '
+            '"ci_high_ms": 1, "samples": "many", "l2": "flush"}}}',
+        )

@@ -1,0 +1,48 @@
+"""The Triton kernel's own contract, beyond the suite: configs, errors, KernelBench's weights."""
+
+import pytest
+import torch
+
+from kernels import ModelNew, conv3d
+from kernels import implicit_gemm as ig
+
+
+@pytest.mark.parametrize("config", ig.AUTOTUNE_CONFIGS, ids=str)
+def test_every_autotune_config_fits_the_rtx_4090_shared_memory(config):
+    assert ig.shared_memory_bytes(config) <= ig.SHARED_MEMORY_LIMIT
+
+
+def test_shared_memory_estimate_counts_stages_and_both_tiles():
+    cfg = ig._config(128, 64, 32, 4, 3)
+    assert ig.shared_memory_bytes(cfg) == 4 * (128 * 32 + 32 * 64) * 3
+
+
+def test_model_new_draws_nn_conv3d_weights():
+    torch.manual_seed(7)
+    ref = torch.nn.Conv3d(3, 5, (1, 2, 3), bias=True)
+    torch.manual_seed(7)
+    model = ModelNew(3, 5, (1, 2, 3), bias=True)
+    assert torch.equal(model.weight, ref.weight) and torch.equal(model.bias, ref.bias)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda x, w: conv3d(x, w, groups=2), NotImplementedError, "only groups=1"),
+        (lambda x, w: conv3d(x.double(), w), TypeError, "expected float32"),
+        (lambda x, w: conv3d(x[0], w), ValueError, "expected 5-D input"),
+        (lambda x, w: conv3d(x, w[:, :1]), ValueError, "input has 2 channels"),
+        (lambda x, w: conv3d(x, w, precision="fp8"), ValueError, "precision must be one of"),
+        (lambda x, w: conv3d(x, w, out=torch.empty(1)), ValueError, "out must be"),
+    ],
+)
+def test_bad_calls_raise_clear_errors(call, error, message):
+    x = torch.rand(1, 2, 4, 4, 4)
+    w = torch.rand(3, 2, 3, 3, 3)
+    with pytest.raises(error, match=message):
+        call(x, w)
+
+
+def test_model_new_refuses_groups():
+    with pytest.raises(NotImplementedError, match="groups=1"):
+        ModelNew(4, 4, (3, 3, 3), groups=2)
