@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -127,8 +128,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    lines = config.stash[session_key].summary_lines() if session_key in config.stash else []
+    if session_key not in config.stash:
+        return
+    state = config.stash[session_key]
+    lines = state.summary_lines()
     if lines:
         terminalreporter.section("conv3d-perf")
         for line in lines:
+            terminalreporter.write_line(line)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        # An annotation names the failing cases on the check itself.
+        for line in state.annotations():
             terminalreporter.write_line(line)

@@ -245,6 +245,14 @@ class Conv3dSession:
             "dry_run": self.settings.dry_run,
         }
 
+    def annotations(self) -> list[str]:
+        """GitHub Actions workflow commands for the cases that fail the run."""
+        return [
+            f"::error title=conv3d-perf {r.verdict.value}::{report.progress_line(r)}"
+            for r in report.ordered(self.results)
+            if r.fails
+        ]
+
     def summary_lines(self) -> list[str]:
         if not self.results:
             return []
