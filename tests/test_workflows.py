@@ -9,6 +9,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENT = ROOT / "tests" / "data" / "pull_request.json"
+NOOP = ROOT / "tests" / "data" / "act-noop-action"
+# Actions act would clone from GitHub; their steps are skipped under act (`!env.ACT`).
+REMOTE_ACTIONS = ("actions/setup-python@v6", "actions/upload-artifact@v6")
+
+
+def stand_ins() -> list[str]:
+    return [arg for action in REMOTE_ACTIONS for arg in ("--local-repository", f"{action}={NOOP}")]
 
 
 def test_actionlint_passes_on_every_workflow():
@@ -40,6 +47,7 @@ def test_gate_under_act_cpu_job_succeeds_and_gpu_job_fails_without_a_gpu(tmp_pat
             "gpu",
             "-e",
             str(EVENT),
+            *stand_ins(),
             "--no-cache-server",
             "-P",
             "ubuntu-latest=-self-hosted",
