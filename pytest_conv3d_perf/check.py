@@ -243,23 +243,16 @@ def check_function(
     scaled: bool = False,
 ) -> list[CheckReport]:
     """``fn(x, weight, bias, stride, padding, dilation[, out=])`` over fresh inputs."""
-    reports = []
     poison = accepts_out(fn)
-    for trial in range(trials):
-        s = case_seed(case, trial, seed)
+
+    def trial(s: int) -> tuple[torch.Tensor, Inputs]:
         inputs = random_inputs(case, device, s)
         args = (inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
         if poison:
-            got = fn(*args, out=poisoned_output(case, device))
-        else:
-            got = fn(*args)
-        _check_shape(got, case)
-        report = CheckReport(case.name, rule, trial, s, scaled=scaled)
-        compare_with_truth(got, inputs, case, report)
-        reports.append(report)
-        if not report.ok:
-            break
-    return reports
+            return fn(*args, out=poisoned_output(case, device)), inputs
+        return fn(*args), inputs
+
+    return _run_trials(case, trials, seed, rule, scaled, trial)
 
 
 def check_model(
@@ -282,19 +275,34 @@ def check_model(
     model = model_cls(*case.model_args()).to(device)
     torch.manual_seed(s0)
     truth = torch.nn.Conv3d(*case.model_args()).to(device)
-    reports = []
-    for trial in range(trials):
-        s = case_seed(case, trial, seed)
+    weight = truth.weight.detach()
+    bias = None if truth.bias is None else truth.bias.detach()
+
+    def trial(s: int) -> tuple[torch.Tensor, Inputs]:
         gen = torch.Generator(device=device)
         gen.manual_seed(s)
         x = torch.rand(case.input_shape, generator=gen, device=device)
         with torch.no_grad():
-            got = model(x)
+            return model(x), Inputs(x, weight, bias)
+
+    return _run_trials(case, trials, seed, rule, scaled, trial)
+
+
+def _run_trials(
+    case: Conv3dCase,
+    trials: int,
+    seed: int,
+    rule: ToleranceRule,
+    scaled: bool,
+    trial: Callable[[int], tuple[torch.Tensor, Inputs]],
+) -> list[CheckReport]:
+    """Run ``trial(seed)`` per trial and compare with the truth; stop at the first failure."""
+    reports = []
+    for index in range(trials):
+        s = case_seed(case, index, seed)
+        got, inputs = trial(s)
         _check_shape(got, case)
-        report = CheckReport(case.name, rule, trial, s, scaled=scaled)
-        inputs = Inputs(
-            x, truth.weight.detach(), None if truth.bias is None else truth.bias.detach()
-        )
+        report = CheckReport(case.name, rule, index, s, scaled=scaled)
         compare_with_truth(got, inputs, case, report)
         reports.append(report)
         if not report.ok:
