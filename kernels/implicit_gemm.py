@@ -198,10 +198,12 @@ def conv3d(
     *,
     out: torch.Tensor | None = None,
     precision: str = DEFAULT_PRECISION,
+    config: triton.Config | None = None,
 ) -> torch.Tensor:
     """``torch.nn.functional.conv3d`` for float32 NCDHW tensors, groups=1.
 
     ``out``, when given, receives the result (the correctness check poisons it first).
+    ``config`` launches that one config instead of autotuning (tests, tuning).
     """
     if groups != 1:
         raise NotImplementedError(f"conv3d: only groups=1 is implemented, got groups={groups}")
@@ -265,9 +267,11 @@ def conv3d(
     def grid(meta: dict) -> tuple[int]:
         return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(oc, meta["BLOCK_N"]),)
 
-    if interpreting():
-        cfg = INTERPRETER_CONFIG
-        _conv3d_kernel[grid](*args, **flags, **cfg.kwargs, num_warps=cfg.num_warps)
+    if config is not None or interpreting():
+        cfg = config or INTERPRETER_CONFIG
+        _conv3d_kernel[grid](
+            *args, **flags, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages
+        )
     else:
         _conv3d_autotuned[grid](*args, **flags)
     return out
