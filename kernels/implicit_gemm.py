@@ -199,11 +199,13 @@ def conv3d(
     out: torch.Tensor | None = None,
     precision: str = DEFAULT_PRECISION,
     config: triton.Config | None = None,
+    compiled: list | None = None,
 ) -> torch.Tensor:
     """``torch.nn.functional.conv3d`` for float32 NCDHW tensors, groups=1.
 
     ``out``, when given, receives the result (the correctness check poisons it first).
-    ``config`` launches that one config instead of autotuning (tests, tuning).
+    ``config`` launches that one config instead of autotuning (tests, tuning); its
+    compiled kernel is appended to ``compiled`` when given.
     """
     if groups != 1:
         raise NotImplementedError(f"conv3d: only groups=1 is implemented, got groups={groups}")
@@ -269,12 +271,26 @@ def conv3d(
 
     if config is not None or interpreting():
         cfg = config or INTERPRETER_CONFIG
-        _conv3d_kernel[grid](
+        handle = _conv3d_kernel[grid](
             *args, **flags, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages
         )
+        if compiled is not None:
+            compiled.append(handle)
     else:
         _conv3d_autotuned[grid](*args, **flags)
     return out
+
+
+def resources(*args: object, config: triton.Config, **kwargs: object) -> dict[str, int]:
+    """Registers per thread and shared memory per block of ``config`` compiled for this GPU
+    (``conv3d``'s arguments), for occupancy in ``conv3d-perf tune``."""
+    handles: list = []
+    conv3d(*args, config=config, compiled=handles, **kwargs)  # type: ignore[arg-type]
+    handle = handles[0]
+    return {
+        "registers": int(getattr(handle, "n_regs", 0) or 0),
+        "shared_bytes": int(getattr(handle.metadata, "shared", 0) or 0),
+    }
 
 
 def _config_dict(cfg: triton.Config) -> dict:

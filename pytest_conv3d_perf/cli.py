@@ -113,6 +113,29 @@ def _pytest_in_child(argv: list[str]) -> int:
     return subprocess.run([sys.executable, "-m", "pytest", *argv]).returncode
 
 
+def _tune(args: argparse.Namespace, extra: list[str]) -> int:
+    from pytest_conv3d_perf.runtime import DeviceError, select_runtime
+
+    try:
+        select_runtime("cuda")
+        cases = select(load_suite(Path("."), []), args.case)
+    except (DeviceError, CaseError) as exc:
+        print(f"conv3d-perf tune: {exc}", file=sys.stderr)
+        return 2
+    from pytest_conv3d_perf.tune_gpu import run_tuning
+
+    return run_tuning(cases, min_gain_pct=args.min_gain, budget_s=args.budget, write=args.write)
+
+
+def _percent(text: str) -> float:
+    from pytest_conv3d_perf.settings import SettingsError, parse_percent
+
+    try:
+        return parse_percent(text, "--min-gain")
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -188,6 +211,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="store unstable measurements and rewrite unmoved entries",
     )
     update.set_defaults(run=_update)
+
+    tune = verbs.add_parser(
+        "tune",
+        help="micro-tune num_warps and num_stages of the kernel's configs, keep only real gains",
+        description="For each case, take the config the autotuner chose and try 3 to 6 nearby "
+        "configs (num_warps in 2-16 where occupancy allows, num_stages one step away; block "
+        "sizes and grid never change; the original always included), each measured "
+        "interleaved with the original by the gate's engine. A config is adopted only when "
+        "its gain exceeds --min-gain with confidence, stably, on every case that uses the "
+        "original. A dry run unless --write, which adds the adopted configs to the kernel's "
+        "AUTOTUNE_CONFIGS (keeping the originals) and prints the diff. Needs a CUDA GPU.",
+    )
+    tune.add_argument(
+        "--case",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="tune on this case (repeatable; default: all)",
+    )
+    tune.add_argument(
+        "--min-gain",
+        type=_percent,
+        default=1.0,
+        metavar="PCT",
+        help="smallest gain worth keeping, in percent (default: 1)",
+    )
+    tune.add_argument(
+        "--budget",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="sampling budget per candidate in seconds (default: 5)",
+    )
+    tune.add_argument(
+        "--write", action="store_true", help="edit kernels/implicit_gemm.py's config list in place"
+    )
+    tune.set_defaults(run=_tune)
     return parser
 
 
