@@ -12,6 +12,8 @@ import torch
 from pytest_conv3d_perf import check, report
 from pytest_conv3d_perf.cases import CaseError, Conv3dCase
 from pytest_conv3d_perf.session import Conv3dSession
+from pytest_conv3d_perf.settings import SettingsError
+from pytest_conv3d_perf.verdict import Thresholds
 
 CaseLike = Conv3dCase | str | Mapping[str, Any] | None
 
@@ -118,6 +120,12 @@ class Conv3dPerf:
         marker = request.node.get_closest_marker("conv3d_perf")
         self._marker = dict(marker.kwargs) if marker else {}
 
+    def _thresholds(self, case: Conv3dCase | None) -> Thresholds:
+        try:
+            return self._session.thresholds(case, self._marker)
+        except (SettingsError, ValueError) as exc:
+            pytest.fail(str(exc), pytrace=False)
+
     def _finish(self, result: Any) -> Any:
         if result is None:
             return None
@@ -154,7 +162,7 @@ class Conv3dPerf:
                 call,
                 ref,
                 fn,
-                self._session.thresholds(None, self._marker),
+                self._thresholds(None),
                 flop,
             )
         )
@@ -188,7 +196,7 @@ class Conv3dPerf:
                 call,
                 reference,
                 fn,
-                self._session.thresholds(resolved, self._marker),
+                self._thresholds(resolved),
                 resolved.flop,
                 resolved,
             )

@@ -60,7 +60,7 @@ def _pin_xdist_worker(config: pytest.Config) -> None:
     if count and int(worker.get("workercount", 1)) > count:
         raise DeviceError(
             f"--conv3d-perf with {worker['workercount']} xdist workers but {count} GPU(s): "
-            "use at most one worker per GPU (-n {count})"
+            f"use at most one worker per GPU (-n {count})"
         )
     if count:
         torch.cuda.set_device(index)

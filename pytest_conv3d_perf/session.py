@@ -25,7 +25,7 @@ from pytest_conv3d_perf.gate import run_gate
 from pytest_conv3d_perf.measure import Plan
 from pytest_conv3d_perf.result import CaseResult
 from pytest_conv3d_perf.runtime import Runtime, select_runtime
-from pytest_conv3d_perf.settings import Settings
+from pytest_conv3d_perf.settings import Settings, parse_percent
 from pytest_conv3d_perf.timer import Timer
 from pytest_conv3d_perf.verdict import Thresholds, Verdict, fails_run
 
@@ -106,9 +106,13 @@ class Conv3dSession:
 
     def thresholds(self, case: Conv3dCase | None, marker: Mapping[str, Any]) -> Thresholds:
         """Marker over case fields over the run's settings."""
-        fail = marker.get("fail") or (case and case.fail_threshold) or self.settings.fail_pct
-        warn = marker.get("warn") or (case and case.warn_threshold) or self.settings.warn_pct
-        return Thresholds(float(fail), float(min(warn, fail)))
+        fail = (case and case.fail_threshold) or self.settings.fail_pct
+        warn = (case and case.warn_threshold) or self.settings.warn_pct
+        if marker.get("fail") is not None:
+            fail = parse_percent(marker["fail"], "conv3d_perf marker, fail")
+        if marker.get("warn") is not None:
+            warn = parse_percent(marker["warn"], "conv3d_perf marker, warn")
+        return Thresholds(fail, min(warn, fail))
 
     def gate(
         self,

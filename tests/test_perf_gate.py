@@ -325,3 +325,19 @@ def test_require_gpu_fails_without_one(pytester):
     result = pytester.runpytest("--conv3d-perf", "--conv3d-require-gpu")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*a CUDA GPU was required but torch.cuda.is_available() is False"])
+
+
+def test_bad_marker_threshold_is_a_clear_failure(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile("""
+import pytest
+import torch
+
+@pytest.mark.conv3d_perf(fail="lots")
+def test_bad(conv3d_perf):
+    conv3d_perf(torch.ones, 3)
+""")
+    result = pytester.runpytest("--conv3d-perf", "--conv3d-budget=0.5")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*conv3d_perf marker, fail: expected a percentage*'lots'*"])
+    assert "Traceback" not in result.stdout.str()
