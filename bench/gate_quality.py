@@ -177,6 +177,7 @@ def false_alarms(args: argparse.Namespace) -> dict:
         "walls": walls,
         "halfwidths": halfwidths,
         "case_runs": len(gate_verdicts),
+        "runs": len(walls),
     }
 
 
