@@ -37,7 +37,6 @@ class GateOutcome:
     measurement: Measurement
     assessment: Assessment
     measurements: int
-    first: Verdict
 
 
 def run_gate(
@@ -53,7 +52,7 @@ def run_gate(
     m1 = measure(timer, call, reference, plan, l2=l2)
     a1 = assess(timing_of(m1), base_timing, thresholds, throttle=m1.throttle)
     if base is None or not needs_confirmation(a1.verdict):
-        return GateOutcome(a1.verdict, m1, a1, 1, a1.verdict)
+        return GateOutcome(a1.verdict, m1, a1, 1)
     # Interleaved with the reference again, in the same process: asv and nvbench's
     # robust comparison also re-measure before calling a change.
     m2 = measure(timer, call, reference, plan, l2=l2)
@@ -66,4 +65,4 @@ def run_gate(
         else f"first measurement said {a1.verdict.value}"
     )
     a = Assessment(final, a2.change, a2.drift, (*a2.reasons, note))
-    return GateOutcome(final, m2, a, 2, a1.verdict)
+    return GateOutcome(final, m2, a, 2)

@@ -37,10 +37,6 @@ class Measurement:
     samples: list[float] = field(default_factory=list, repr=False)
     diagnostics: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def throttled(self) -> bool:
-        return bool(self.throttle)
-
 
 def _merge_clocks(readings: list[ClockState]) -> tuple[float | None, tuple[str, ...], bool]:
     mhz = [r.sm_mhz for r in readings if r.sm_mhz]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pytest_conv3d_perf.baseline import BaselineEntry
 from pytest_conv3d_perf.measure import Measurement
@@ -25,7 +25,6 @@ class CaseResult:
     flop: int | None = None
     measurements: int = 1
     fails: bool = False
-    notes: list[str] = field(default_factory=list)
 
     @property
     def ms(self) -> float:

@@ -62,14 +62,14 @@ def blocks_per_sm(cfg: LaunchConfig, res: Resources) -> int:
 def neighbours(cfg: LaunchConfig, res: Resources) -> list[LaunchConfig]:
     """The original first, then configs one warp step or one stage step away.
 
-    More warps only where the registers allow a block of that size at all, and fewer only
-    where each thread's share of the accumulator stays under 128 registers; both keep
-    the block sizes, so the grid never changes."""
+    More warps only where a block of that size still fits an SM (registers, shared memory,
+    warps), and fewer only where each thread's share of the accumulator stays under 128
+    registers; both keep the block sizes, so the grid never changes."""
     out = [cfg]
     i = WARPS.index(cfg.num_warps) if cfg.num_warps in WARPS else None
     if i is not None and i + 1 < len(WARPS):
         more = replace(cfg, num_warps=WARPS[i + 1])
-        if res.registers * 32 * more.num_warps <= REGISTERS_PER_SM:
+        if blocks_per_sm(more, res) >= 1:
             out.append(more)
     if i is not None and i > 0:
         fewer = replace(cfg, num_warps=WARPS[i - 1])
