@@ -20,7 +20,6 @@ def gate(pytester, monkeypatch):
         "FAKE_NOISE",
         "FAKE_THROTTLE",
         "FAKE_MHZ",
-        "GITHUB_STEP_SUMMARY",
     ):
         monkeypatch.delenv(var, raising=False)
 
@@ -341,3 +340,16 @@ def test_bad(conv3d_perf):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*conv3d_perf marker, fail: expected a percentage*'lots'*"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_github_actions_annotation_names_the_failing_cases(gate, pytester, monkeypatch):
+    record_baseline(gate, pytester)
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    result = gate(FAKE_SLOWDOWN=0.05)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "::error title=conv3d-perf regression::conv3d-perf n1_oc17_bias: *+5.0*-> regression*",
+            "::error title=conv3d-perf regression::conv3d-perf pointwise_bias: *",
+        ]
+    )
