@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from pytest_conv3d_perf.stats import Summary, median_interval, summarize
+from pytest_conv3d_perf.stats import Summary, median, median_interval, summarize
 from pytest_conv3d_perf.timer import ClockState, Timer
 
 
@@ -54,18 +54,12 @@ def _batch_halfwidth(batch_medians: list[float]) -> float:
     if len(ordered) < 2:
         return 0.0
     lo, hi = median_interval(ordered)
-    return (hi - lo) / 2 / _median(ordered)
+    return (hi - lo) / 2 / median(ordered)
 
 
 def _widened(summary: Summary, batch_medians: list[float]) -> Summary:
     half = max(_batch_halfwidth(batch_medians) * summary.median, (summary.high - summary.low) / 2)
     return replace(summary, low=summary.median - half, high=summary.median + half)
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def measure(
@@ -105,10 +99,10 @@ def measure(
         times = timer.sample(fns, rounds)
         clocks.append(timer.clock())
         kernel.extend(times[0])
-        batches.append(_median(times[0]))
+        batches.append(median(times[0]))
         if reference is not None:
             ref.extend(times[1])
-            ref_batches.append(_median(times[1]))
+            ref_batches.append(median(times[1]))
         elapsed = now() - start
         if elapsed >= plan.budget_s:
             break

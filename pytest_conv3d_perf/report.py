@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_conv3d_perf.baseline import Action
 from pytest_conv3d_perf.result import CaseResult
+from pytest_conv3d_perf.stats import summarize
 from pytest_conv3d_perf.verdict import Verdict
 
 REPORT_SCHEMA = 1
@@ -151,32 +152,24 @@ def to_json(results: Sequence[CaseResult], meta: dict[str, Any]) -> dict[str, An
 
 def _pb_stats(samples_ms: Sequence[float]) -> dict[str, Any]:
     s = sorted(x / 1e3 for x in samples_ms)
-    n = len(s)
-    mean = sum(s) / n
-    std = (sum((x - mean) ** 2 for x in s) / (n - 1)) ** 0.5 if n > 1 else 0.0
-
-    def q(p: float) -> float:
-        pos = p * (n - 1)
-        lo = int(pos)
-        hi = min(lo + 1, n - 1)
-        return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-    q1, q3 = q(0.25), q(0.75)
+    st = summarize(s)
+    n, mean, std, q1, q3 = st.n, st.mean, st.stddev, st.q1, st.q3
     iqr = q3 - q1
     inside = [x for x in s if q1 - 1.5 * iqr <= x <= q3 + 1.5 * iqr] or s
+    beyond_stddev = sum(1 for x in s if abs(x - mean) > std)
     return {
         "min": s[0],
         "max": s[-1],
         "mean": mean,
         "stddev": std,
         "rounds": n,
-        "median": q(0.5),
+        "median": st.median,
         "iqr": iqr,
         "q1": q1,
         "q3": q3,
         "iqr_outliers": n - len(inside),
-        "stddev_outliers": sum(1 for x in s if abs(x - mean) > std),
-        "outliers": f"{sum(1 for x in s if abs(x - mean) > std)};{n - len(inside)}",
+        "stddev_outliers": beyond_stddev,
+        "outliers": f"{beyond_stddev};{n - len(inside)}",
         "ld15iqr": inside[0],
         "hd15iqr": inside[-1],
         "ops": 1 / mean,

@@ -84,7 +84,7 @@ class Conv3dSession:
     def header(self) -> list[str]:
         sizes = "scaled-down cases" if self.scaled else "full-size cases"
         lines = [f"conv3d-perf: {self.runtime.describe()}, {sizes}, {len(self.cases)} cases"]
-        if self.settings.perf and self.timing and self.store:
+        if self.timing and self.store:
             known = "" if self.store.exists() else " (no file yet: every case is new)"
             lines.append(
                 f"conv3d-perf: timing on; baseline {self.store.path}{known}; fail above "

@@ -33,11 +33,16 @@ class Summary:
         return (self.high - self.low) / 2 / self.median if self.median else math.inf
 
 
-def _quantile(ordered: Sequence[float], q: float) -> float:
+def quantile(ordered: Sequence[float], q: float) -> float:
+    """Linear interpolation between order statistics of sorted values."""
     pos = q * (len(ordered) - 1)
     lo = math.floor(pos)
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def median(values: Sequence[float]) -> float:
+    return quantile(sorted(values), 0.5)
 
 
 def median_interval(ordered: Sequence[float], z: float = Z_95) -> tuple[float, float]:
@@ -58,12 +63,12 @@ def summarize(samples: Sequence[float], z: float = Z_95) -> Summary:
     var = sum((x - mean) ** 2 for x in ordered) / (n - 1) if n > 1 else 0.0
     low, high = median_interval(ordered, z)
     return Summary(
-        median=_quantile(ordered, 0.5),
+        median=quantile(ordered, 0.5),
         low=low,
         high=high,
         n=n,
-        q1=_quantile(ordered, 0.25),
-        q3=_quantile(ordered, 0.75),
+        q1=quantile(ordered, 0.25),
+        q3=quantile(ordered, 0.75),
         minimum=ordered[0],
         maximum=ordered[-1],
         mean=mean,
