@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from pathlib import Path
 
 from pytest_conv3d_perf import check, report
@@ -30,7 +31,6 @@ def run_tuning(
     cases: list[Conv3dCase], *, min_gain_pct: float, budget_s: float, write: bool
 ) -> int:
     import torch
-    import triton
 
     from kernels import implicit_gemm as ig
 
@@ -48,21 +48,10 @@ def run_tuning(
         chosen = _launch_config(ig.last_config() or {})
 
         def make_call(cfg: LaunchConfig, args: tuple = args):
-            tc = triton.Config(
-                {"BLOCK_M": cfg.block_m, "BLOCK_N": cfg.block_n, "BLOCK_K": cfg.block_k},
-                num_warps=cfg.num_warps,
-                num_stages=cfg.num_stages,
-            )
+            tc = ig._config(*astuple(cfg))
             return lambda: ig.conv3d(*args, config=tc)
 
-        res = ig.resources(
-            *args,
-            config=triton.Config(
-                {"BLOCK_M": chosen.block_m, "BLOCK_N": chosen.block_n, "BLOCK_K": chosen.block_k},
-                num_warps=chosen.num_warps,
-                num_stages=chosen.num_stages,
-            ),
-        )
+        res = ig.resources(*args, config=ig._config(*astuple(chosen)))
         resources = Resources(res["registers"], res["shared_bytes"], shared_per_sm, max_warps)
         candidates = neighbours(chosen, resources)
         print(

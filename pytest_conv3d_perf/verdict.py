@@ -118,8 +118,9 @@ def assess(
 ) -> Assessment:
     """The verdict on ``now`` against ``base``, with the reasons a reviewer needs.
 
-    Drift: when the interleaved reference moved beyond the warn threshold, the machine
-    moved, so the kernel is compared relative to the reference instead. Clocks: a
+    Drift: when the interleaved reference moved beyond the warn threshold in the same
+    direction as the kernel, the machine moved, so the kernel is compared relative to the
+    reference instead; a reference that moved alone changes nothing. Clocks: a
     slowdown or speed-up must also show in cycles (time x SM clock), as nvbench checks.
     """
     own_halfwidth = 100 * now.halfwidth
