@@ -43,13 +43,18 @@ class BaselineEntry:
     case: dict[str, Any] | None = None
     environment: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def rel_halfwidth(self) -> float:
+        """Half the interval's width over the median."""
+        return (self.ci_high_ms - self.ci_low_ms) / 2 / self.median_ms
+
     def timing(self) -> Timing:
         ref_hw = 0.0
         if self.reference_ms and self.reference_ci_ms:
             ref_hw = (self.reference_ci_ms[1] - self.reference_ci_ms[0]) / 2 / self.reference_ms
         return Timing(
             median_ms=self.median_ms,
-            halfwidth=(self.ci_high_ms - self.ci_low_ms) / 2 / self.median_ms,
+            halfwidth=self.rel_halfwidth,
             ref_median_ms=self.reference_ms,
             ref_halfwidth=ref_hw,
             sm_mhz=self.sm_mhz,
@@ -227,7 +232,7 @@ def entries_in_report(path: Path) -> dict[str, BaselineEntry]:
 
 
 def halfwidth_pct(entry: BaselineEntry) -> float:
-    return 100 * (entry.ci_high_ms - entry.ci_low_ms) / 2 / entry.median_ms
+    return 100 * entry.rel_halfwidth
 
 
 def median_process(entries: list[BaselineEntry], max_halfwidth_pct: float) -> BaselineEntry | None:
