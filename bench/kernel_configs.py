@@ -1,7 +1,8 @@
-"""Sweep launch configs of the implicit-GEMM kernel per case, and the precision modes at the
-best one, to choose the autotune list from measurements. Needs a CUDA GPU.
+"""Sweep launch configs of the implicit-GEMM kernel per case (in one precision mode), and
+every precision mode at the best one, to choose the autotune list from measurements.
+Needs a CUDA GPU.
 
-    python bench/kernel_configs.py [--cases kb54,kb66] [--json out.json]
+    python bench/kernel_configs.py [--cases kb54,kb66] [--precision tf32x3-split] [--json out.json]
 """
 
 from __future__ import annotations
@@ -42,36 +43,8 @@ def candidates() -> list[triton.Config]:
 
 def launch(case, inputs, cfg: triton.Config, precision: str, out: torch.Tensor):
     x, w, b = inputs.x, inputs.weight, inputs.bias
-    n, ic, d, h, wd = x.shape
-    od, oh, ow = case.output
-    m = n * od * oh * ow
-    k = ic * w.shape[2] * w.shape[3] * w.shape[4]
-    taps = ig._tap_table(ic, tuple(w.shape[2:]), case.dilation, (d, h, wd), x.device)
-    grid = (triton.cdiv(m, cfg.kwargs["BLOCK_M"]) * triton.cdiv(case.oc, cfg.kwargs["BLOCK_N"]),)
-    ig._conv3d_kernel[grid](
-        x,
-        w,
-        b if b is not None else w,
-        out,
-        taps,
-        m,
-        case.oc,
-        k,
-        d,
-        h,
-        wd,
-        od,
-        oh,
-        ow,
-        *case.stride,
-        *case.padding,
-        ic * d * h * wd,
-        HAS_BIAS=b is not None,
-        PADDED=any(case.padding),
-        PRECISION=precision,
-        **cfg.kwargs,
-        num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages,
+    ig.conv3d(
+        x, w, b, case.stride, case.padding, case.dilation, out=out, precision=precision, config=cfg
     )
 
 
@@ -86,6 +59,7 @@ def time_config(case, inputs, cfg, precision: str, out: torch.Tensor, rep: int) 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="kb54,kb59,kb60,kb66,video_c64")
+    ap.add_argument("--precision", default=ig.DEFAULT_PRECISION, choices=ig.PRECISIONS)
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
     dev = torch.device("cuda")
@@ -96,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         timed = []
         for cfg in candidates():
             try:
-                ms = time_config(case, inputs, cfg, "tf32x3", out, rep=40)
+                ms = time_config(case, inputs, cfg, args.precision, out, rep=40)
             except Exception as exc:  # a config that fails to compile is skipped
                 print(f"# {case.name} {cfg}: {type(exc).__name__}", flush=True)
                 continue
@@ -104,30 +78,32 @@ def main(argv: list[str] | None = None) -> int:
         timed.sort(key=lambda t: t[0])
         best_ms, best = timed[0]
         prec = {}
-        for p in ("tf32", "ieee"):
+        for p in ig.PRECISIONS:
             prec[p] = time_config(case, inputs, best, p, out, rep=100)
-        report = check.CheckReport(case.name, check.rule_for("tf32x3"))
-        launch(case, inputs, best, "tf32x3", out)
+        report = check.CheckReport(case.name, check.rule_for(args.precision))
+        launch(case, inputs, best, args.precision, out)
         check.compare_with_truth(out, inputs, case, report)
         row = {
             "case": case.name,
             "best_ms": best_ms,
             "best": str(best),
             "top5": [(round(t, 4), str(c)) for t, c in timed[:5]],
-            "tf32_ms": prec["tf32"],
-            "ieee_ms": prec["ieee"],
+            "precisions_ms": prec,
             "ok": report.ok,
             "max_abs": report.max_abs.value,
             "configs": len(timed),
         }
         rows.append(row)
         print(f"# {case.name}: best {best_ms:.3f} ms {best}", flush=True)
-    print(f"\n{torch.cuda.get_device_name()}, triton {triton.__version__}")
+    print(
+        f"\n{torch.cuda.get_device_name()}, triton {triton.__version__}, "
+        f"configs swept with {args.precision}; each precision timed at the best config"
+    )
     for r in rows:
+        times = "  ".join(f"{p} {ms:.3f}" for p, ms in r["precisions_ms"].items())
         print(
-            f"{r['case']:10s} tf32x3 {r['best_ms']:.3f}  tf32 {r['tf32_ms']:.3f}  "
-            f"ieee {r['ieee_ms']:.3f}  ok={r['ok']} err={r['max_abs']:.1e}  "
-            f"({r['configs']} configs)"
+            f"{r['case']:10s} best {r['best_ms']:.3f}  {times}  ok={r['ok']} "
+            f"err={r['max_abs']:.1e}  ({r['configs']} configs)"
         )
         for t, c in r["top5"]:
             print(f"    {t:.4f} {c}")
