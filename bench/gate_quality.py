@@ -151,10 +151,18 @@ def _tally(verdicts: list[str]) -> dict[str, int]:
     return out
 
 
+def baseline_dir(args: argparse.Namespace) -> Path:
+    """--baseline-dir as given (recorded earlier by the same code), else record one now."""
+    if args.baseline_dir:
+        return args.baseline_dir
+    base_dir = args.out / "baselines"
+    record(args.out, base_dir, args.budget, args.processes)
+    return base_dir
+
+
 def false_alarms(args: argparse.Namespace) -> dict:
     out = args.out
-    base_dir = out / "baselines"
-    record(out, base_dir, args.budget, args.processes)
+    base_dir = baseline_dir(args)
     gate_verdicts, walls, halfwidths = [], [], {}
     naive_base = naive_run(out, "naive-base")
     naive_verdicts = []
@@ -183,8 +191,7 @@ def false_alarms(args: argparse.Namespace) -> dict:
 
 def power(args: argparse.Namespace) -> dict:
     out = args.out
-    base_dir = out / "baselines"
-    record(out, base_dir, args.budget, args.processes)
+    base_dir = baseline_dir(args)
     naive_base = naive_run(out, "naive-base")
     result = {}
     for s in [float(x) for x in args.slowdowns.split(",")]:
@@ -216,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=3.0, help="--conv3d-budget per case")
     ap.add_argument("--slowdowns", default="0.02,0.05")
     ap.add_argument("--processes", type=int, default=3, help="update-baselines --processes")
+    ap.add_argument(
+        "--baseline-dir",
+        type=Path,
+        help="use this baseline directory (written by update-baselines with the same code) "
+        "instead of recording one first",
+    )
     ap.add_argument("--out", type=Path, default=Path("gate-quality"))
     ap.add_argument("--json", type=Path)
     ap.add_argument(

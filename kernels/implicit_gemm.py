@@ -15,12 +15,9 @@ import triton.language as tl
 
 # Triton's float32 dot defaults to TF32, which misses the fp32 rule (atol=rtol=1e-4) by up
 # to 10x on KernelBench #66 (DESIGN.md); tf32x3 splits each operand in two TF32 halves and
-# stays within it at three times the tensor-core work. "tf32x3-split" computes the same
-# three products as one plain TF32 GEMM over a K three times as long, the halves split
-# once before the kernel (see _split_operands), so the loop does no splitting of its own.
+# stays within it at three times the tensor-core work.
 DEFAULT_PRECISION = "tf32x3"
-SPLIT = "tf32x3-split"
-PRECISIONS = ("tf32x3", SPLIT, "ieee", "tf32")
+PRECISIONS = ("tf32x3", "ieee", "tf32")
 
 # The RTX 4090 (sm_89) gives a block at most 99 KB of shared memory; each pipeline stage
 # holds one A tile (BLOCK_M x BLOCK_K) and one B tile (BLOCK_K x BLOCK_N) of float32.
@@ -43,10 +40,8 @@ AUTOTUNE_CONFIGS = [
     _config(128, 64, 32, 4, 3),
     _config(128, 128, 16, 8, 3),
     _config(64, 32, 16, 4, 3),
-    # dilated2's choice before the list above (0.086 ms; 0.113 without it).
+    # dilated2's choice (0.084 ms; 0.113 without it).
     _config(128, 32, 32, 4, 3),
-    # A longer K step for the split path, whose K is three times as long.
-    _config(256, 64, 32, 8, 2),
 ]
 
 # Triton's interpreter cannot autotune over several configs; the smallest blocks tl.dot
@@ -150,33 +145,6 @@ def _conv3d_kernel(
     )
 
 
-@triton.jit
-def _split_kernel(src_ptr, dst_ptr, total, ROW, COPIES: tl.constexpr, BLOCK: tl.constexpr):
-    # Each row of ROW floats becomes [hi, lo] (COPIES=2) or [hi, lo, hi] (COPIES=3), where
-    # hi is the value rounded to TF32's 10-bit mantissa and lo = value - hi exactly.
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < total
-    v = tl.load(src_ptr + offs, mask=mask, other=0.0)
-    hi = ((v.to(tl.int32, bitcast=True) + 0x1000) & -8192).to(tl.float32, bitcast=True)
-    lo = v - hi
-    row = offs // ROW
-    dst = dst_ptr + row * (COPIES * ROW) + offs % ROW
-    tl.store(dst, hi, mask=mask)
-    tl.store(dst + ROW, lo, mask=mask)
-    if COPIES == 3:
-        tl.store(dst + 2 * ROW, hi, mask=mask)
-
-
-def _split_rows(t: torch.Tensor, rows: int, copies: int) -> torch.Tensor:
-    total = t.numel()
-    out = torch.empty(total * copies, device=t.device, dtype=torch.float32)
-    block = 1024
-    _split_kernel[(triton.cdiv(total, block),)](
-        t, out, total, total // rows, COPIES=copies, BLOCK=block
-    )
-    return out
-
-
 _conv3d_autotuned = triton.autotune(configs=AUTOTUNE_CONFIGS, key=["M", "OC", "K", "PADDED"])(
     _conv3d_kernel
 )
@@ -219,22 +187,6 @@ def _tap_table(
         kw_i * dw,
     ]
     return torch.stack([r.reshape(-1) for r in rows]).to(torch.int32).contiguous().to(device)
-
-
-@functools.lru_cache(maxsize=64)
-def _split_tap_table(
-    ic: int,
-    kernel: tuple[int, int, int],
-    dilation: tuple[int, int, int],
-    dhw: tuple[int, int, int],
-    device: torch.device,
-) -> torch.Tensor:
-    # K runs over three blocks: (x_hi, w_hi), (x_hi, w_lo), (x_lo, w_hi). x_lo sits IC
-    # channels after x_hi in the split input, hence the offset on the third block.
-    taps = _tap_table(ic, kernel, dilation, dhw, device)
-    lo = taps.clone()
-    lo[0] += ic * dhw[0] * dhw[1] * dhw[2]
-    return torch.cat([taps, taps, lo], dim=1).contiguous()
 
 
 def conv3d(
@@ -294,16 +246,9 @@ def conv3d(
 
     x = x.contiguous()
     weight = weight.contiguous()
+    taps = _tap_table(ic, (kd, kh, kw), dilation_, (d, h, w), x.device)
     m = n * out_dims[0] * out_dims[1] * out_dims[2]
     k = ic * kd * kh * kw
-    x_batch_stride = ic * d * h * w
-    if precision == SPLIT:
-        x = _split_rows(x, n, 2)
-        weight = _split_rows(weight, oc, 3)
-        taps = _split_tap_table(ic, (kd, kh, kw), dilation_, (d, h, w), x.device)
-        k, x_batch_stride, precision = 3 * k, 2 * x_batch_stride, "tf32"
-    else:
-        taps = _tap_table(ic, (kd, kh, kw), dilation_, (d, h, w), x.device)
     args = (
         x,
         weight,
@@ -319,7 +264,7 @@ def conv3d(
         *out_dims,
         *stride_,
         *padding_,
-        x_batch_stride,
+        ic * d * h * w,
     )
     flags = {"HAS_BIAS": bias is not None, "PADDED": any(padding_), "PRECISION": precision}
 

@@ -35,7 +35,6 @@ PRECISION_RULES = {
     "fp32": "fp32",
     "ieee": "fp32",
     "tf32x3": "fp32",
-    "tf32x3-split": "fp32",
     "tf32": "tf32",
     "bf16": "bf16",
     "fp16": "fp16",

@@ -57,24 +57,3 @@ def test_bad_calls_raise_clear_errors(call, error, message):
 def test_model_new_refuses_groups():
     with pytest.raises(NotImplementedError, match="groups=1"):
         ModelNew(4, 4, (3, 3, 3), groups=2)
-
-
-@pytest.mark.parametrize("name", ["odd_sizes_oc24", "mixed_stride", "video_c128_s2_bias", "kb66"])
-def test_split_precision_computes_the_truth(conv3d_check, name):
-    # The split path rearranges input channels, weights and the tap table; any slip in
-    # that bookkeeping shows up as a wrong result here (the interpreter's dot is exact).
-    def fn(*args, out=None):
-        return conv3d(*args, out=out, precision=ig.SPLIT)
-
-    conv3d_check(fn, name, trials=1)
-
-
-def test_split_halves_are_tf32_and_sum_back_exactly():
-    torch.manual_seed(3)
-    t = torch.randn(2, 5 * 7) * torch.logspace(-20, 20, 35)
-    out = ig._split_rows(t, rows=2, copies=3).view(2, 3, 35)
-    hi, lo, hi_again = out.unbind(1)
-    assert torch.equal(hi, hi_again)
-    assert torch.equal(hi + lo, t)
-    assert not (hi.view(torch.int32) & 0x1FFF).any()  # 10 mantissa bits left
-    assert (lo.abs() <= t.abs() * 2.0**-11).all()  # rounded, not truncated
