@@ -42,6 +42,10 @@ AUTOTUNE_CONFIGS = [
     _config(64, 32, 16, 4, 3),
     # dilated2's choice (0.084 ms; 0.113 without it).
     _config(128, 32, 32, 4, 3),
+    _config(128, 32, 32, 4, 2),  # conv3d-perf tune
+    _config(128, 32, 32, 8, 3),  # conv3d-perf tune
+    _config(128, 64, 32, 4, 2),  # conv3d-perf tune
+    _config(128, 64, 32, 8, 3),  # conv3d-perf tune
 ]
 
 # Triton's interpreter cannot autotune over several configs; the smallest blocks tl.dot

@@ -94,7 +94,7 @@ class CheckReport:
         return self.outside == 0 and self.nan == 0 and self.unwritten == 0
 
     def message(self) -> str:
-        size = " (scaled down for the interpreter)" if self.scaled else ""
+        size = " (scaled down)" if self.scaled else ""
         head = (
             f"case {self.case!r}{size}, trial {self.trial} (seed {self.seed}): "
             f"{self.outside:,} of {self.numel:,} elements fail {self.rule.describe()}"

@@ -67,43 +67,48 @@ def _cases(args: argparse.Namespace) -> int:
     return 0
 
 
+def process_argvs(
+    args: argparse.Namespace, extra: list[str], reports: list[Path]
+) -> list[list[str]]:
+    """pytest's arguments for each process of an update: one measuring process per report,
+    then the one that stores, per case, the process with the median time."""
+    common = ["-p", "no:cacheprovider", "--conv3d-require-gpu"]
+    common += [f"--conv3d-case={name}" for name in args.case]
+    # --conv3d-perf-only: a measuring process times the cases and runs no other test.
+    measuring = [
+        [
+            *common,
+            "--conv3d-perf-only",
+            "--conv3d-new=pass",
+            "--conv3d-unstable=pass",
+            f"--conv3d-json={report}",
+            *extra,
+        ]
+        for report in reports
+    ]
+    storing = [*common, "--conv3d-update-baselines", *[f"--conv3d-prior-json={p}" for p in reports]]
+    storing += ["--conv3d-dry-run"] * args.dry_run + ["--conv3d-force"] * args.force + extra
+    return [*measuring, storing]
+
+
 def _update(args: argparse.Namespace, extra: list[str]) -> int:
     import tempfile
 
     import pytest
 
-    common = ["-p", "no:cacheprovider", "--conv3d-require-gpu"]
-    common += [f"--conv3d-case={name}" for name in args.case]
     with tempfile.TemporaryDirectory(prefix="conv3d-perf-") as tmp:
-        priors = []
-        # Earlier processes only measure; the last one stores, per case, the process with
-        # the median time.
-        for i in range(args.processes - 1):
-            report = Path(tmp) / f"process{i}.json"
-            argv = [
-                *common,
-                "--conv3d-perf",
-                "--conv3d-new=pass",
-                "--conv3d-unstable=pass",
-                f"--conv3d-json={report}",
-                *extra,
-            ]
-            print(
-                f"conv3d-perf: process {i + 1}/{args.processes}: pytest {' '.join(argv)}",
-                flush=True,
-            )
+        reports = [Path(tmp) / f"process{i}.json" for i in range(args.processes - 1)]
+        argvs = process_argvs(args, extra, reports)
+        total = len(argvs)
+        for i, (argv, report) in enumerate(zip(argvs, reports), 1):
+            print(f"conv3d-perf: process {i}/{total}: pytest {' '.join(argv)}", flush=True)
             code = _pytest_in_child(argv)
             if code not in (0, 1) or not report.exists():
-                print(f"conv3d-perf: process {i + 1} failed (exit {code})", file=sys.stderr)
+                print(f"conv3d-perf: process {i} failed (exit {code})", file=sys.stderr)
                 return code or 1
-            priors.append(report)
-        argv = [*common, "--conv3d-update-baselines", *[f"--conv3d-prior-json={p}" for p in priors]]
-        argv += ["--conv3d-dry-run"] * args.dry_run + ["--conv3d-force"] * args.force + extra
-        print(
-            f"conv3d-perf: process {args.processes}/{args.processes}: pytest {' '.join(argv)}",
-            flush=True,
-        )
-        return int(pytest.main(argv)) if args.processes == 1 else _pytest_in_child(argv)
+        last = argvs[-1]
+        print(f"conv3d-perf: process {total}/{total}: pytest {' '.join(last)}", flush=True)
+        return int(pytest.main(last)) if total == 1 else _pytest_in_child(last)
 
 
 def _pytest_in_child(argv: list[str]) -> int:

@@ -107,7 +107,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A baseline update measures; it does not re-run the correctness tests."""
     session = config.stash.get(session_key, None)
-    if session is None or not session.settings.update:
+    if session is None or not session.settings.perf_only:
         return
     keep = [i for i in items if "conv3d_perf" in getattr(i, "fixturenames", ())]
     dropped = [i for i in items if i not in keep]

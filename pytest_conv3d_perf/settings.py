@@ -175,6 +175,14 @@ def add_options(parser: pytest.Parser) -> None:
         help="fail, instead of skipping, when no CUDA GPU is visible (for CI GPU runners).",
     )
     group.addoption(
+        "--conv3d-perf-only",
+        action="store_true",
+        default=False,
+        help="time the cases and skip everything else: deselect the tests that do not use "
+        "the conv3d_perf fixture (implies --conv3d-perf; --conv3d-update-baselines does "
+        "the same).",
+    )
+    group.addoption(
         "--conv3d-update-baselines",
         action="store_true",
         default=False,
@@ -239,6 +247,7 @@ class Settings:
     trials: int
     seed: int
     perf: bool
+    perf_only: bool
     require_gpu: bool
     update: bool
     dry_run: bool
@@ -274,6 +283,7 @@ class Settings:
                 f"--conv3d-warn ({warn:g}%) must not be above --conv3d-fail ({fail:g}%)"
             )
         update = bool(config.getoption("--conv3d-update-baselines"))
+        perf_only = bool(config.getoption("--conv3d-perf-only")) or update
         files = [Path(p) for p in config.getini("conv3d_cases_files")]
         files += [Path(p) for p in config.getoption("--conv3d-cases-file")]
         return cls(
@@ -283,7 +293,8 @@ class Settings:
             size=_choice(get("--conv3d-size", "conv3d_size"), SIZES, "--conv3d-size"),
             trials=parse_int(get("--conv3d-trials", "conv3d_trials"), "--conv3d-trials", 1),
             seed=parse_int(get("--conv3d-seed", "conv3d_seed"), "--conv3d-seed", 0),
-            perf=bool(config.getoption("--conv3d-perf")) or update,
+            perf=bool(config.getoption("--conv3d-perf")) or perf_only,
+            perf_only=perf_only,
             require_gpu=bool(config.getoption("--conv3d-require-gpu")),
             update=update,
             dry_run=bool(config.getoption("--conv3d-dry-run")),

@@ -173,9 +173,15 @@ def test_help_lists_the_options(pytester):
     )
 
 
-def test_header_says_cpu_interpreter_and_scaled_cases(pytester):
+def test_header_says_where_the_kernel_runs_and_at_what_size(pytester):
+    import torch
+
     pytester.makepyfile("def test_x():\n    pass\n")
     result = pytester.runpytest()
-    result.stdout.fnmatch_lines(
-        ["conv3d-perf: CPU, Triton interpreter (TRITON_INTERPRET=1), scaled-down cases, 12 cases"]
-    )
+    if torch.cuda.is_available():
+        line = "conv3d-perf: CUDA GPU *, full-size cases, 12 cases"
+    else:
+        line = (
+            "conv3d-perf: CPU, Triton interpreter (TRITON_INTERPRET=1), scaled-down cases, 12 cases"
+        )
+    result.stdout.fnmatch_lines([line])

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from tests.fake_gpu import CONFTEST, TEST_FILE
 
@@ -312,6 +313,10 @@ def test_pytest_benchmark_compare_reads_our_json(gate, pytester):
     assert "n1_oc17_bias" in out.stdout and "pointwise_bias" in out.stdout
 
 
+@pytest.mark.skipif(
+    torch.cuda.is_available(),
+    reason="needs a machine without a GPU: this process has compiled the kernel already",
+)
 def test_without_a_gpu_timing_is_skipped_with_one_line(pytester):
     pytester.makepyfile(test_gate=TEST_FILE)
     result = pytester.runpytest("--conv3d-perf", "--conv3d-case=n1_oc17_bias")
@@ -319,7 +324,8 @@ def test_without_a_gpu_timing_is_skipped_with_one_line(pytester):
     result.stdout.fnmatch_lines(["conv3d-perf: timing skipped: no CUDA GPU is visible"])
 
 
-def test_require_gpu_fails_without_one(pytester):
+def test_require_gpu_fails_without_one(pytester, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a GPU machine
     pytester.makepyfile(test_gate=TEST_FILE)
     result = pytester.runpytest("--conv3d-perf", "--conv3d-require-gpu")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -353,3 +359,31 @@ def test_github_actions_annotation_names_the_failing_cases(gate, pytester, monke
             "::error title=conv3d-perf regression::conv3d-perf pointwise_bias: *",
         ]
     )
+
+
+def test_perf_only_deselects_the_other_tests(gate, pytester):
+    pytester.makepyfile(test_other="def test_not_timed():\n    assert False\n")
+    result = gate("--conv3d-perf-only")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*2 passed, * deselected*"])
+
+
+def test_update_command_runs_only_the_timed_tests_in_every_process():
+    from pathlib import Path
+
+    from pytest_conv3d_perf.cli import build_parser, process_argvs
+
+    args = build_parser().parse_args(["update-baselines", "--case=kb54", "--dry-run"])
+    reports = [Path("p0.json"), Path("p1.json")]
+    argvs = process_argvs(args, ["--conv3d-budget=3"], reports)
+    assert len(argvs) == 3
+    for argv, report in zip(argvs, reports):
+        assert "--conv3d-perf-only" in argv and f"--conv3d-json={report}" in argv
+        assert "--conv3d-update-baselines" not in argv
+    last = argvs[-1]
+    assert "--conv3d-update-baselines" in last and "--conv3d-dry-run" in last
+    assert [a for a in last if a.startswith("--conv3d-prior-json")] == [
+        "--conv3d-prior-json=p0.json",
+        "--conv3d-prior-json=p1.json",
+    ]
+    assert all("--conv3d-case=kb54" in a and a[-1] == "--conv3d-budget=3" for a in argvs)
