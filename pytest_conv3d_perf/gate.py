@@ -17,6 +17,7 @@ from pytest_conv3d_perf.verdict import (
     assess,
     confirm,
     needs_confirmation,
+    needs_third,
 )
 
 
@@ -57,12 +58,15 @@ def run_gate(
     # robust comparison also re-measure before calling a change.
     m2 = measure(timer, call, reference, plan, l2=l2)
     a2 = assess(timing_of(m2), base_timing, thresholds, throttle=m2.throttle)
-    final = confirm(a1.verdict, a2.verdict)
-    note = (
-        f"first measurement said {a1.verdict.value} ({a1.change.pct:+.2f}%), "
-        f"the second {a2.verdict.value} ({a2.change.pct:+.2f}%)"
-        if a1.change and a2.change
-        else f"first measurement said {a1.verdict.value}"
-    )
-    a = Assessment(final, a2.change, a2.drift, (*a2.reasons, note))
-    return GateOutcome(final, m2, a, 2)
+    steps = [a1, a2]
+    if needs_third(a1.verdict, a2.verdict):
+        m2 = measure(timer, call, reference, plan, l2=l2)
+        steps.append(assess(timing_of(m2), base_timing, thresholds, throttle=m2.throttle))
+    final = confirm(steps[-2].verdict, steps[-1].verdict)
+    said = [
+        f"{s.verdict.value} ({s.change.pct:+.2f}%)" if s.change else s.verdict.value for s in steps
+    ]
+    note = f"measurements said {', then '.join(said)}"
+    last = steps[-1]
+    a = Assessment(final, last.change, last.drift, (*last.reasons, note))
+    return GateOutcome(final, m2, a, len(steps))

@@ -64,10 +64,20 @@ def needs_confirmation(verdict: Verdict) -> bool:
     return verdict in (Verdict.REGRESSION, Verdict.WARNING, Verdict.IMPROVEMENT, Verdict.UNSTABLE)
 
 
+def needs_third(first: Verdict, second: Verdict) -> bool:
+    """An unstable first measurement is retried; a change that only the retry sees has
+    been seen once, so it needs one more measurement to stand (see ``confirm``)."""
+    return first is Verdict.UNSTABLE and second in (
+        Verdict.REGRESSION,
+        Verdict.WARNING,
+        Verdict.IMPROVEMENT,
+    )
+
+
 def confirm(first: Verdict, second: Verdict) -> Verdict:
     """A slowdown or speed-up stands only if a second measurement finds it too; the
     milder of the two is kept, so one that vanishes is ``unchanged``. An unstable first
-    measurement is simply retried."""
+    measurement is retried (and a change the retry finds measured once more: needs_third)."""
     if first is Verdict.UNSTABLE:
         return second
     if second is Verdict.UNSTABLE:

@@ -22,6 +22,7 @@ from pytest_conv3d_perf.verdict import (
     confirm,
     decide,
     fails_run,
+    needs_third,
 )
 
 T = Thresholds(2.0, 1.0)
@@ -88,6 +89,35 @@ def test_thresholds_must_be_ordered():
 )
 def test_confirmation_keeps_the_milder(first, second, final):
     assert confirm(first, second) is final
+
+
+@pytest.mark.parametrize(
+    "first, second, third",
+    [
+        (Verdict.UNSTABLE, Verdict.REGRESSION, True),
+        (Verdict.UNSTABLE, Verdict.IMPROVEMENT, True),
+        (Verdict.UNSTABLE, Verdict.UNCHANGED, False),
+        (Verdict.UNSTABLE, Verdict.UNSTABLE, False),
+        (Verdict.REGRESSION, Verdict.REGRESSION, False),
+    ],
+)
+def test_a_change_seen_only_after_an_unstable_measurement_is_measured_again(first, second, third):
+    assert needs_third(first, second) is third
+
+
+def test_gate_takes_a_third_measurement_and_keeps_the_milder_of_the_last_two(monkeypatch):
+    from pytest_conv3d_perf import gate
+    from pytest_conv3d_perf.verdict import Assessment
+
+    said = iter([Verdict.UNSTABLE, Verdict.REGRESSION, Verdict.UNCHANGED])
+    measured = type("M", (), {"throttle": ()})()
+    monkeypatch.setattr(gate, "measure", lambda *a, **k: measured)
+    monkeypatch.setattr(gate, "timing_of", lambda m: None)
+    monkeypatch.setattr(gate, "assess", lambda *a, **k: Assessment(next(said), None, None, ()))
+    base = BaselineEntry(1.0, 0.99, 1.01, 100, "flush")
+    out = gate.run_gate(None, None, None, base, T, None, "flush")
+    assert (out.verdict, out.measurements) == (Verdict.UNCHANGED, 3)
+    assert "unstable, then regression, then unchanged" in out.assessment.reasons[-1]
 
 
 def test_assess_new_needs_a_stable_measurement():
