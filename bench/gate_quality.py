@@ -163,15 +163,17 @@ def baseline_dir(args: argparse.Namespace) -> Path:
 def false_alarms(args: argparse.Namespace) -> dict:
     out = args.out
     base_dir = baseline_dir(args)
-    gate_verdicts, walls, halfwidths = [], [], {}
+    gate_verdicts, walls, gate_walls, halfwidths = [], [], [], {}
     naive_base = naive_run(out, "naive-base")
     naive_verdicts = []
+    result: dict = {}
     for i in range(args.runs):
-        if walls and time.perf_counter() - START + 1.5 * max(walls) > args.deadline_s:
+        if walls and time.perf_counter() - START + 1.15 * max(walls) > args.deadline_s:
             print(f"# stopping after {i} runs: the deadline is near", flush=True)
             break
+        t0 = time.perf_counter()
         report, wall = gate_run(out, f"run{i}", base_dir, args.budget)
-        walls.append(wall)
+        gate_walls.append(wall)
         for r in report["results"]:
             gate_verdicts.append(r["verdict"])
             halfwidths.setdefault(r["case"], []).append(
@@ -179,36 +181,47 @@ def false_alarms(args: argparse.Namespace) -> dict:
             )
         naive = naive_run(out, f"naive{i}")
         naive_verdicts += [naive_verdict(naive[c], naive_base[c]) for c in naive]
-    return {
-        "gate": _tally(gate_verdicts),
-        "naive": _tally(naive_verdicts),
-        "walls": walls,
-        "halfwidths": halfwidths,
-        "case_runs": len(gate_verdicts),
-        "runs": len(walls),
-    }
+        walls.append(time.perf_counter() - t0)
+        result = {
+            "gate": _tally(gate_verdicts),
+            "naive": _tally(naive_verdicts),
+            "gate_walls": gate_walls,
+            "halfwidths": halfwidths,
+            "case_runs": len(gate_verdicts),
+            "runs": len(walls),
+        }
+        # Written after every run: a device call cut off at its limit keeps what it measured.
+        (out / "false_alarms.json").write_text(json.dumps(result, indent=1))
+    return result
 
 
 def power(args: argparse.Namespace) -> dict:
     out = args.out
     base_dir = baseline_dir(args)
     naive_base = naive_run(out, "naive-base")
-    result = {}
-    for s in [float(x) for x in args.slowdowns.split(",")]:
-        gate_v, naive_v, achieved = [], [], []
-        for i in range(args.runs):
+    slowdowns = [float(x) for x in args.slowdowns.split(",")]
+    result = {s: {"gate": {}, "naive": {}, "achieved": []} for s in slowdowns}
+    gate_v: dict[float, list[str]] = {s: [] for s in slowdowns}
+    naive_v: dict[float, list[str]] = {s: [] for s in slowdowns}
+    # Slowdowns interleaved, so a deadline leaves each with as many runs as the others.
+    for i in range(args.runs):
+        for s in slowdowns:
             if time.perf_counter() - START > args.deadline_s:
                 print("# stopping: the deadline is near", flush=True)
-                break
+                return result
             tag = f"slow{s:g}-{i}"
             report, _ = gate_run(out, tag, base_dir, args.budget, slowdown=s)
-            gate_v += [r["verdict"] for r in report["results"]]
+            gate_v[s] += [r["verdict"] for r in report["results"]]
             inject = out / f"{tag}.inject.json"
             if inject.exists():
-                achieved += [v["achieved"] for v in json.loads(inject.read_text()).values()]
+                result[s]["achieved"] += [
+                    v["achieved"] for v in json.loads(inject.read_text()).values()
+                ]
             naive = naive_run(out, f"naive-{tag}", slowdown=s)
-            naive_v += [naive_verdict(naive[c], naive_base[c]) for c in naive]
-        result[s] = {"gate": _tally(gate_v), "naive": _tally(naive_v), "achieved": achieved}
+            naive_v[s] += [naive_verdict(naive[c], naive_base[c]) for c in naive]
+            result[s]["gate"] = _tally(gate_v[s])
+            result[s]["naive"] = _tally(naive_v[s])
+            (out / "power.json").write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -244,14 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.phase == "false-alarms":
         r = false_alarms(args)
-        (args.out / "false_alarms.json").write_text(json.dumps(r, indent=1))
         print(
             f"\nfalse alarms: {r['runs']} fresh runs x {r['case_runs'] // max(r['runs'], 1)} cases "
             f"= {r['case_runs']} case runs, unchanged code"
         )
         print(f"  gate : {r['gate']}")
         print(f"  naive: {r['naive']} (one do_bench median, fail 2%, warn 1%)")
-        walls = sorted(r["walls"])
+        walls = sorted(r["gate_walls"])
         print(
             f"  wall time of a whole --conv3d-perf run: median {walls[len(walls) // 2]:.0f} s,"
             f" max {walls[-1]:.0f} s"
@@ -261,7 +273,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {case:20s} {sorted(hw)[len(hw) // 2]:.3f}")
     else:
         r = power(args)
-        (args.out / "power.json").write_text(json.dumps(r, indent=1))
         print(f"\npower: {args.runs} fresh runs per slowdown")
         print(
             f"{'slowdown':>9s} {'achieved (median)':>18s} {'gate flagged':>14s} "

@@ -15,11 +15,11 @@ import os
 import torch
 
 
-def _median_ms(fn, reps: int = 5) -> float:
+def _median_ms(fn, reps: int = 3) -> float:
     import triton.testing
 
     times = sorted(
-        triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") for _ in range(reps)
+        triton.testing.do_bench(fn, warmup=10, rep=60, return_mode="median") for _ in range(reps)
     )
     return times[len(times) // 2]
 
