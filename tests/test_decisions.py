@@ -132,10 +132,20 @@ def test_assess_reference_moving_alone_changes_nothing():
     assert a.verdict is Verdict.UNCHANGED and a.drift.pct == pytest.approx(5.0)
 
 
-def test_assess_common_mode_drift_is_the_machine():
+def test_assess_machine_moving_with_the_kernel_beyond_fail_cannot_tell():
     now = Timing(1.05, 0.001, ref_median_ms=2.1, ref_halfwidth=0.001)
     base = Timing(1.0, 0.001, ref_median_ms=2.0, ref_halfwidth=0.001)
-    assert assess(now, base, T).verdict is Verdict.UNCHANGED
+    a = assess(now, base, T)
+    assert a.verdict is Verdict.UNSTABLE and "machine moved" in a.reasons[0]
+
+
+def test_assess_reference_noise_never_hides_a_slowdown():
+    # As on the H100: a 2% slowdown injected, cuDNN's time 1.44% up in the same process.
+    now = Timing(2.4797, 0.0003, ref_median_ms=2.0288, ref_halfwidth=0.001)
+    base = Timing(2.4300, 0.0003, ref_median_ms=2.0, ref_halfwidth=0.001)
+    a = assess(now, base, T)
+    assert a.verdict is Verdict.REGRESSION and a.change.pct == pytest.approx(2.045, abs=0.01)
+    assert "reference moved +1.44%" in a.reasons[0]
 
 
 def test_assess_throttled_is_unstable_never_regression():
