@@ -225,13 +225,63 @@ def power(args: argparse.Namespace) -> dict:
     return result
 
 
+def injected_cases(inject_report: Path) -> set[str]:
+    """Cases the delay kernel really slowed: where even the shortest delay launch costs
+    more than the target fraction (kernels of tens of microseconds), nothing was added."""
+    from pytest_conv3d_perf.cases import builtin_cases
+
+    data = json.loads(inject_report.read_text()) if inject_report.exists() else {}
+    names: dict[str, list[str]] = {}
+    for c in builtin_cases():
+        x = str((c.n, c.ic, *c.input))
+        # Reports before the weight shape was in the key named the input shape alone
+        # (kb54 and kb60 share one); a shared key stands for every case it names.
+        names.setdefault(f"{x} {(c.oc, c.ic, *c.kernel)}", []).append(c.name)
+        names.setdefault(x, []).append(c.name)
+    return {n for k, v in data.items() if v["cycles"] > 0 for n in names.get(k, [])}
+
+
+def reassess(args: argparse.Namespace) -> dict:
+    """Re-decide the saved runs in --out with the current rules, from each case run's
+    last measurement against --baseline-dir (no confirmation measurement: a change counts
+    on one measurement, which flags at least as often as the gate does). Power runs count
+    only the case runs that were really slowed; false-alarm runs (run*.json) count all."""
+    from pytest_conv3d_perf.baseline import entries_in_report, parse
+    from pytest_conv3d_perf.verdict import Thresholds, assess
+
+    base_file = next(args.baseline_dir.glob("*.json"))
+    base = parse(base_file, base_file.read_text())
+    result: dict = {}
+    reports = sorted(args.out.glob("run*.json")) + sorted(args.out.glob("slow*-*.json"))
+    for report in reports:
+        if report.name.endswith(".inject.json"):
+            continue
+        if report.name.startswith("run"):
+            slowdown, injected = "0", {r["case"] for r in json.loads(report.read_text())["results"]}
+        else:
+            slowdown = report.name.split("-")[0].removeprefix("slow")
+            injected = injected_cases(report.with_suffix(".inject.json"))
+        saved = {r["case"]: r for r in json.loads(report.read_text())["results"]}
+        row = result.setdefault(slowdown, {"recorded": [], "now": [], "not_injected": []})
+        for case, entry in entries_in_report(report).items():
+            if case not in injected:
+                row["not_injected"].append(case)
+                continue
+            pct = saved[case]["thresholds_pct"]
+            thresholds = Thresholds(pct["fail"], pct["warn"])
+            verdict = assess(entry.timing(), base[case].timing(), thresholds).verdict.value
+            row["recorded"].append(saved[case]["verdict"])
+            row["now"].append(verdict)
+    return result
+
+
 def _flagged(tally: dict[str, int]) -> int:
     return tally.get("regression", 0) + tally.get("warning", 0)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("phase", choices=["false-alarms", "power", "naive-child"])
+    ap.add_argument("phase", choices=["false-alarms", "power", "reassess", "naive-child"])
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--budget", type=float, default=3.0, help="--conv3d-budget per case")
     ap.add_argument("--slowdowns", default="0.02,0.05")
@@ -253,6 +303,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.phase == "naive-child":
         naive_child(args.json)
+        return 0
+    if args.phase == "reassess":
+        if not args.baseline_dir:
+            ap.error("reassess needs --baseline-dir (the baseline the runs were judged against)")
+        for slowdown, row in reassess(args).items():
+            n = len(row["now"])
+            what = "unchanged code" if slowdown == "0" else "really slowed"
+            print(f"slowdown {100 * float(slowdown):g}%: {n} case runs, {what}")
+            for label, key in (("as recorded ", "recorded"), ("current rule", "now")):
+                tally = _tally(row[key])
+                print(f"  {label}: {tally}, flagged {_flagged(tally)}/{n}")
+            print(f"  not slowed (no delay fits): {_tally(row['not_injected'])}")
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     if args.phase == "false-alarms":

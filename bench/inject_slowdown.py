@@ -51,7 +51,7 @@ def make_slowed(original, fraction: float, report: dict):
         overhead = t_zero - t0
         cycles = max(0, int((fraction * t0 - overhead) / per_cycle))
         achieved = _median_ms(with_cycles(cycles)) / t0 - 1 if cycles else overhead / t0
-        report[str(tuple(args[0].shape))] = {
+        report[f"{tuple(args[0].shape)} {tuple(args[1].shape)}"] = {
             "kernel_ms": t0,
             "target": fraction,
             "achieved": achieved,

@@ -60,6 +60,9 @@ def test_relative_change_adds_halfwidths_in_quadrature():
         (0.0, 0.2, Verdict.UNCHANGED),
         (-1.5, 0.2, Verdict.IMPROVEMENT),
         (0.0, 0.6, Verdict.UNSTABLE),
+        (2.5, 0.6, Verdict.UNSTABLE),  # might be a warning, might fail: cannot tell
+        (6.4, 1.0, Verdict.REGRESSION),  # wide, but wholly beyond the fail threshold
+        (-3.0, 1.0, Verdict.IMPROVEMENT),
     ],
 )
 def test_decide(pct, half, verdict):
