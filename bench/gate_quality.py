@@ -262,7 +262,13 @@ def reassess(args: argparse.Namespace) -> dict:
             slowdown = report.name.split("-")[0].removeprefix("slow")
             injected = injected_cases(report.with_suffix(".inject.json"))
         saved = {r["case"]: r for r in json.loads(report.read_text())["results"]}
-        row = result.setdefault(slowdown, {"recorded": [], "now": [], "not_injected": []})
+        row = result.setdefault(
+            slowdown, {"recorded": [], "now": [], "naive": [], "not_injected": []}
+        )
+        tag = report.stem
+        naive_tag = f"naive{tag[3:]}" if tag.startswith("run") else f"naive-{tag}"
+        naive = json.loads((args.out / f"{naive_tag}.naive.json").read_text())
+        naive_base = json.loads((args.out / "naive-base.naive.json").read_text())
         for case, entry in entries_in_report(report).items():
             if case not in injected:
                 row["not_injected"].append(case)
@@ -272,6 +278,7 @@ def reassess(args: argparse.Namespace) -> dict:
             verdict = assess(entry.timing(), base[case].timing(), thresholds).verdict.value
             row["recorded"].append(saved[case]["verdict"])
             row["now"].append(verdict)
+            row["naive"].append(naive_verdict(naive[case], naive_base[case]))
     return result
 
 
@@ -311,7 +318,11 @@ def main(argv: list[str] | None = None) -> int:
             n = len(row["now"])
             what = "unchanged code" if slowdown == "0" else "really slowed"
             print(f"slowdown {100 * float(slowdown):g}%: {n} case runs, {what}")
-            for label, key in (("as recorded ", "recorded"), ("current rule", "now")):
+            for label, key in (
+                ("as recorded ", "recorded"),
+                ("current rule", "now"),
+                ("naive       ", "naive"),
+            ):
                 tally = _tally(row[key])
                 print(f"  {label}: {tally}, flagged {_flagged(tally)}/{n}")
             print(f"  not slowed (no delay fits): {_tally(row['not_injected'])}")
