@@ -37,7 +37,10 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = Settings.from_config(config)
         session = Conv3dSession.start(settings, config.rootpath)
-        if settings.perf:
+        if settings.perf and _is_xdist_controller(config):
+            # The controller runs no test: it must not hold a GPU the workers time on.
+            session.merging = True
+        elif settings.perf:
             _pin_xdist_worker(config)
             session.enable_timing(
                 config.hook.pytest_conv3d_perf_make_timer(config=config, l2=settings.l2),
@@ -46,6 +49,10 @@ def pytest_configure(config: pytest.Config) -> None:
     except (SettingsError, CaseError, DeviceError, BaselineError) as exc:
         raise pytest.UsageError(f"conv3d-perf: {exc}") from None
     config.stash[session_key] = session
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no"
 
 
 def _pin_xdist_worker(config: pytest.Config) -> None:
@@ -117,14 +124,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    if session_key in session.config.stash:
-        state = session.config.stash[session_key]
+    config = session.config
+    if session_key in config.stash:
+        state = config.stash[session_key]
+        worker = hasattr(config, "workerinput")
         try:
-            state.finish()
+            # A worker updates its own GPU's baseline file (under the file lock) and hands
+            # its results to the controller, which writes one report for the whole run.
+            state.finish(reports=not worker)
         except BaselineError as exc:
             raise pytest.UsageError(f"conv3d-perf: {exc}") from None
-        if state.refused and session.exitstatus == pytest.ExitCode.OK:
+        if worker:
+            config.workeroutput["conv3d_perf"] = state.worker_output()  # type: ignore[attr-defined]
+        elif state.refused and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist: a worker finished; its timed results join the controller's report."""
+    state = node.config.stash.get(session_key, None)
+    data = getattr(node, "workeroutput", {}).get("conv3d_perf")
+    if state is not None and data:
+        state.merge_worker(data)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ class Conv3dSession:
     results: list[CaseResult] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    # An xdist controller: its workers time (one per GPU) and it writes the merged report.
+    merging: bool = False
 
     @classmethod
     def start(cls, settings: Settings, rootdir: Path) -> Conv3dSession:
@@ -90,6 +93,10 @@ class Conv3dSession:
                 f"conv3d-perf: timing on; baseline {self.store.path}{known}; fail above "
                 f"{self.settings.fail_pct:g}%, warn above {self.settings.warn_pct:g}%, "
                 f"L2 {self.settings.l2}"
+            )
+        elif self.merging:
+            lines.append(
+                "conv3d-perf: timing in the xdist workers, one per GPU; one report merges them"
             )
         elif self.settings.perf:
             lines.append("conv3d-perf: timing skipped: no CUDA GPU is visible")
@@ -176,8 +183,20 @@ class Conv3dSession:
     def refused(self) -> list[Action]:
         return [a for a in self.actions if a.action == "refuse"]
 
-    def finish(self) -> None:
-        """Write the baselines (on purpose only) and the report files."""
+    def worker_output(self) -> bytes:
+        """What an xdist worker hands the controller. Pickled: both ends are this package,
+        in the processes of one pytest run."""
+        return pickle.dumps((self.results, self.actions, self.device_info))
+
+    def merge_worker(self, data: bytes) -> None:
+        results, actions, device_info = pickle.loads(data)
+        self.results.extend(results)
+        self.actions.extend(actions)
+        self.device_info = self.device_info or device_info
+
+    def finish(self, *, reports: bool = True) -> None:
+        """Write the baselines (on purpose only) and, unless an xdist worker hands its
+        results to the controller instead, the report files."""
         if not self.results:
             return
         if self.settings.update and self.store is not None:
@@ -189,6 +208,8 @@ class Conv3dSession:
                 requested=frozenset(self.settings.case_names),
                 dry_run=self.settings.dry_run,
             )
+        if not reports:
+            return
         meta = self.meta()
         outputs: list[tuple[Path | None, Any]] = [
             (self.settings.json_path, lambda: report.to_json(self.results, meta)),

@@ -387,3 +387,24 @@ def test_update_command_runs_only_the_timed_tests_in_every_process():
         "--conv3d-prior-json=p1.json",
     ]
     assert all("--conv3d-case=kb54" in a and a[-1] == "--conv3d-budget=3" for a in argvs)
+
+
+def test_xdist_workers_write_one_merged_report(gate, pytester):
+    # Each worker times its share and updates the baseline under the file lock; the
+    # controller times nothing and writes one report, table and exit status for the run.
+    assert gate("-n", "2", "--conv3d-update-baselines").ret == 0
+    data = json.loads((pytester.path / BASELINE).read_text())
+    assert sorted(data["cases"]) == ["n1_oc17_bias", "pointwise_bias"]
+    result = gate("-n", "2", "--conv3d-json=out/r.json", FAKE_SLOWDOWN=0.05)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*timing in the xdist workers, one per GPU*",
+            "*n1_oc17_bias*regression*",
+            "*pointwise_bias*regression*",
+            "conv3d-perf: FAILED (2 regression): *",
+        ]
+    )
+    report = json.loads((pytester.path / "out/r.json").read_text())
+    assert sorted(r["case"] for r in report["results"]) == ["n1_oc17_bias", "pointwise_bias"]
+    assert report["environment"]["gpu"] == "Fake GPU 9000"
