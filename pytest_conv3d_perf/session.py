@@ -48,6 +48,7 @@ class Conv3dSession:
     written: list[Path] = field(default_factory=list)
     # An xdist controller: its workers time (one per GPU) and it writes the merged report.
     merging: bool = False
+    worker_baselines: set[Path] = field(default_factory=set)
 
     @classmethod
     def start(cls, settings: Settings, rootdir: Path) -> Conv3dSession:
@@ -186,13 +187,16 @@ class Conv3dSession:
     def worker_output(self) -> bytes:
         """What an xdist worker hands the controller. Pickled: both ends are this package,
         in the processes of one pytest run."""
-        return pickle.dumps((self.results, self.actions, self.device_info))
+        path = self.store.path if self.store else None
+        return pickle.dumps((self.results, self.actions, self.device_info, path))
 
     def merge_worker(self, data: bytes) -> None:
-        results, actions, device_info = pickle.loads(data)
+        results, actions, device_info, path = pickle.loads(data)
         self.results.extend(results)
         self.actions.extend(actions)
         self.device_info = self.device_info or device_info
+        if path is not None and results:
+            self.worker_baselines.add(path)
 
     def finish(self, *, reports: bool = True) -> None:
         """Write the baselines (on purpose only) and, unless an xdist worker hands its
@@ -280,6 +284,8 @@ class Conv3dSession:
 
     def summary_lines(self) -> list[str]:
         if not self.results:
+            if self.merging:
+                return ["the xdist workers timed no case (is a CUDA GPU visible to them?)"]
             return []
         lines = [report.text_table(report.HEADER, report.rows(self.results)), ""]
         for r in report.ordered(self.results):
@@ -290,10 +296,10 @@ class Conv3dSession:
         if self.actions:
             verb = "would change (dry run)" if self.settings.dry_run else "changed"
             n = sum(a.writes for a in self.actions)
+            files = [self.store.path] if self.store else sorted(self.worker_baselines)
             lines += [
                 "",
-                f"baseline {self.store.path if self.store else ''}: "
-                f"{n} entr{'y' if n == 1 else 'ies'} {verb}",
+                f"baseline {', '.join(map(str, files))}: {n} entr{'y' if n == 1 else 'ies'} {verb}",
                 report.actions_table(self.actions),
             ]
         lines += [

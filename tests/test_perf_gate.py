@@ -392,7 +392,9 @@ def test_update_command_runs_only_the_timed_tests_in_every_process():
 def test_xdist_workers_write_one_merged_report(gate, pytester):
     # Each worker times its share and updates the baseline under the file lock; the
     # controller times nothing and writes one report, table and exit status for the run.
-    assert gate("-n", "2", "--conv3d-update-baselines").ret == 0
+    result = gate("-n", "2", "--conv3d-update-baselines")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([f"baseline *{BASELINE}: 2 entries changed"])
     data = json.loads((pytester.path / BASELINE).read_text())
     assert sorted(data["cases"]) == ["n1_oc17_bias", "pointwise_bias"]
     result = gate("-n", "2", "--conv3d-json=out/r.json", FAKE_SLOWDOWN=0.05)
@@ -408,3 +410,11 @@ def test_xdist_workers_write_one_merged_report(gate, pytester):
     report = json.loads((pytester.path / "out/r.json").read_text())
     assert sorted(r["case"] for r in report["results"]) == ["n1_oc17_bias", "pointwise_bias"]
     assert report["environment"]["gpu"] == "Fake GPU 9000"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_xdist_without_a_gpu_says_nothing_was_timed(pytester):
+    pytester.makepyfile(test_gate=TEST_FILE)
+    result = pytester.runpytest("-n", "2", "--conv3d-perf", "--conv3d-case=n1_oc17_bias")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*the xdist workers timed no case*"])
