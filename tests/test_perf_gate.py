@@ -389,6 +389,11 @@ def test_update_command_runs_only_the_timed_tests_in_every_process():
     assert all("--conv3d-case=kb54" in a and a[-1] == "--conv3d-budget=3" for a in argvs)
 
 
+# pytest-benchmark turns itself off under xdist and says so; this plugin does not use it.
+QUIET_BENCHMARK = pytest.mark.filterwarnings("ignore:Benchmarks are automatically disabled")
+
+
+@QUIET_BENCHMARK
 def test_xdist_workers_write_one_merged_report(gate, pytester):
     # Each worker times its share and updates the baseline under the file lock; the
     # controller times nothing and writes one report, table and exit status for the run.
@@ -412,6 +417,7 @@ def test_xdist_workers_write_one_merged_report(gate, pytester):
     assert report["environment"]["gpu"] == "Fake GPU 9000"
 
 
+@QUIET_BENCHMARK
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_xdist_without_a_gpu_says_nothing_was_timed(pytester):
     pytester.makepyfile(test_gate=TEST_FILE)
