@@ -19,8 +19,7 @@ import triton.language as tl
 DEFAULT_PRECISION = "tf32x3"
 PRECISIONS = ("tf32x3", "ieee", "tf32")
 
-# The RTX 4090 (sm_89) gives a block at most 99 KB of shared memory; each pipeline stage
-# holds one A tile (BLOCK_M x BLOCK_K) and one B tile (BLOCK_K x BLOCK_N) of float32.
+# The RTX 4090 (sm_89) gives a block at most 99 KB of shared memory.
 SHARED_MEMORY_LIMIT = 99 * 1024
 
 
@@ -51,13 +50,6 @@ AUTOTUNE_CONFIGS = [
 # Triton's interpreter cannot autotune over several configs; the smallest blocks tl.dot
 # accepts keep the CPU path fast.
 INTERPRETER_CONFIG = _config(32, 16, 16, 4, 1)
-
-
-def shared_memory_bytes(config: triton.Config) -> int:
-    """Bytes of shared memory the software pipeline holds for one block."""
-    kw = config.kwargs
-    tile = kw["BLOCK_M"] * kw["BLOCK_K"] + kw["BLOCK_K"] * kw["BLOCK_N"]
-    return 4 * tile * max(config.num_stages, 1)
 
 
 @triton.jit
@@ -297,6 +289,81 @@ def resources(*args: object, config: triton.Config, **kwargs: object) -> dict[st
         "registers": int(getattr(handle, "n_regs", 0) or 0),
         "shared_bytes": int(getattr(handle.metadata, "shared", 0) or 0),
     }
+
+
+_ARG_TYPES = {
+    "x_ptr": "*fp32",
+    "w_ptr": "*fp32",
+    "b_ptr": "*fp32",
+    "y_ptr": "*fp32",
+    "tap_ptr": "*i32",
+}
+
+
+def compiled_shared_bytes(
+    configs: list[triton.Config],
+    capability: int,
+    *,
+    padded: bool,
+    precision: str = DEFAULT_PRECISION,
+) -> list[int]:
+    """Shared memory one block of each config takes, compiled for sm_<capability>.
+
+    Needs no GPU: Triton ships ptxas. Counting tiles is not enough: the pipeline keeps
+    fewer buffers than stages, and the epilogue's layout change can take more than the
+    tiles (a 128x128 float32 tile is 64 KB), differently in each Triton release.
+    """
+    if interpreting():
+        # The interpreter replaced triton.language's jit helpers at import, so compiling
+        # needs a process that imported Triton without it.
+        return _compiled_shared_bytes_in_child(configs, capability, padded, precision)
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    out = []
+    for config in configs:
+        constexprs = {"HAS_BIAS": True, "PADDED": padded, "PRECISION": precision, **config.kwargs}
+        signature = {
+            name: "constexpr" if name in constexprs else _ARG_TYPES.get(name, "i32")
+            for name in _conv3d_kernel.arg_names
+        }
+        source = ASTSource(fn=_conv3d_kernel, signature=signature, constexprs=constexprs)
+        compiled = triton.compile(
+            source,
+            target=GPUTarget("cuda", capability, 32),
+            options={"num_warps": config.num_warps, "num_stages": config.num_stages},
+        )
+        out.append(int(compiled.metadata.shared))
+    return out
+
+
+def _compiled_shared_bytes_in_child(
+    configs: list[triton.Config], capability: int, padded: bool, precision: str
+) -> list[int]:
+    import json
+    import subprocess
+    import sys
+
+    request = json.dumps(
+        [[c.kwargs, c.num_warps, c.num_stages] for c in configs] + [[capability, padded, precision]]
+    )
+    program = (
+        "import json, sys, triton\n"
+        "from kernels.implicit_gemm import compiled_shared_bytes\n"
+        "*cfgs, (cap, padded, precision) = json.loads(sys.argv[1])\n"
+        "configs = [triton.Config(k, num_warps=w, num_stages=s) for k, w, s in cfgs]\n"
+        "print(json.dumps(compiled_shared_bytes(configs, cap, padded=padded,"
+        " precision=precision)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-c", program, request], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"compiling for sm_{capability} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _config_dict(cfg: triton.Config) -> dict:

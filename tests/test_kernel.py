@@ -7,9 +7,17 @@ from kernels import ModelNew, conv3d
 from kernels import implicit_gemm as ig
 
 
-@pytest.mark.parametrize("config", ig.AUTOTUNE_CONFIGS, ids=str)
-def test_every_autotune_config_fits_the_rtx_4090_shared_memory(config):
-    assert ig.shared_memory_bytes(config) <= ig.SHARED_MEMORY_LIMIT
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+def test_every_autotune_config_fits_the_rtx_4090_shared_memory(padded):
+    # Compiled for sm_89 by the installed Triton: what a block really takes there.
+    used = ig.compiled_shared_bytes(ig.AUTOTUNE_CONFIGS, 89, padded=padded)
+    too_big = [
+        f"{cfg}: {nbytes} bytes"
+        for cfg, nbytes in zip(ig.AUTOTUNE_CONFIGS, used)
+        if nbytes > ig.SHARED_MEMORY_LIMIT
+    ]
+    assert not too_big, f"over the RTX 4090's {ig.SHARED_MEMORY_LIMIT} bytes: {too_big}"
+    assert all(nbytes > 0 for nbytes in used)
 
 
 @pytest.mark.parametrize("config", ig.AUTOTUNE_CONFIGS, ids=str)
@@ -23,9 +31,11 @@ def test_every_autotune_config_computes_the_truth(conv3d_check, conv3d_device, c
     conv3d_check(fn, name, trials=1)
 
 
-def test_shared_memory_estimate_counts_stages_and_both_tiles():
-    cfg = ig._config(128, 64, 32, 4, 3)
-    assert ig.shared_memory_bytes(cfg) == 4 * (128 * 32 + 32 * 64) * 3
+def test_the_shared_memory_check_sees_a_block_too_big_for_the_rtx_4090():
+    # One 128x128 tile of each operand alone is 128 KB of float32.
+    too_big = ig._config(128, 128, 128, 8, 2)
+    [nbytes] = ig.compiled_shared_bytes([too_big], 89, padded=False)
+    assert nbytes > ig.SHARED_MEMORY_LIMIT
 
 
 def test_model_new_draws_nn_conv3d_weights():
