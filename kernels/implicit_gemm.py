@@ -317,24 +317,30 @@ def compiled_shared_bytes(
         # The interpreter replaced triton.language's jit helpers at import, so compiling
         # needs a process that imported Triton without it.
         return _compiled_shared_bytes_in_child(configs, capability, padded, precision)
+    return [
+        int(compile_offline(c, capability, padded=padded, precision=precision).metadata.shared)
+        for c in configs
+    ]
+
+
+def compile_offline(
+    config: triton.Config, capability: int, *, padded: bool, precision: str = DEFAULT_PRECISION
+):
+    """The kernel (with a bias) compiled for sm_<capability> without a GPU; its ``asm``
+    holds the TTGIR, PTX and cubin. Not under the interpreter (see above)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    out = []
-    for config in configs:
-        constexprs = {"HAS_BIAS": True, "PADDED": padded, "PRECISION": precision, **config.kwargs}
-        signature = {
-            name: "constexpr" if name in constexprs else _ARG_TYPES.get(name, "i32")
-            for name in _conv3d_kernel.arg_names
-        }
-        source = ASTSource(fn=_conv3d_kernel, signature=signature, constexprs=constexprs)
-        compiled = triton.compile(
-            source,
-            target=GPUTarget("cuda", capability, 32),
-            options={"num_warps": config.num_warps, "num_stages": config.num_stages},
-        )
-        out.append(int(compiled.metadata.shared))
-    return out
+    constexprs = {"HAS_BIAS": True, "PADDED": padded, "PRECISION": precision, **config.kwargs}
+    signature = {
+        name: "constexpr" if name in constexprs else _ARG_TYPES.get(name, "i32")
+        for name in _conv3d_kernel.arg_names
+    }
+    return triton.compile(
+        ASTSource(fn=_conv3d_kernel, signature=signature, constexprs=constexprs),
+        target=GPUTarget("cuda", capability, 32),
+        options={"num_warps": config.num_warps, "num_stages": config.num_stages},
+    )
 
 
 def _compiled_shared_bytes_in_child(

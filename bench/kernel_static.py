@@ -1,0 +1,151 @@
+"""What the compiler made of the kernel, per case, without a GPU.
+
+Compiles each case's config (the one its baseline recorded, else the first autotune
+config) for a GPU architecture with the installed Triton and its bundled ptxas, and reads
+the result: registers and spill stack per thread, shared memory per block, the global
+stores per thread by width, the tensor-core and async-copy instructions, and the layout
+of the output store (which lanes of a warp write neighbouring addresses).
+
+    python bench/kernel_static.py [--capability 90] [--cases kb54,kb59] [--baseline FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+
+import triton
+
+from kernels import implicit_gemm as ig
+from pytest_conv3d_perf.cases import builtin_cases, select
+from pytest_conv3d_perf.report import text_table
+
+TOOLS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+
+
+def _tool(name: str, *args: str) -> str:
+    return subprocess.run(
+        [os.path.join(TOOLS, name), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def sass_facts(cubin: bytes, scratch: str) -> dict:
+    with open(scratch, "wb") as fh:
+        fh.write(cubin)
+    usage = _tool("cuobjdump", "--dump-resource-usage", scratch)
+    regs = re.search(r"REG:(\d+)", usage)
+    stack = re.search(r"STACK:(\d+)", usage)
+    opcodes = collections.Counter(
+        m.group(1)
+        for m in re.finditer(
+            r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][\w.]*)",
+            _tool("cuobjdump", "-sass", scratch),
+        )
+    )
+
+    def count(prefix: str) -> int:
+        return sum(n for op, n in opcodes.items() if op.startswith(prefix))
+
+    return {
+        "registers": int(regs.group(1)) if regs else -1,
+        "spill_stack_bytes": int(stack.group(1)) if stack else -1,
+        "stores": {op: n for op, n in opcodes.items() if op.startswith("STG")},
+        "local_ld_st": count("LDL") + count("STL"),
+        "mma": count("HGMMA") + count("HMMA"),
+        "async_copies": count("LDGSTS"),
+    }
+
+
+def store_layout(ttgir: str) -> str:
+    """The blocked layout of the output store, as its threadsPerWarp and order."""
+    stored = re.findall(
+        r"tt\.store %\S+, %\S+(?:, %\S+)? : tensor<\d+x\d+x!tt\.ptr<f32>, #(\w+)>", ttgir
+    )
+    if not stored:
+        return "?"
+    layout = re.search(rf"#{stored[-1]} = #ttg\.blocked<\{{([^}}]*)\}}>", ttgir)
+    if not layout:
+        return stored[-1]
+    fields = dict(re.findall(r"(\w+) = (\[[^\]]*\])", layout.group(1)))
+    return (
+        f"spt {fields.get('sizePerThread')} tpw {fields.get('threadsPerWarp')} "
+        f"order {fields.get('order')}"
+    )
+
+
+def recorded_configs(path: str) -> dict[str, triton.Config]:
+    if not path or not os.path.exists(path):
+        return {}
+    with open(path) as fh:
+        cases = json.load(fh).get("cases", {})
+    out = {}
+    for name, entry in cases.items():
+        tuned = dict(entry.get("autotune") or {})
+        if tuned:
+            warps, stages = tuned.pop("num_warps"), tuned.pop("num_stages")
+            out[name] = triton.Config(tuned, num_warps=warps, num_stages=stages)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--capability", type=int, default=90, help="sm_XX to compile for (90: H100)")
+    ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    ap.add_argument("--precision", default=ig.DEFAULT_PRECISION, choices=ig.PRECISIONS)
+    ap.add_argument(
+        "--baseline",
+        default="baselines/nvidia-h100-80gb-hbm3.json",
+        help="baseline file whose recorded autotune configs to compile",
+    )
+    ap.add_argument("--json", default="", help="also write the rows here")
+    args = ap.parse_args(argv)
+    if ig.interpreting():
+        sys.exit("kernel_static: unset TRITON_INTERPRET; compiling needs Triton's compiler")
+    cases = builtin_cases()
+    if args.cases:
+        cases = select(cases, args.cases.split(","))
+    configs = recorded_configs(args.baseline)
+    rows = []
+    scratch = f"/tmp/kernel_static_{os.getpid()}.cubin"
+    for case in cases:
+        cfg = configs.get(case.name, ig.AUTOTUNE_CONFIGS[0])
+        kernel = ig.compile_offline(
+            cfg, args.capability, padded=any(case.padding), precision=args.precision
+        )
+        rows.append(
+            {
+                "case": case.name,
+                "config": ig._config_dict(cfg),
+                "shared_bytes": int(kernel.metadata.shared),
+                "store_layout": store_layout(kernel.asm["ttgir"]),
+                **sass_facts(kernel.asm["cubin"], scratch),
+            }
+        )
+        print(f"# {case.name}: compiled", file=sys.stderr, flush=True)
+    if os.path.exists(scratch):
+        os.remove(scratch)
+    print(f"Triton {triton.__version__}, sm_{args.capability}, {args.precision}; per thread:")
+    header = ["case", "config", "regs", "spill B", "shared B", "mma", "cp.async", "stores"]
+    body = []
+    for r in rows:
+        c = r["config"]
+        cfg = f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{c['num_warps']} s{c['num_stages']}"
+        counts = (r["registers"], r["spill_stack_bytes"], r["shared_bytes"], r["mma"])
+        stores = " ".join(f"{op} {n}" for op, n in sorted(r["stores"].items()))
+        body.append(
+            [r["case"], cfg, *map(str, counts), str(r["async_copies"]), stores, r["store_layout"]]
+        )
+    print(text_table([*header, "output store layout"], body))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
