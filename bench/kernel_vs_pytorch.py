@@ -23,7 +23,7 @@ from pytest_conv3d_perf.cases import builtin_cases, select
 BANDWIDTH = 3.0e12
 TF32_PEAK = 4.9e14
 # tf32x3 issues three TF32 products per product.
-PRECISION_COST = {"tf32x3": 3, "tf32": 1}
+PRECISION_COST = {"tf32x3": 3, "tf32x3-2acc": 3, "tf32": 1}
 
 
 def bench(fn, rep_ms: int) -> float:

@@ -35,6 +35,7 @@ PRECISION_RULES = {
     "fp32": "fp32",
     "ieee": "fp32",
     "tf32x3": "fp32",
+    "tf32x3-2acc": "fp32",
     "tf32": "tf32",
     "bf16": "bf16",
     "fp16": "fp16",

@@ -67,3 +67,24 @@ def test_bad_calls_raise_clear_errors(call, error, message):
 def test_model_new_refuses_groups():
     with pytest.raises(NotImplementedError, match="groups=1"):
         ModelNew(4, 4, (3, 3, 3), groups=2)
+
+
+@pytest.mark.parametrize("name", ["kb66", "video_c128_s2_bias"])
+def test_tf32x3_with_its_own_small_accumulator_computes_the_truth(conv3d_check, name):
+    # Under the interpreter tl.dot is exact, so this checks the split's algebra: both
+    # small products summed and added back once.
+    def fn(*args, out=None):
+        return conv3d(*args, out=out, precision="tf32x3-2acc")
+
+    conv3d_check(fn, name, trials=1)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
+def test_tf32x3_with_its_own_small_accumulator_keeps_infinities(conv3d_device):
+    x = torch.rand(1, 2, 5, 5, 5, device=conv3d_device)
+    x[0, 1, 2, 2, 2] = float("inf")
+    w = torch.rand(3, 2, 2, 2, 2, device=conv3d_device)  # positive: inf stays inf
+    got = conv3d(x, w, precision="tf32x3-2acc")
+    want = torch.nn.functional.conv3d(x, w)
+    assert torch.equal(torch.isinf(got), torch.isinf(want))
+    assert torch.isinf(want).any() and not torch.isnan(got).any()
