@@ -7,7 +7,10 @@ The output is the (N*OD*OH*OW, OC) matrix product of the gathered input patches,
 from __future__ import annotations
 
 import functools
+import json
 import os
+import subprocess
+import sys
 
 import torch
 import triton
@@ -369,10 +372,6 @@ def compile_offline(
 def _compiled_shared_bytes_in_child(
     configs: list[triton.Config], capability: int, padded: bool, precision: str
 ) -> list[int]:
-    import json
-    import subprocess
-    import sys
-
     request = json.dumps(
         [[c.kwargs, c.num_warps, c.num_stages] for c in configs] + [[capability, padded, precision]]
     )
