@@ -1,10 +1,12 @@
 """What the compiler made of the kernel, per case, without a GPU.
 
 Compiles each case's config (the one its baseline recorded, else the first autotune
-config) for a GPU architecture with the installed Triton and its bundled ptxas, and reads
-the result: registers and spill stack per thread, shared memory per block, the global
-stores per thread by width, the tensor-core and async-copy instructions, and the layout
-of the output store (which lanes of a warp write neighbouring addresses).
+config), specialised to the case's sizes as a launch would be, for a GPU architecture with
+the installed Triton and its bundled ptxas, and reads the result: registers and spill
+stack per thread, shared memory per block, the global stores per thread by width, the
+tensor-core and async-copy instructions, and the layout of the output store (which lanes
+of a warp write neighbouring addresses). On the H100 the registers it gives for #54 and
+the 64-channel layers match what `conv3d-perf tune` read from the GPU's own compile.
 
     python bench/kernel_static.py [--capability 90] [--cases kb54,kb59] [--baseline FILE]
 """
@@ -102,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         default="baselines/nvidia-h100-80gb-hbm3.json",
         help="baseline file whose recorded autotune configs to compile",
     )
+    ap.add_argument(
+        "--generic",
+        action="store_true",
+        help="compile with generic integer arguments instead of specialising them to the "
+        "case as a launch would (1 -> constant, multiples of 16 -> aligned)",
+    )
     ap.add_argument("--json", default="", help="also write the rows here")
     args = ap.parse_args(argv)
     if ig.interpreting():
@@ -114,8 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     scratch = f"/tmp/kernel_static_{os.getpid()}.cubin"
     for case in cases:
         cfg = configs.get(case.name, ig.AUTOTUNE_CONFIGS[0])
+        scalars = ig.case_scalar_args(case)
         kernel = ig.compile_offline(
-            cfg, args.capability, padded=any(case.padding), precision=args.precision
+            cfg,
+            args.capability,
+            padded=any(case.padding),
+            precision=args.precision,
+            scalars=None if args.generic else scalars,
         )
         rows.append(
             {

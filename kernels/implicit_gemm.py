@@ -209,6 +209,49 @@ def _tap_table(
     return torch.stack([r.reshape(-1) for r in rows]).to(torch.int32).contiguous().to(device)
 
 
+def scalar_args(
+    n: int,
+    ic: int,
+    dhw: tuple[int, int, int],
+    oc: int,
+    kernel: tuple[int, int, int],
+    stride: tuple[int, int, int],
+    padding: tuple[int, int, int],
+    out_dims: tuple[int, ...],
+) -> tuple[int, ...]:
+    """The kernel's integer arguments, after its five pointers."""
+    d, h, w = dhw
+    kd, kh, kw = kernel
+    spatial = out_dims[0] * out_dims[1] * out_dims[2]
+    # M, the GEMM's rows, is the autotuner's key; the kernel itself no longer reads it.
+    return (
+        n * spatial,
+        oc,
+        ic * kd * kh * kw,
+        d,
+        h,
+        w,
+        *out_dims,
+        *stride,
+        *padding,
+        ic * d * h * w,
+    )
+
+
+def case_scalar_args(case) -> tuple[int, ...]:
+    """``scalar_args`` of a suite case (``pytest_conv3d_perf.cases.Conv3dCase``)."""
+    return scalar_args(
+        case.n,
+        case.ic,
+        tuple(case.input),
+        case.oc,
+        tuple(case.kernel),
+        tuple(case.stride),
+        tuple(case.padding),
+        tuple(case.output_shape[2:]),
+    )
+
+
 def conv3d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -267,26 +310,15 @@ def conv3d(
     x = x.contiguous()
     weight = weight.contiguous()
     taps = _tap_table(ic, (kd, kh, kw), dilation_, (d, h, w), x.device)
-    spatial = out_dims[0] * out_dims[1] * out_dims[2]
-    m = n * spatial  # the GEMM's rows: the autotuner's key, no longer read by the kernel
-    k = ic * kd * kh * kw
     args = (
         x,
         weight,
         bias if bias is not None else weight,
         out,
         taps,
-        m,
-        oc,
-        k,
-        d,
-        h,
-        w,
-        *out_dims,
-        *stride_,
-        *padding_,
-        ic * d * h * w,
+        *scalar_args(n, ic, (d, h, w), oc, (kd, kh, kw), stride_, padding_, out_dims),
     )
+    spatial = out_dims[0] * out_dims[1] * out_dims[2]
     flags = {"HAS_BIAS": bias is not None, "PADDED": any(padding_), "PRECISION": precision}
 
     def grid(meta: dict) -> tuple[int]:
@@ -332,56 +364,90 @@ def compiled_shared_bytes(
     *,
     padded: bool,
     precision: str = DEFAULT_PRECISION,
+    scalars: tuple[int, ...] | None = None,
 ) -> list[int]:
-    """Shared memory one block of each config takes, compiled for sm_<capability>.
+    """Shared memory one block of each config takes, compiled for sm_<capability>
+    (``scalars`` as in ``compile_offline``).
 
     Needs no GPU: Triton ships ptxas. Counting tiles is not enough: the pipeline keeps
     fewer buffers than stages, and the epilogue's layout change can take more than the
-    tiles (a 128x128 float32 tile is 64 KB), differently in each Triton release.
+    tiles, differently in each Triton release and for each specialisation.
     """
     if interpreting():
         # The interpreter replaced triton.language's jit helpers at import, so compiling
         # needs a process that imported Triton without it.
-        return _compiled_shared_bytes_in_child(configs, capability, padded, precision)
+        return _compiled_shared_bytes_in_child(configs, capability, padded, precision, scalars)
     return [
-        int(compile_offline(c, capability, padded=padded, precision=precision).metadata.shared)
+        int(
+            compile_offline(
+                c, capability, padded=padded, precision=precision, scalars=scalars
+            ).metadata.shared
+        )
         for c in configs
     ]
 
 
 def compile_offline(
-    config: triton.Config, capability: int, *, padded: bool, precision: str = DEFAULT_PRECISION
+    config: triton.Config,
+    capability: int,
+    *,
+    padded: bool,
+    precision: str = DEFAULT_PRECISION,
+    scalars: tuple[int, ...] | None = None,
 ):
     """The kernel (with a bias) compiled for sm_<capability> without a GPU; its ``asm``
-    holds the TTGIR, PTX and cubin. Not under the interpreter (see above)."""
+    holds the TTGIR, PTX and cubin. Not under the interpreter (see above).
+
+    ``scalars`` (``scalar_args`` of a call) specialises the compile as a launch would:
+    integers equal to 1 become constants, multiples of 16 and the pointers (torch's
+    allocations) are marked divisible by 16. Without them every integer is generic.
+    """
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     constexprs = {"HAS_BIAS": True, "PADDED": padded, "PRECISION": precision, **config.kwargs}
+    names = _conv3d_kernel.arg_names
     signature = {
-        name: "constexpr" if name in constexprs else _ARG_TYPES.get(name, "i32")
-        for name in _conv3d_kernel.arg_names
+        name: "constexpr" if name in constexprs else _ARG_TYPES.get(name, "i32") for name in names
     }
+    attrs = {}
+    if scalars is not None:
+        pointers = [name for name in names if name in _ARG_TYPES]
+        for name, value in zip(names[len(pointers) :], scalars, strict=False):
+            if value == 1:
+                signature[name] = "constexpr"
+                constexprs[name] = 1
+            elif value % 16 == 0:
+                attrs[(names.index(name),)] = [["tt.divisibility", 16]]
+        attrs.update({(names.index(name),): [["tt.divisibility", 16]] for name in pointers})
     return triton.compile(
-        ASTSource(fn=_conv3d_kernel, signature=signature, constexprs=constexprs),
+        ASTSource(fn=_conv3d_kernel, signature=signature, constexprs=constexprs, attrs=attrs),
         target=GPUTarget("cuda", capability, 32),
         options={"num_warps": config.num_warps, "num_stages": config.num_stages},
     )
 
 
 def _compiled_shared_bytes_in_child(
-    configs: list[triton.Config], capability: int, padded: bool, precision: str
+    configs: list[triton.Config],
+    capability: int,
+    padded: bool,
+    precision: str,
+    scalars: tuple[int, ...] | None,
 ) -> list[int]:
     request = json.dumps(
-        [[c.kwargs, c.num_warps, c.num_stages] for c in configs] + [[capability, padded, precision]]
+        {
+            "configs": [[c.kwargs, c.num_warps, c.num_stages] for c in configs],
+            "options": [capability, padded, precision, scalars],
+        }
     )
     program = (
         "import json, sys, triton\n"
         "from kernels.implicit_gemm import compiled_shared_bytes\n"
-        "*cfgs, (cap, padded, precision) = json.loads(sys.argv[1])\n"
-        "configs = [triton.Config(k, num_warps=w, num_stages=s) for k, w, s in cfgs]\n"
+        "req = json.loads(sys.argv[1])\n"
+        "cap, padded, precision, scalars = req['options']\n"
+        "configs = [triton.Config(k, num_warps=w, num_stages=s) for k, w, s in req['configs']]\n"
         "print(json.dumps(compiled_shared_bytes(configs, cap, padded=padded,"
-        " precision=precision)))\n"
+        " precision=precision, scalars=scalars and tuple(scalars))))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
