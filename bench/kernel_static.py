@@ -18,14 +18,18 @@ import collections
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from dataclasses import astuple
 
 import triton
 
 from kernels import implicit_gemm as ig
 from pytest_conv3d_perf.cases import builtin_cases, select
 from pytest_conv3d_perf.report import text_table
+from pytest_conv3d_perf.tune import LaunchConfig
 
 TOOLS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
 
@@ -57,7 +61,6 @@ def sass_facts(cubin: bytes, scratch: str) -> dict:
         "registers": int(regs.group(1)) if regs else -1,
         "spill_stack_bytes": int(stack.group(1)) if stack else -1,
         "stores": {op: n for op, n in opcodes.items() if op.startswith("STG")},
-        "local_ld_st": count("LDL") + count("STL"),
         "mma": count("HGMMA") + count("HMMA"),
         "async_copies": count("LDGSTS"),
     }
@@ -85,13 +88,11 @@ def recorded_configs(path: str) -> dict[str, triton.Config]:
         return {}
     with open(path) as fh:
         cases = json.load(fh).get("cases", {})
-    out = {}
-    for name, entry in cases.items():
-        tuned = dict(entry.get("autotune") or {})
-        if tuned:
-            warps, stages = tuned.pop("num_warps"), tuned.pop("num_stages")
-            out[name] = triton.Config(tuned, num_warps=warps, num_stages=stages)
-    return out
+    return {
+        name: ig._config(*astuple(LaunchConfig.from_dict(entry["autotune"])))
+        for name, entry in cases.items()
+        if entry.get("autotune")
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = select(cases, args.cases.split(","))
     configs = recorded_configs(args.baseline)
     rows = []
-    scratch = f"/tmp/kernel_static_{os.getpid()}.cubin"
+    scratch = os.path.join(tempfile.mkdtemp(prefix="kernel_static_"), "kernel.cubin")
     for case in cases:
         cfg = configs.get(case.name, ig.AUTOTUNE_CONFIGS[0])
         scalars = ig.case_scalar_args(case)
@@ -140,14 +141,12 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(f"# {case.name}: compiled", file=sys.stderr, flush=True)
-    if os.path.exists(scratch):
-        os.remove(scratch)
+    shutil.rmtree(os.path.dirname(scratch))
     print(f"Triton {triton.__version__}, sm_{args.capability}, {args.precision}; per thread:")
     header = ["case", "config", "regs", "spill B", "shared B", "mma", "cp.async", "stores"]
     body = []
     for r in rows:
-        c = r["config"]
-        cfg = f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{c['num_warps']} s{c['num_stages']}"
+        cfg = LaunchConfig.from_dict(r["config"]).label()
         counts = (r["registers"], r["spill_stack_bytes"], r["shared_bytes"], r["mma"])
         stores = " ".join(f"{op} {n}" for op, n in sorted(r["stores"].items()))
         body.append(

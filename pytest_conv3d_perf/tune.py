@@ -31,6 +31,13 @@ class LaunchConfig:
     num_warps: int
     num_stages: int
 
+    @classmethod
+    def from_dict(cls, cfg: dict) -> LaunchConfig:
+        """From the dict the kernel module reports (``BLOCK_*``, ``num_warps``, ...)."""
+        return cls(
+            cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"], cfg["num_warps"], cfg["num_stages"]
+        )
+
     def label(self) -> str:
         return f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} s{self.num_stages}"
 

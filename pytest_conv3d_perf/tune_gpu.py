@@ -21,12 +21,6 @@ from pytest_conv3d_perf.tune import (
 )
 
 
-def _launch_config(cfg: dict) -> LaunchConfig:
-    return LaunchConfig(
-        cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"], cfg["num_warps"], cfg["num_stages"]
-    )
-
-
 def run_tuning(
     cases: list[Conv3dCase], *, min_gain_pct: float, budget_s: float, write: bool
 ) -> int:
@@ -45,7 +39,7 @@ def run_tuning(
         inputs = check.random_inputs(case, device, 0)
         args = (inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
         ig.conv3d(*args)  # autotune
-        chosen = _launch_config(ig.last_config() or {})
+        chosen = LaunchConfig.from_dict(ig.last_config() or {})
 
         def make_call(cfg: LaunchConfig, args: tuple = args):
             tc = ig._config(*astuple(cfg))
