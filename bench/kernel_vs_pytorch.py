@@ -1,7 +1,16 @@
-"""Per case: the kernel's time, TFLOP/s, share of the floor, speed relative to each PyTorch
-setting, and its largest errors against the float64 truth. Needs a CUDA GPU.
+"""Per case and precision mode: the kernel's device time, TFLOP/s, share of the floor, speed
+relative to each PyTorch setting, call time in a loop, and its largest errors against the
+float64 truth. Needs a CUDA GPU.
 
-    python bench/kernel_vs_pytorch.py [--cases kb54,kb66] [--json out.json]
+    python bench/kernel_vs_pytorch.py [--cases kb54,kb66] [--precision tf32x3,tf32x3-2acc]
+                                      [--json out.json]
+
+Columns: `x called` is PyTorch as a caller runs it (cuDNN with TF32, its default), `x fp32`
+PyTorch in true fp32 (`torch.backends.cudnn.allow_tf32 = False`, the like-for-like one),
+`x cl+tf32` channels-last with TF32, layout changes included (PyTorch's fastest setting);
+above 1 the kernel is faster. `call us` is what a caller in a loop sees per call
+(back-to-back calls, host work included, one synchronisation at the end), beside PyTorch's
+as called.
 """
 
 from __future__ import annotations
@@ -14,20 +23,36 @@ import time
 import torch
 import triton.testing
 
-from kernels.implicit_gemm import chosen_config, conv3d
+from kernels.implicit_gemm import PRECISIONS, chosen_config, conv3d
 from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
 
 # Ceilings measured on the device tool's H100 (KINDS.md: a device-to-device copy moved
-# 3.0 TB/s) and the TF32 dense rate DESIGN.md's floors imply (0.14 ms for 6.83e10 FLOP).
+# 3.0 TB/s) and the TF32 dense rate the notes' floors use (0.14 ms for 6.83e10 FLOP).
 BANDWIDTH = 3.0e12
 TF32_PEAK = 4.9e14
-# tf32x3 issues three TF32 products per product.
-PRECISION_COST = {"tf32x3": 3, "tf32x3-2acc": 3, "tf32": 1}
+# tf32x3 issues three TF32 products per product; ieee runs on the CUDA cores (about a
+# seventh of the TF32 rate on an H100).
+PRECISION_COST = {"tf32x3": 3, "tf32x3-2acc": 3, "tf32": 1, "ieee": 7}
 
 
 def bench(fn, rep_ms: int) -> float:
     return float(triton.testing.do_bench(fn, warmup=25, rep=rep_ms, return_mode="median"))
+
+
+def call_us(fn, calls: int = 100, repeats: int = 7) -> float:
+    """Median over ``repeats`` loops of ``calls`` back-to-back calls, per call: launches,
+    host work and allocations included, as a caller's loop sees them."""
+    fn()
+    torch.cuda.synchronize()
+    per_call = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+        per_call.append((time.perf_counter() - t0) / calls * 1e6)
+    return sorted(per_call)[len(per_call) // 2]
 
 
 def pytorch_settings(case, x, w, b):
@@ -43,91 +68,112 @@ def pytorch_settings(case, x, w, b):
         # The layout change counts, as it would for a caller holding NCDHW tensors.
         return f(x.to(memory_format=torch.channels_last_3d), w_cl, b, *args).contiguous()
 
+    # name: (callable, cudnn.benchmark, cudnn.allow_tf32)
     return {
-        "as_called": (as_called, False, False),
-        "benchmark": (as_called, True, False),
+        "as_called": (as_called, False, True),
+        "fp32": (as_called, False, False),
         "cl_tf32": (channels_last, True, True),
     }
 
 
-def run_case(case, rep_ms: int, precision: str) -> dict:
+def run_case(case, rep_ms: int, precisions: list[str]) -> list[dict]:
     dev = torch.device("cuda")
     inputs = check.random_inputs(case, dev, seed=1)
     x, w, b = inputs.x, inputs.weight, inputs.bias
-    row: dict = {"case": case.name, "flop": case.flop}
-
-    out = check.poisoned_output(case, dev)
-    conv3d(x, w, b, case.stride, case.padding, case.dilation, out=out, precision=precision)
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    report = check.CheckReport(case.name, check.rule_for(precision))
-    check.compare_with_truth(out, inputs, case, report)
-    torch.cuda.synchronize()
-    row["truth_s"] = time.perf_counter() - t0
-    row["max_abs"] = report.max_abs.value
-    row["max_rel"] = report.max_rel.value
-    row["ok"] = report.ok
-    del out
-
-    row["ms"] = bench(
-        lambda: conv3d(x, w, b, case.stride, case.padding, case.dilation, precision=precision),
-        rep_ms,
-    )
+    args = (x, w, b, case.stride, case.padding, case.dilation)
+    torch_row: dict = {}
     default_tf32 = torch.backends.cudnn.allow_tf32
     for name, (fn, benchmark, tf32) in pytorch_settings(case, x, w, b).items():
         torch.backends.cudnn.benchmark = benchmark
-        torch.backends.cudnn.allow_tf32 = tf32 or default_tf32
-        row[name] = bench(fn, rep_ms)
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch_row[name] = bench(fn, rep_ms)
+        if name == "as_called":
+            torch_row["torch_call_us"] = call_us(fn)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.allow_tf32 = default_tf32
-    floor_s = max(case.min_bytes / BANDWIDTH, case.flop * PRECISION_COST[precision] / TF32_PEAK)
-    row["floor_ms"] = floor_s * 1e3
-    row["tflops"] = case.flop / row["ms"] / 1e9
-    return row
+
+    rows = []
+    for precision in precisions:
+        row: dict = {"case": case.name, "precision": precision, "flop": case.flop, **torch_row}
+        out = check.poisoned_output(case, dev)
+        conv3d(*args, out=out, precision=precision)
+        torch.cuda.synchronize()
+        report = check.CheckReport(case.name, check.rule_for("fp32"))
+        check.compare_with_truth(out, inputs, case, report)
+        row.update(max_abs=report.max_abs.value, max_rel=report.max_rel.value, ok=report.ok)
+        del out
+
+        def kernel(precision: str = precision):
+            return conv3d(*args, precision=precision)
+
+        row["ms"] = bench(kernel, rep_ms)
+        row["call_us"] = call_us(kernel)
+        floor_s = max(case.min_bytes / BANDWIDTH, case.flop * PRECISION_COST[precision] / TF32_PEAK)
+        row["floor_ms"] = floor_s * 1e3
+        row["tflops"] = case.flop / row["ms"] / 1e9
+        row["autotune"] = chosen_config()
+        rows.append(row)
+    return rows
+
+
+def geomean(values: list[float]) -> float:
+    prod = 1.0
+    for v in values:
+        prod *= v
+    return prod ** (1 / len(values)) if values else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
     ap.add_argument("--rep-ms", type=int, default=200, help="do_bench repetition time per call")
-    ap.add_argument("--precision", default="tf32x3", choices=sorted(PRECISION_COST))
+    ap.add_argument(
+        "--precision",
+        default="tf32x3",
+        help=f"comma-separated precision modes of the kernel ({', '.join(PRECISIONS)})",
+    )
     ap.add_argument("--json", default="", help="write the rows as JSON here")
     args = ap.parse_args(argv)
+    precisions = [p for p in args.precision.split(",") if p]
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown:
+        print(f"kernel_vs_pytorch: unknown precision {unknown[0]!r}", file=sys.stderr)
+        return 2
     if not torch.cuda.is_available():
         print("kernel_vs_pytorch: needs a CUDA GPU", file=sys.stderr)
         return 2
     names = [n for n in args.cases.split(",") if n]
     rows = []
     for case in select(builtin_cases(), names):
-        row = run_case(case, args.rep_ms, args.precision)
-        rows.append(row)
-        print(f"# {case.name}: {row['ms']:.3f} ms, truth {row['truth_s']:.1f} s", flush=True)
+        for row in run_case(case, args.rep_ms, precisions):
+            rows.append(row)
+            print(f"# {case.name} {row['precision']}: {row['ms']:.4f} ms", flush=True)
     print(
-        f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, "
-        f"triton {triton.__version__}, precision {args.precision}"
+        f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}"
     )
     head = (
-        f"{'case':20s} {'ms':>8s} {'TFLOP/s':>8s} {'floor%':>7s} {'x called':>8s} "
-        f"{'x bench':>8s} {'x cl+tf32':>9s} {'max abs':>9s} {'max rel':>9s} ok"
+        f"{'case':20s} {'precision':12s} {'ms':>8s} {'TFLOP/s':>7s} {'floor%':>6s} "
+        f"{'x called':>8s} {'x fp32':>7s} {'x cl+tf32':>9s} {'call us':>8s} "
+        f"{'torch us':>8s} {'max abs':>9s} ok"
     )
     print(head)
     for r in rows:
         print(
-            f"{r['case']:20s} {r['ms']:8.3f} {r['tflops']:8.1f} "
-            f"{100 * r['floor_ms'] / r['ms']:7.1f} {r['as_called'] / r['ms']:8.2f} "
-            f"{r['benchmark'] / r['ms']:8.2f} {r['cl_tf32'] / r['ms']:9.2f} "
-            f"{r['max_abs']:9.2e} {r['max_rel']:9.2e} {r['ok']}"
+            f"{r['case']:20s} {r['precision']:12s} {r['ms']:8.4f} {r['tflops']:7.1f} "
+            f"{100 * r['floor_ms'] / r['ms']:6.1f} {r['as_called'] / r['ms']:8.2f} "
+            f"{r['fp32'] / r['ms']:7.2f} {r['cl_tf32'] / r['ms']:9.2f} {r['call_us']:8.1f} "
+            f"{r['torch_call_us']:8.1f} {r['max_abs']:9.2e} {r['ok']}"
         )
-    kb = [r for r in rows if r["case"].startswith("kb")]
-    if kb:
-        geo = 1.0
-        for r in kb:
-            geo *= r["as_called"] / r["ms"]
+    for p in precisions:
+        mine = [r for r in rows if r["precision"] == p]
+        kb = [r for r in mine if r["case"].startswith("kb")]
+        fp32_all = geomean([r["fp32"] / r["ms"] for r in mine])
+        fp32_kb = geomean([r["fp32"] / r["ms"] for r in kb])
+        called_kb = geomean([r["as_called"] / r["ms"] for r in kb])
         print(
-            f"geometric-mean speed-up over PyTorch as called (KernelBench cases): "
-            f"{geo ** (1 / len(kb)):.2f}x"
+            f"{p}: geometric mean vs PyTorch in true fp32 {fp32_all:.2f}x over {len(mine)} "
+            f"cases (KernelBench: {fp32_kb:.2f}x; vs as called {called_kb:.2f}x)"
         )
-    print("autotune:", json.dumps(chosen_config()))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)
