@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 import triton.testing
 
-from pytest_conv3d_perf import check
-from pytest_conv3d_perf.cases import builtin_cases, select
-
 # Run from the repository root: bench/ is then sys.path[0].
 from kernel_vs_pytorch import call_us
+
+from pytest_conv3d_perf import check
+from pytest_conv3d_perf.cases import builtin_cases, select
 
 KERNEL = "kernels/implicit_gemm.py"
 
@@ -45,7 +45,7 @@ def median(values: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", required=True, help="git revision of the base kernel file")
+    ap.add_argument("--base", required=True, help="git revision of the base kernel file, or a file")
     ap.add_argument("--file", default=KERNEL, help=f"kernel file (default: {KERNEL})")
     ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
     ap.add_argument("--rounds", type=int, default=5)
@@ -55,11 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("kernel_ab: needs a CUDA GPU", file=sys.stderr)
         return 2
-    text = subprocess.run(
-        ["git", "show", f"{args.base}:{args.file}"], capture_output=True, text=True, check=True
-    ).stdout
-    tmp = Path(tempfile.mkdtemp()) / "kernel_base.py"
-    tmp.write_text(text)
+    if Path(args.base).is_file():
+        tmp = Path(args.base)
+    else:
+        text = subprocess.run(
+            ["git", "show", f"{args.base}:{args.file}"], capture_output=True, text=True, check=True
+        ).stdout
+        tmp = Path(tempfile.mkdtemp()) / "kernel_base.py"
+        tmp.write_text(text)
     versions = {"base": load(tmp, "kernel_base"), "today": load(Path(args.file), "kernel_today")}
     dev = torch.device("cuda")
     rows = []
