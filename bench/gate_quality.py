@@ -1,7 +1,7 @@
 """How good are the gate's verdicts? False alarms, power and cost, against the naive method.
 
-    python bench/gate_quality.py false-alarms --runs 10 --out DIR
-    python bench/gate_quality.py power --slowdowns 0.02,0.05 --runs 3 --out DIR
+    python3 -m bench.gate_quality false-alarms --runs 10 --out DIR
+    python3 -m bench.gate_quality power --slowdowns 0.02,0.05 --runs 3 --out DIR
 
 false-alarms: records a baseline with the update command, then runs the gate N times, each
 in a fresh process, against it, with the code unchanged; counts regression and warning
@@ -28,9 +28,7 @@ SPEED_TEST = "tests/test_suite.py::test_conv3d_speed"
 
 def _env(slowdown: float = 0.0, report: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(ROOT / "bench"), env.get("PYTHONPATH", "")])
-    )
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     env["CONV3D_INJECT_SLOWDOWN"] = str(slowdown)
     env["PYTHONUNBUFFERED"] = "1"
     if report:
@@ -56,7 +54,7 @@ def gate_run(
         "-p",
         "no:cacheprovider",
         "-p",
-        "inject_slowdown",
+        "bench.inject_slowdown",
         "--conv3d-perf",
         f"--conv3d-budget={budget}",
         f"--conv3d-baseline-dir={baseline_dir}",
@@ -88,7 +86,7 @@ def record(out: Path, baseline_dir: Path, budget: float, processes: int) -> floa
         SPEED_TEST,
         "-q",
         "-p",
-        "inject_slowdown",
+        "bench.inject_slowdown",
         f"--conv3d-budget={budget}",
         f"--conv3d-baseline-dir={baseline_dir}",
     ]
@@ -105,7 +103,7 @@ def record(out: Path, baseline_dir: Path, budget: float, processes: int) -> floa
 def naive_run(out: Path, tag: str, slowdown: float = 0.0) -> dict[str, float]:
     path = out / f"{tag}.naive.json"
     subprocess.run(
-        [sys.executable, __file__, "naive-child", "--json", str(path)],
+        [sys.executable, "-m", "bench.gate_quality", "naive-child", "--json", str(path)],
         cwd=ROOT,
         env=_env(slowdown),
         check=True,
@@ -118,14 +116,14 @@ def naive_child(path: Path) -> None:
     import torch
     import triton.testing
 
-    import kernels
+    from kernels import implicit_gemm
     from pytest_conv3d_perf import check
     from pytest_conv3d_perf.cases import builtin_cases
 
     fraction = float(os.environ.get("CONV3D_INJECT_SLOWDOWN", "0") or 0)
-    fn = kernels.conv3d
+    fn = implicit_gemm.conv3d
     if fraction:
-        from inject_slowdown import make_slowed
+        from bench.inject_slowdown import make_slowed
 
         fn = make_slowed(fn, fraction, {})
     times = {}

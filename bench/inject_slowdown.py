@@ -1,10 +1,11 @@
-"""A pytest plugin for bench/gate_quality.py: slows kernels.conv3d by a set fraction.
+"""A pytest plugin for bench/gate_quality.py: slows the kernel by a set fraction.
 
-Wraps ``kernels.conv3d`` (what the suite's tests import).
+Wraps ``kernels.implicit_gemm.conv3d``, which the conv3d_kernel fixture returns (the
+configuration names it).
 CONV3D_INJECT_SLOWDOWN=0.02 adds a spin kernel after every launch whose length is
 calibrated per case so that the launch pair takes 2% longer than the kernel alone; the
 achieved slowdown is measured and written to CONV3D_INJECT_REPORT (JSON) when set.
-Load with `-p inject_slowdown` and bench/ on PYTHONPATH.
+Load with `-p bench.inject_slowdown` from the repository root.
 """
 
 from __future__ import annotations
@@ -74,10 +75,10 @@ def pytest_configure(config):
     fraction = float(os.environ.get("CONV3D_INJECT_SLOWDOWN", "0") or 0)
     if not fraction:
         return
-    import kernels
+    from kernels import implicit_gemm
 
     report: dict = {}
-    kernels.conv3d = make_slowed(kernels.conv3d, fraction, report)
+    implicit_gemm.conv3d = make_slowed(implicit_gemm.conv3d, fraction, report)
     config._inject_report = report  # read back in pytest_unconfigure below
 
 

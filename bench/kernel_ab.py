@@ -1,7 +1,7 @@
 """Two versions of a kernel file timed interleaved in one process, per case: device time
 (do_bench medians, L2 flushed) and call time in a loop. Needs a CUDA GPU.
 
-    python bench/kernel_ab.py --base REV [--cases kb54,n1_oc17_bias] [--rounds 5]
+    python3 -m bench.kernel_ab --base REV [--cases kb54,n1_oc17_bias] [--rounds 5]
 
 ``--base`` is a git revision: the kernel file as it was there is loaded into a module of
 its own beside today's, so both run in the same process on the same inputs, interleaved
@@ -21,9 +21,7 @@ from pathlib import Path
 import torch
 import triton.testing
 
-# Run from the repository root: bench/ is then sys.path[0].
-from kernel_vs_pytorch import call_us
-
+from bench.kernel_vs_pytorch import call_us
 from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
 

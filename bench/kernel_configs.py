@@ -2,7 +2,7 @@
 every precision mode at the best one, to choose the autotune list from measurements.
 Needs a CUDA GPU.
 
-    python bench/kernel_configs.py [--cases kb54,kb66] [--precision tf32] [--json out.json]
+    python3 -m bench.kernel_configs [--cases kb54,kb66] [--precision tf32] [--json out.json]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ tensor-core and async-copy instructions, and the layout of the output store (whi
 of a warp write neighbouring addresses). On the H100 the registers it gives for #54 and
 the 64-channel layers match what `conv3d-perf tune` read from the GPU's own compile.
 
-    python bench/kernel_static.py [--capability 90] [--cases kb54,kb59] [--baseline FILE]
+    python3 -m bench.kernel_static [--capability 90] [--cases kb54,kb59] [--baseline FILE]
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 relative to each PyTorch setting, call time in a loop, and its largest errors against the
 float64 truth. Needs a CUDA GPU.
 
-    python bench/kernel_vs_pytorch.py [--cases kb54,kb66] [--precision tf32x3,tf32x3-2acc]
+    python3 -m bench.kernel_vs_pytorch [--cases kb54,kb66] [--precision tf32x3,tf32x3-2acc]
                                       [--json out.json]
 
 Columns: `x called` is PyTorch as a caller runs it (cuDNN with TF32, its default), `x fp32`

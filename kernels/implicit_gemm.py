@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 # Triton's float32 dot defaults to TF32, which misses the fp32 rule (atol=rtol=1e-4) by up
-# to 10x on KernelBench #66 (DESIGN.md); tf32x3 splits each operand in two TF32 halves and
+# to 10x on KernelBench #66 (notes/kernel.md); tf32x3 splits each operand in two TF32 halves and
 # stays within it at three times the tensor-core work.
 DEFAULT_PRECISION = "tf32x3"
 # tf32x3-2acc: an experiment, not timed yet (notes/kernel.md, v6).
@@ -501,7 +501,9 @@ def last_config() -> dict | None:
 class ModelNew(torch.nn.Module):
     """KernelBench's level-1 conv3d interface, computed by the Triton kernel."""
 
-    precision = DEFAULT_PRECISION
+    # The accuracy promised (the fp32 rule), and the mode that keeps it.
+    precision = "fp32"
+    mode = DEFAULT_PRECISION
 
     def __init__(
         self,
@@ -543,5 +545,5 @@ class ModelNew(torch.nn.Module):
             self.stride,
             self.padding,
             self.dilation,
-            precision=self.precision,
+            precision=self.mode,
         )

@@ -144,14 +144,14 @@ class Measured:
 @dataclass(frozen=True)
 class Action:
     case: str
-    action: str  # add, update, keep, refuse
+    action: str  # add, update, confirm, keep, refuse
     old_ms: float | None
     new_ms: float
     reason: str
 
     @property
     def writes(self) -> bool:
-        return self.action in ("add", "update")
+        return self.action in ("add", "update", "confirm")
 
 
 def plan_update(
@@ -200,6 +200,17 @@ def plan_update(
             actions.append(
                 Action(name, "update", old_ms, new.entry.median_ms, f"moved {new.change_pct:+.2f}%")
             )
+        elif _recorded_code(old) != _recorded_code(new.entry):
+            # Same numbers, new code: the entry must name the code it now vouches for.
+            actions.append(
+                Action(
+                    name,
+                    "confirm",
+                    old_ms,
+                    new.entry.median_ms,
+                    f"within ±{churn_pct:.2f}%: numbers kept, new commit and kernel hash",
+                )
+            )
         else:
             actions.append(
                 Action(name, "keep", old_ms, new.entry.median_ms, f"within ±{churn_pct:.2f}%")
@@ -207,12 +218,28 @@ def plan_update(
     return actions
 
 
+def _recorded_code(entry: BaselineEntry) -> tuple[str, str]:
+    return entry.kernel_hash, str(entry.environment.get("commit", ""))
+
+
+def confirmed(old: BaselineEntry, new: BaselineEntry) -> BaselineEntry:
+    """``old``'s numbers, recorded against ``new``'s commit and kernel source."""
+    env = {
+        **old.environment,
+        "commit": new.environment.get("commit", ""),
+        "confirmed": new.environment.get("date", ""),
+    }
+    return replace(old, kernel_hash=new.kernel_hash, autotune=new.autotune, environment=env)
+
+
 def apply(
     existing: Mapping[str, BaselineEntry], measured: Mapping[str, Measured], actions: list[Action]
 ) -> dict[str, BaselineEntry]:
     merged = dict(existing)
     for act in actions:
-        if act.writes:
+        if act.action == "confirm":
+            merged[act.case] = confirmed(existing[act.case], measured[act.case].entry)
+        elif act.writes:
             merged[act.case] = measured[act.case].entry
     return merged
 
@@ -252,6 +279,51 @@ def median_process(entries: list[BaselineEntry], max_halfwidth_pct: float) -> Ba
     low = min(chosen.ci_low_ms, chosen.median_ms - spread)
     high = max(chosen.ci_high_ms, chosen.median_ms + spread)
     return replace(chosen, ci_low_ms=low, ci_high_ms=high)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What this process measured of one case, for an update: the would-be entry, its
+    verdict against the stored one, and the widest interval that may be stored."""
+
+    entry: BaselineEntry
+    verdict: Verdict
+    stored: BaselineEntry | None
+    max_halfwidth_pct: float
+
+
+def merge_processes(
+    measured: Mapping[str, Measurement], priors: Mapping[str, list[BaselineEntry]]
+) -> tuple[dict[str, Measured], dict[str, str]]:
+    """Per case, the entry an update stores from this process and earlier ones (their
+    --conv3d-json reports), with a note for each case that several processes measured."""
+    out: dict[str, Measured] = {}
+    notes: dict[str, str] = {}
+    for name, m in measured.items():
+        candidates = [m.entry, *priors.get(name, [])]
+        chosen = median_process(candidates, m.max_halfwidth_pct)
+        if chosen is None:
+            out[name] = Measured(m.entry, Verdict.UNSTABLE, None)
+            continue
+        change = None
+        if m.stored is not None:
+            change = 100 * (chosen.median_ms / m.stored.median_ms - 1)
+        verdict = Verdict.NEW if m.verdict is Verdict.UNSTABLE else m.verdict
+        out[name] = Measured(chosen, verdict, change)
+        if name in priors:
+            notes[name] = (
+                f"stored the median of {len(candidates)} processes: "
+                f"{chosen.median_ms:.4f} ms ±{halfwidth_pct(chosen):.2f}%"
+            )
+    return out, notes
+
+
+def prior_entries(paths: list[Path]) -> dict[str, list[BaselineEntry]]:
+    priors: dict[str, list[BaselineEntry]] = {}
+    for path in paths:
+        for name, entry in entries_in_report(path).items():
+            priors.setdefault(name, []).append(entry)
+    return priors
 
 
 class BaselineStore:

@@ -12,7 +12,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pytest_conv3d_perf.verdict import parse_percent
+
 Triple = tuple[int, int, int]
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Output extent along one axis, as torch.nn.functional.conv3d computes it."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 class CaseError(ValueError):
@@ -41,10 +48,8 @@ class Conv3dCase:
     @property
     def output(self) -> Triple:
         return tuple(  # type: ignore[return-value]
-            (i + 2 * p - d * (k - 1) - 1) // s + 1
-            for i, k, s, p, d in zip(
-                self.input, self.kernel, self.stride, self.padding, self.dilation
-            )
+            output_size(*axis)
+            for axis in zip(self.input, self.kernel, self.stride, self.padding, self.dilation)
         )
 
     @property
@@ -89,24 +94,6 @@ class Conv3dCase:
         """The variant small enough for Triton's interpreter on a CPU."""
         return self.small if self.small is not None else scaled_down(self)
 
-    def describe(self) -> str:
-        parts = [
-            f"N={self.n} IC={self.ic} OC={self.oc}",
-            "k=" + "x".join(map(str, self.kernel)),
-            "in=" + "x".join(map(str, self.input)),
-            "out=" + "x".join(map(str, self.output)),
-        ]
-        for label, value, default in (
-            ("stride", self.stride, (1, 1, 1)),
-            ("pad", self.padding, (0, 0, 0)),
-            ("dil", self.dilation, (1, 1, 1)),
-        ):
-            if value != default:
-                parts.append(f"{label}=" + ",".join(map(str, value)))
-        if self.bias:
-            parts.append("bias")
-        return " ".join(parts)
-
     def to_dict(self) -> dict[str, Any]:
         data = {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "small"
@@ -146,11 +133,10 @@ def _triple(name: str, key: str, value: Any, minimum: int) -> Triple:
 def _threshold(name: str, key: str, value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < 100):
-        raise CaseError(
-            f"case {name!r}: field {key!r}: expected a percentage between 0 and 100, got {value!r}"
-        )
-    return float(value)
+    try:
+        return parse_percent(value, f"case {name!r}: field {key!r}")
+    except ValueError as exc:
+        raise CaseError(str(exc)) from None
 
 
 def case_from_mapping(data: Mapping[str, Any], base: Conv3dCase | None = None) -> Conv3dCase:
@@ -235,7 +221,7 @@ def case_from_mapping(data: Mapping[str, Any], base: Conv3dCase | None = None) -
 
 
 def _shrink_axis(size: int, k: int, s: int, p: int, d: int, out_max: int) -> int:
-    out = (size + 2 * p - d * (k - 1) - 1) // s + 1
+    out = output_size(size, k, s, p, d)
     needed = (min(out, out_max) - 1) * s + d * (k - 1) + 1 - 2 * p
     return min(size, max(needed, 1))
 

@@ -118,26 +118,57 @@ def _pytest_in_child(argv: list[str]) -> int:
     return subprocess.run([sys.executable, "-m", "pytest", *argv]).returncode
 
 
+def configured_kernel(root: Path) -> str:
+    """``conv3d_kernel`` from the project's pytest configuration, as pytest reads it:
+    pytest.ini's [pytest] first, then pyproject.toml's [tool.pytest.ini_options]."""
+    import configparser
+    import tomllib
+
+    ini = root / "pytest.ini"
+    if ini.is_file():
+        parser = configparser.ConfigParser()
+        parser.read(ini)
+        return parser.get("pytest", "conv3d_kernel", fallback="")
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pytest", {})
+        return str(table.get("ini_options", {}).get("conv3d_kernel", ""))
+    return ""
+
+
 def _tune(args: argparse.Namespace, extra: list[str]) -> int:
     from pytest_conv3d_perf.runtime import DeviceError, select_runtime
+    from pytest_conv3d_perf.target import Target, TargetError
+    from pytest_conv3d_perf.tune_gpu import TuneError, run_tuning, writable_source
 
+    root = Path.cwd()
+    spec = args.kernel or configured_kernel(root)
     try:
-        select_runtime("cuda")
-        cases = select(load_suite(Path("."), []), args.case)
-    except (DeviceError, CaseError) as exc:
+        if not spec:
+            raise TargetError(
+                "no kernel to tune: pass --kernel module:function, or set conv3d_kernel in "
+                "the pytest configuration"
+            )
+        target = Target.parse(spec, "--kernel" if args.kernel else "conv3d_kernel")
+        select_runtime("cuda", [target.module])
+        kernel = target.load(root)
+        if args.write:
+            writable_source(kernel, root)
+        cases = select(load_suite(root, []), args.case)
+    except (DeviceError, CaseError, TargetError, TuneError) as exc:
         print(f"conv3d-perf tune: {exc}", file=sys.stderr)
         return 2
-    from pytest_conv3d_perf.tune_gpu import run_tuning
-
-    return run_tuning(cases, min_gain_pct=args.min_gain, budget_s=args.budget, write=args.write)
+    return run_tuning(
+        cases, kernel, min_gain_pct=args.min_gain, budget_s=args.budget, write=args.write
+    )
 
 
 def _percent(text: str) -> float:
-    from pytest_conv3d_perf.settings import SettingsError, parse_percent
+    from pytest_conv3d_perf.verdict import parse_percent
 
     try:
         return parse_percent(text, "--min-gain")
-    except SettingsError as exc:
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -250,7 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="sampling budget per candidate in seconds (default: 5)",
     )
     tune.add_argument(
-        "--write", action="store_true", help="edit kernels/implicit_gemm.py's config list in place"
+        "--kernel",
+        default="",
+        metavar="MODULE:FUNCTION",
+        help="the kernel to tune (default: conv3d_kernel from the pytest configuration)",
+    )
+    tune.add_argument(
+        "--write",
+        action="store_true",
+        help="edit the kernel module's config list in place (only a file inside this repository)",
     )
     tune.set_defaults(run=_tune)
     return parser

@@ -40,26 +40,70 @@ def software() -> dict[str, Any]:
     }
 
 
+# NVML clock-event reasons that mean the hardware slowed itself; a software power cap
+# (0x4) is normal under load and is handled by comparing cycles as well as time.
+_THROTTLE_BITS = {
+    0x8: "hardware slowdown",
+    0x20: "software thermal slowdown",
+    0x40: "hardware thermal slowdown",
+    0x80: "hardware power brake",
+}
+
+
+class Nvml:
+    """The current GPU through NVML (nvidia-ml-py): driver, SM clock, throttle reasons."""
+
+    def __init__(self) -> None:
+        import pynvml
+        import torch
+
+        pynvml.nvmlInit()
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        bus = getattr(props, "pci_bus_id", None)
+        if bus is not None:
+            pci = f"{props.pci_domain_id:08x}:{bus:02x}:{props.pci_device_id:02x}.0"
+            self.handle = pynvml.nvmlDeviceGetHandleByPciBusId(pci.encode())
+        else:
+            self.handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+        self._nvml = pynvml
+        self._reasons = getattr(
+            pynvml,
+            "nvmlDeviceGetCurrentClocksEventReasons",
+            getattr(pynvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None),
+        )
+
+    def driver(self) -> str:
+        version = self._nvml.nvmlSystemGetDriverVersion()
+        return version.decode() if isinstance(version, bytes) else str(version)
+
+    def sm_mhz(self) -> float:
+        return float(self._nvml.nvmlDeviceGetClockInfo(self.handle, self._nvml.NVML_CLOCK_SM))
+
+    def throttle(self) -> tuple[str, ...]:
+        bits = int(self._reasons(self.handle)) if self._reasons else 0
+        return tuple(name for bit, name in _THROTTLE_BITS.items() if bits & bit)
+
+
+def open_nvml() -> Nvml | None:
+    try:
+        return Nvml()
+    except Exception:  # NVML is optional: clocks and the driver are then unknown
+        return None
+
+
 def cuda_device_info() -> dict[str, Any]:
     import torch
 
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    nvml = open_nvml()
     info: dict[str, Any] = {
         "gpu": props.name,
         "sm_count": props.multi_processor_count,
         "memory_bytes": props.total_memory,
         "l2_bytes": int(getattr(props, "L2_cache_size", 0)),
         "capability": f"{props.major}.{props.minor}",
+        "driver": nvml.driver() if nvml else "",
     }
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        info["driver"] = pynvml.nvmlSystemGetDriverVersion()
-        if isinstance(info["driver"], bytes):
-            info["driver"] = info["driver"].decode()
-    except Exception:  # NVML is optional
-        info["driver"] = ""
     return {**software(), **info}
 
 

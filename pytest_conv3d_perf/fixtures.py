@@ -1,21 +1,34 @@
-"""Fixtures for users' own tests; the suite's tests use the same ones."""
+"""Fixtures for users' own tests; the suite's tests use the same ones.
+
+The fixture objects receive what they need (a case resolver, the device, a function that
+times, a function that shows a line) as plain values and callbacks, as pytest-benchmark's
+BenchmarkFixture does; only the fixture functions below know the run's state. Importing
+this module imports neither torch nor the kernel: the plugin stays invisible until used.
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import torch
 
-from pytest_conv3d_perf import check, report
-from pytest_conv3d_perf.cases import CaseError, Conv3dCase
-from pytest_conv3d_perf.session import Conv3dSession
-from pytest_conv3d_perf.settings import SettingsError
-from pytest_conv3d_perf.verdict import Thresholds
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
-CaseLike = Conv3dCase | str | Mapping[str, Any] | None
+    from pytest_conv3d_perf.cases import Conv3dCase
+
+    CaseLike = Conv3dCase | str | Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    resolve: Callable[[Any], Conv3dCase]
+    device: Any
+    trials: int
+    seed: int
+    scaled: bool
 
 
 class Conv3dChecker:
@@ -23,8 +36,8 @@ class Conv3dChecker:
     (poisoning ``out=`` when ``fn`` takes it); ``conv3d_check.model(ModelNew, case)``
     checks a KernelBench-style module class. Both fail the test with the errors."""
 
-    def __init__(self, session: Conv3dSession, default_case: Conv3dCase | None) -> None:
-        self._session = session
+    def __init__(self, context: CheckContext, default_case: Conv3dCase | None) -> None:
+        self._context = context
         self._default = default_case
 
     def _case(self, case: CaseLike) -> Conv3dCase:
@@ -34,25 +47,33 @@ class Conv3dChecker:
                     "conv3d_check needs a case: pass case=..., or use the conv3d_case fixture"
                 )
             return self._default
+        from pytest_conv3d_perf.cases import CaseError
+
         try:
-            return self._session.resolve_case(case)
+            return self._context.resolve(case)
         except CaseError as exc:
             pytest.fail(str(exc), pytrace=False)
 
     def _run(
         self, runner: Any, target: Any, case: CaseLike, precision: str | None, trials: int | None
-    ) -> list[check.CheckReport]:
+    ) -> list[Any]:
+        from pytest_conv3d_perf import check
+
         resolved = self._case(case)
-        rule = check.rule_for(precision or check.declared_precision(target))
+        try:
+            rule = check.rule_for(precision or check.declared_precision(target))
+        except ValueError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        ctx = self._context
         try:
             reports = runner(
                 target,
                 resolved,
-                self._session.device,
-                trials=trials or self._session.settings.trials,
-                seed=self._session.settings.seed,
+                ctx.device,
+                trials=trials or ctx.trials,
+                seed=ctx.seed,
                 rule=rule,
-                scaled=self._session.scaled,
+                scaled=ctx.scaled,
             )
         except check.ShapeError as exc:
             pytest.fail(str(exc), pytrace=False)
@@ -62,83 +83,73 @@ class Conv3dChecker:
 
     def __call__(
         self,
-        fn: check.Conv3dFn,
+        fn: Callable[..., Any],
         case: CaseLike = None,
         *,
         precision: str | None = None,
         trials: int | None = None,
-    ) -> list[check.CheckReport]:
+    ) -> list[Any]:
+        from pytest_conv3d_perf import check
+
         return self._run(check.check_function, fn, case, precision, trials)
 
     def model(
         self,
-        model_cls: type[torch.nn.Module],
+        model_cls: type,
         case: CaseLike = None,
         *,
         precision: str | None = None,
         trials: int | None = None,
-    ) -> list[check.CheckReport]:
+    ) -> list[Any]:
+        from pytest_conv3d_perf import check
+
         return self._run(check.check_model, model_cls, case, precision, trials)
 
 
-def _session(request: pytest.FixtureRequest) -> Conv3dSession:
-    from pytest_conv3d_perf.plugin import session_key
-
-    return request.config.stash[session_key]
-
-
-@pytest.fixture
-def conv3d_device(request: pytest.FixtureRequest) -> torch.device:
-    """The device the kernel runs on: cuda, or cpu under Triton's interpreter."""
-    return _session(request).device
-
-
-@pytest.fixture
-def conv3d_check(request: pytest.FixtureRequest) -> Conv3dChecker:
-    """Check a conv3d callable against the float64 truth (see Conv3dChecker)."""
-    default = None
-    if "conv3d_case" in request.fixturenames:
-        default = request.getfixturevalue("conv3d_case")
-    return Conv3dChecker(_session(request), default)
-
-
 class Conv3dPerf:
-    """``conv3d_perf(fn, *args, reference=..., flop=..., **kwargs)`` times ``fn(*args,
-    **kwargs)`` against this test's baseline; ``conv3d_perf.case(fn, case)`` times a conv3d
-    callable on a case with PyTorch's conv3d as the interleaved reference. Without
-    ``--conv3d-perf`` (or without a GPU) the callable runs once, as a smoke test."""
+    """``conv3d_perf(fn, *args, reference=..., flop=..., name=..., **kwargs)`` times
+    ``fn(*args, **kwargs)`` against this test's baseline; ``conv3d_perf.case(fn, case,
+    name=...)`` times a conv3d callable on a case with PyTorch's conv3d as the
+    interleaved reference (``name``: the entry's name when two kernels share a case).
+    Without ``--conv3d-perf`` (or without a GPU) the callable runs once, as a smoke test."""
 
     def __init__(
         self,
-        session: Conv3dSession,
-        request: pytest.FixtureRequest,
+        *,
+        time_case: Callable[..., Any],
+        thresholds: Callable[[Conv3dCase | None], Any],
+        context: CheckContext,
+        nodeid: str,
+        test_name: str,
         default_case: Conv3dCase | None,
+        show: Callable[[str], None],
+        record: Callable[[str], None],
     ) -> None:
-        self._session = session
-        self._request = request
+        self._time_case = time_case
+        self._thresholds_for = thresholds
+        self._context = context
+        self._nodeid = nodeid
+        self._test_name = test_name
         self._default = default_case
-        marker = request.node.get_closest_marker("conv3d_perf")
-        self._marker = dict(marker.kwargs) if marker else {}
+        self._show = show
+        self._record = record
 
-    def _thresholds(self, case: Conv3dCase | None) -> Thresholds:
+    def _thresholds(self, case: Conv3dCase | None) -> Any:
         try:
-            return self._session.thresholds(case, self._marker)
-        except (SettingsError, ValueError) as exc:
+            return self._thresholds_for(case)
+        except ValueError as exc:
             pytest.fail(str(exc), pytrace=False)
 
     def _finish(self, result: Any) -> Any:
         if result is None:
             return None
-        plugins = self._request.config.pluginmanager
-        tr = plugins.get_plugin("terminalreporter")
-        capture = plugins.get_plugin("capturemanager")
-        if tr is not None:
-            # Progress while measuring: shown live, so capture is suspended around it.
-            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-                tr.ensure_newline()
-                tr.write_line(report.progress_line(result))
+        from pytest_conv3d_perf.report import progress_line
+
+        line = progress_line(result)
+        self._show(line)
+        self._record(line)
         if result.fails:
-            pytest.fail(report.progress_line(result), pytrace=False)
+            pytest.fail(line, pytrace=False)
         return result
 
     def __call__(
@@ -154,26 +165,28 @@ class Conv3dPerf:
             return fn(*args, **kwargs)
 
         ref = (lambda: reference(*args, **kwargs)) if reference is not None else None
-        node = self._request.node
         return self._finish(
-            self._session.gate(
-                name or node.name,
-                node.nodeid,
-                call,
-                ref,
-                fn,
-                self._thresholds(None),
-                flop,
+            self._time_case(
+                name or self._test_name, self._nodeid, call, ref, fn, self._thresholds(None), flop
             )
         )
 
-    def case(self, fn: check.Conv3dFn, case: CaseLike = None) -> Any:
+    def case(
+        self, fn: Callable[..., Any], case: CaseLike = None, *, name: str | None = None
+    ) -> Any:
+        import torch
+
+        from pytest_conv3d_perf import check
+        from pytest_conv3d_perf.cases import CaseError
+
         if case is None and self._default is None:
             raise pytest.UsageError("conv3d_perf.case needs a case, or the conv3d_case fixture")
-        resolved = self._default if case is None else self._session.resolve_case(case)
+        try:
+            resolved = self._default if case is None else self._context.resolve(case)
+        except CaseError as exc:
+            pytest.fail(str(exc), pytrace=False)
         assert resolved is not None
-        device = self._session.device
-        inputs = check.random_inputs(resolved, device, self._session.settings.seed)
+        inputs = check.random_inputs(resolved, self._context.device, self._context.seed)
         args = (
             inputs.x,
             inputs.weight,
@@ -190,9 +203,9 @@ class Conv3dPerf:
             return torch.nn.functional.conv3d(*args)
 
         return self._finish(
-            self._session.gate(
-                resolved.name,
-                self._request.node.nodeid,
+            self._time_case(
+                name or resolved.name,
+                self._nodeid,
                 call,
                 reference,
                 fn,
@@ -203,10 +216,79 @@ class Conv3dPerf:
         )
 
 
+def _run(request: pytest.FixtureRequest) -> Any:
+    from pytest_conv3d_perf.session import activate
+
+    return activate(request.config)
+
+
+def _context(run: Any) -> CheckContext:
+    return CheckContext(
+        resolve=run.resolve_case,
+        device=run.device,
+        trials=run.settings.trials,
+        seed=run.settings.seed,
+        scaled=run.scaled,
+    )
+
+
+def _default_case(request: pytest.FixtureRequest) -> Conv3dCase | None:
+    if "conv3d_case" in request.fixturenames:
+        return request.getfixturevalue("conv3d_case")
+    return None
+
+
+@pytest.fixture
+def conv3d_device(request: pytest.FixtureRequest) -> Any:
+    """The device the kernel runs on: cuda, or cpu under Triton's interpreter."""
+    return _run(request).device
+
+
+@pytest.fixture
+def conv3d_kernel(request: pytest.FixtureRequest) -> Any:
+    """The kernel under test, named by the conv3d_kernel ini value (module:function)."""
+    from pytest_conv3d_perf.target import TargetError
+
+    try:
+        return _run(request).load(_run(request).kernel, "conv3d_kernel")
+    except TargetError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def conv3d_model(request: pytest.FixtureRequest) -> Any:
+    """The kernel's module class, named by the conv3d_model ini value (module:Class)."""
+    from pytest_conv3d_perf.target import TargetError
+
+    try:
+        return _run(request).load(_run(request).model, "conv3d_model")
+    except TargetError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def conv3d_check(request: pytest.FixtureRequest) -> Conv3dChecker:
+    """Check a conv3d callable against the float64 truth (see Conv3dChecker)."""
+    run = _run(request)
+    return Conv3dChecker(_context(run), _default_case(request))
+
+
 @pytest.fixture
 def conv3d_perf(request: pytest.FixtureRequest) -> Conv3dPerf:
     """Time a callable against the stored baseline (see Conv3dPerf)."""
-    default = None
-    if "conv3d_case" in request.fixturenames:
-        default = request.getfixturevalue("conv3d_case")
-    return Conv3dPerf(_session(request), request, default)
+    from pytest_conv3d_perf.session import PROPERTY
+
+    run = _run(request)
+    marker = request.node.get_closest_marker("conv3d_perf")
+    marks = dict(marker.kwargs) if marker else {}
+    node = request.node
+    return Conv3dPerf(
+        time_case=run.time_case,
+        thresholds=lambda case: run.thresholds(case, marks),
+        context=_context(run),
+        nodeid=node.nodeid,
+        test_name=node.name,
+        default_case=_default_case(request),
+        show=run.finish_line,
+        record=lambda line: node.user_properties.append((PROPERTY, line)),
+    )

@@ -1,5 +1,5 @@
 """One case through the gate: measure, assess against the baseline, confirm a change by
-measuring again, and say whether it fails the run."""
+measuring again, and say whether the result fails the run."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from pytest_conv3d_perf.baseline import BaselineEntry
 from pytest_conv3d_perf.measure import Measurement, Plan, measure
+from pytest_conv3d_perf.stats import Change
 from pytest_conv3d_perf.timer import Timer
 from pytest_conv3d_perf.verdict import (
     Assessment,
@@ -16,9 +17,61 @@ from pytest_conv3d_perf.verdict import (
     Verdict,
     assess,
     confirm,
+    fails_run,
     needs_confirmation,
     needs_third,
 )
+
+
+@dataclass
+class CaseResult:
+    """One timed case: what was measured, what it was compared with, the verdict."""
+
+    name: str
+    nodeid: str
+    verdict: Verdict
+    measurement: Measurement
+    thresholds: Thresholds
+    entry: BaselineEntry  # what the baseline would store for this run
+    baseline: BaselineEntry | None = None
+    change: Change | None = None
+    drift: Change | None = None
+    reasons: tuple[str, ...] = ()
+    flop: int | None = None
+    measurements: int = 1
+    fails: bool = False
+
+    @property
+    def ms(self) -> float:
+        return self.measurement.kernel.median
+
+    @property
+    def halfwidth_pct(self) -> float:
+        return 100 * self.measurement.kernel.rel_halfwidth
+
+    @property
+    def tflops(self) -> float | None:
+        return self.flop / self.ms / 1e9 if self.flop else None
+
+    @property
+    def speedup_vs_reference(self) -> float | None:
+        ref = self.measurement.reference
+        return ref.median / self.ms if ref else None
+
+
+@dataclass(frozen=True)
+class FailPolicy:
+    """What fails the run besides a regression (the --conv3d-unstable/-new options); an
+    update measures to store, so nothing it measures fails it."""
+
+    unstable: str = "pass"
+    new: str = "pass"
+    updating: bool = False
+
+    def fails(self, verdict: Verdict) -> bool:
+        return not self.updating and fails_run(
+            verdict, unstable_policy=self.unstable, new_policy=self.new
+        )
 
 
 def timing_of(m: Measurement) -> Timing:
@@ -48,19 +101,20 @@ def run_gate(
     thresholds: Thresholds,
     plan: Plan,
     l2: str,
+    progress: Callable[[str], None] | None = None,
 ) -> GateOutcome:
     base_timing = base.timing() if base else None
-    m1 = measure(timer, call, reference, plan, l2=l2)
+    m1 = measure(timer, call, reference, plan, l2=l2, progress=progress)
     a1 = assess(timing_of(m1), base_timing, thresholds, throttle=m1.throttle)
     if base is None or not needs_confirmation(a1.verdict):
         return GateOutcome(a1.verdict, m1, a1, 1)
     # Interleaved with the reference again, in the same process: asv and nvbench's
     # robust comparison also re-measure before calling a change.
-    m2 = measure(timer, call, reference, plan, l2=l2)
+    m2 = measure(timer, call, reference, plan, l2=l2, progress=progress)
     a2 = assess(timing_of(m2), base_timing, thresholds, throttle=m2.throttle)
     steps = [a1, a2]
     if needs_third(a1.verdict, a2.verdict):
-        m2 = measure(timer, call, reference, plan, l2=l2)
+        m2 = measure(timer, call, reference, plan, l2=l2, progress=progress)
         steps.append(assess(timing_of(m2), base_timing, thresholds, throttle=m2.throttle))
     final = confirm(steps[-2].verdict, steps[-1].verdict)
     said = [
@@ -70,3 +124,31 @@ def run_gate(
     last = steps[-1]
     a = Assessment(final, last.change, last.drift, (*last.reasons, note))
     return GateOutcome(final, m2, a, len(steps))
+
+
+def case_result(
+    out: GateOutcome,
+    *,
+    name: str,
+    nodeid: str,
+    thresholds: Thresholds,
+    entry: BaselineEntry,
+    baseline: BaselineEntry | None,
+    flop: int | None,
+    policy: FailPolicy,
+) -> CaseResult:
+    return CaseResult(
+        name=name,
+        nodeid=nodeid,
+        verdict=out.verdict,
+        measurement=out.measurement,
+        thresholds=thresholds,
+        entry=entry,
+        baseline=baseline,
+        change=out.assessment.change,
+        drift=out.assessment.drift,
+        reasons=out.assessment.reasons,
+        flop=flop,
+        measurements=out.measurements,
+        fails=policy.fails(out.verdict),
+    )

@@ -32,16 +32,15 @@ class Measurement:
     elapsed_s: float
     sm_mhz: float | None
     throttle: tuple[str, ...] = ()
-    power_capped: bool = False
     l2: str = "flush"
     samples: list[float] = field(default_factory=list, repr=False)
     diagnostics: dict[str, float] = field(default_factory=dict)
 
 
-def _merge_clocks(readings: list[ClockState]) -> tuple[float | None, tuple[str, ...], bool]:
+def _merge_clocks(readings: list[ClockState]) -> tuple[float | None, tuple[str, ...]]:
     mhz = [r.sm_mhz for r in readings if r.sm_mhz]
     reasons = tuple(sorted({name for r in readings for name in r.throttle}))
-    return (sum(mhz) / len(mhz) if mhz else None), reasons, any(r.power_capped for r in readings)
+    return (sum(mhz) / len(mhz) if mhz else None), reasons
 
 
 def _batch_halfwidth(batch_medians: list[float]) -> float:
@@ -70,8 +69,12 @@ def measure(
     *,
     l2: str = "flush",
     now: Callable[[], float] = time.perf_counter,
+    progress: Callable[[str], None] | None = None,
 ) -> Measurement:
+    """``progress``, when given, receives a short status line about once a second."""
     fns = [fn] if reference is None else [fn, reference]
+    say = progress or (lambda text: None)
+    say("warming up")
     started = now()
     calls = 0
     while calls < plan.warmup_calls or now() - started < plan.warmup_s:
@@ -95,6 +98,7 @@ def measure(
     # the count has grown by a quarter keeps it O(n log n) and stops at most 25% late.
     next_check = plan.min_samples
     start = now()
+    said = start
     while True:
         times = timer.sample(fns, rounds)
         clocks.append(timer.clock())
@@ -106,6 +110,10 @@ def measure(
         elapsed = now() - start
         if elapsed >= plan.budget_s:
             break
+        if now() - said >= 1.0:
+            said = now()
+            width = 100 * _widened(summarize(kernel), batches).rel_halfwidth
+            say(f"{elapsed:.0f}/{plan.budget_s:g} s, {len(kernel)} samples, ±{width:.2f}%")
         if (
             len(kernel) >= next_check
             and len(batches) >= plan.min_batches
@@ -115,7 +123,7 @@ def measure(
             if 100 * summary.rel_halfwidth <= plan.target_halfwidth_pct:
                 break
             next_check = int(len(kernel) * 1.25)
-    mhz, reasons, capped = _merge_clocks(clocks)
+    mhz, reasons = _merge_clocks(clocks)
     iid = summarize(kernel)
     diagnostics = {
         "batches": len(batches),
@@ -131,7 +139,6 @@ def measure(
         elapsed_s=now() - start,
         sm_mhz=mhz,
         throttle=reasons,
-        power_capped=capped,
         l2=l2,
         samples=kernel,
         diagnostics=diagnostics,

@@ -4,12 +4,15 @@ github-action-benchmark's), and Markdown for a job summary or a pull-request com
 from __future__ import annotations
 
 import html
+import json
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pytest_conv3d_perf.baseline import Action
-from pytest_conv3d_perf.result import CaseResult
-from pytest_conv3d_perf.stats import summarize
+from pytest_conv3d_perf.gate import CaseResult
 from pytest_conv3d_perf.verdict import Verdict
 
 REPORT_SCHEMA = 1
@@ -151,56 +154,28 @@ def to_json(results: Sequence[CaseResult], meta: dict[str, Any]) -> dict[str, An
 
 
 def _pb_stats(samples_ms: Sequence[float]) -> dict[str, Any]:
-    s = sorted(x / 1e3 for x in samples_ms)
-    st = summarize(s)
-    n, mean, std, q1, q3 = st.n, st.mean, st.stddev, st.q1, st.q3
-    iqr = q3 - q1
-    inside = [x for x in s if q1 - 1.5 * iqr <= x <= q3 + 1.5 * iqr] or s
-    beyond_stddev = sum(1 for x in s if abs(x - mean) > std)
-    return {
-        "min": s[0],
-        "max": s[-1],
-        "mean": mean,
-        "stddev": std,
-        "rounds": n,
-        "median": st.median,
-        "iqr": iqr,
-        "q1": q1,
-        "q3": q3,
-        "iqr_outliers": n - len(inside),
-        "stddev_outliers": beyond_stddev,
-        "outliers": f"{beyond_stddev};{n - len(inside)}",
-        "ld15iqr": inside[0],
-        "hd15iqr": inside[-1],
-        "ops": 1 / mean,
-        "total": sum(s),
-        "iterations": 1,
-    }
+    """pytest-benchmark's own statistics of the samples (in seconds), raw data included."""
+    from pytest_benchmark.stats import Stats
+
+    stats = Stats()
+    for ms in samples_ms:
+        stats.update(ms / 1e3)
+    return {**stats.as_dict(), "data": list(stats.data), "iterations": 1}
 
 
 def to_pytest_benchmark(results: Sequence[CaseResult], meta: dict[str, Any]) -> dict[str, Any]:
-    """pytest-benchmark's saved-run layout, times in seconds, so `pytest-benchmark compare`
-    and github-action-benchmark's `tool: pytest` read it."""
+    """pytest-benchmark's saved-run JSON, made with its own Stats, machine and commit info
+    and version, so `pytest-benchmark compare` and github-action-benchmark read it."""
+    import pytest_benchmark
+    from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
+    from pytest_benchmark.utils import get_commit_info
+
     env = meta.get("environment", {})
+    machine = pytest_benchmark_generate_machine_info()
+    machine["gpu"] = env
     return {
-        "machine_info": {
-            "node": env.get("gpu", ""),
-            "processor": env.get("gpu", ""),
-            "machine": "cuda",
-            "python_implementation": "CPython",
-            "python_version": env.get("python", ""),
-            "system": "Linux",
-            "release": "",
-            "cpu": {},
-            "gpu": env,
-        },
-        "commit_info": {
-            "id": env.get("commit", ""),
-            "time": env.get("date", ""),
-            "dirty": False,
-            "project": "pytest-conv3d-perf",
-            "branch": "",
-        },
+        "machine_info": machine,
+        "commit_info": get_commit_info(),
         "benchmarks": [
             {
                 "group": "conv3d",
@@ -228,8 +203,22 @@ def to_pytest_benchmark(results: Sequence[CaseResult], meta: dict[str, Any]) -> 
             if r.measurement.samples
         ],
         "datetime": env.get("date", ""),
-        "version": "5.2.3",
+        "version": pytest_benchmark.__version__,
     }
+
+
+def save_to_benchmark_storage(doc: dict[str, Any], storage: Path, name: str) -> Path:
+    """Into pytest-benchmark's own storage (``<storage>/<machine id>/NNNN_<name>.json``),
+    through its FileStorage, so `pytest-benchmark list` and `compare 0001 0002` find it."""
+    import logging
+
+    from pytest_benchmark.storage.file import FileStorage
+    from pytest_benchmark.utils import get_machine_id
+
+    store = FileStorage(storage, logging.getLogger("conv3d-perf"), get_machine_id())
+    before = set(store.query())
+    store.save(doc, name)
+    return next(iter(set(store.query()) - before))
 
 
 def to_gab(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
@@ -319,3 +308,54 @@ def markdown(
     if actions:
         lines += ["", "### Baseline update", "", "```", actions_table(actions), "```"]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where a run's reports go; None: not asked for."""
+
+    json_path: Path | None = None
+    benchmark_json_path: Path | None = None
+    gab_json_path: Path | None = None
+    markdown_path: Path | None = None
+    benchmark_storage: Path | None = None
+    benchmark_save: str | None = None
+
+
+def write_reports(
+    results: Sequence[CaseResult],
+    meta: dict[str, Any],
+    actions: Sequence[Action],
+    files: ReportFiles,
+) -> list[Path]:
+    """Write every report asked for, and the Markdown into $GITHUB_STEP_SUMMARY when set.
+    The github-action-benchmark file is written even when nothing was timed, so the
+    action's step that reads it finds a file."""
+    written: list[Path] = []
+
+    def write(path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+
+    if files.gab_json_path is not None:
+        write(files.gab_json_path, json.dumps(to_gab(results), indent=2) + "\n")
+    if not results:
+        return written
+    if files.json_path is not None:
+        write(files.json_path, json.dumps(to_json(results, meta), indent=2) + "\n")
+    pb = None
+    if files.benchmark_json_path is not None or files.benchmark_save:
+        pb = to_pytest_benchmark(results, meta)
+    if files.benchmark_json_path is not None and pb is not None:
+        write(files.benchmark_json_path, json.dumps(pb, indent=2) + "\n")
+    if files.benchmark_save and pb is not None and files.benchmark_storage is not None:
+        written.append(save_to_benchmark_storage(pb, files.benchmark_storage, files.benchmark_save))
+    md = markdown(results, meta, actions)
+    if files.markdown_path is not None:
+        write(files.markdown_path, md)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a") as fh:
+            fh.write(md)
+    return written

@@ -1,8 +1,10 @@
-"""What one pytest run holds: settings, the device, the case suite and the perf results."""
+"""What one pytest run holds once a project uses the plugin: settings, the device, the case
+suite, the timed results. Built only when asked for, kept in ``config.stash`` and
+registered as a plugin, so its methods are the run's hooks (pytest's junitxml model)."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import pickle
 from collections.abc import Callable, Mapping
@@ -10,36 +12,93 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pytest_conv3d_perf import report
 from pytest_conv3d_perf.baseline import (
     Action,
     BaselineEntry,
+    BaselineError,
     BaselineStore,
-    Measured,
-    entries_in_report,
-    halfwidth_pct,
-    median_process,
+    Measurement,
+    merge_processes,
+    prior_entries,
 )
-from pytest_conv3d_perf.cases import Conv3dCase, case_from_mapping, load_suite, select
+from pytest_conv3d_perf.cases import CaseError, Conv3dCase, case_from_mapping, load_suite, select
 from pytest_conv3d_perf.environment import autotune_config, git_commit, now_utc, source_hash
-from pytest_conv3d_perf.gate import run_gate
+from pytest_conv3d_perf.gate import CaseResult, FailPolicy, case_result, run_gate
 from pytest_conv3d_perf.measure import Plan
-from pytest_conv3d_perf.result import CaseResult
-from pytest_conv3d_perf.runtime import Runtime, select_runtime
-from pytest_conv3d_perf.settings import Settings, parse_percent
+from pytest_conv3d_perf.runtime import DeviceError, Runtime, select_runtime
+from pytest_conv3d_perf.settings import Settings, SettingsError
+from pytest_conv3d_perf.target import Target, TargetError
 from pytest_conv3d_perf.timer import Timer
-from pytest_conv3d_perf.verdict import Thresholds, Verdict, fails_run
+from pytest_conv3d_perf.verdict import Thresholds, Verdict, parse_percent
+
+run_key = pytest.StashKey["Conv3dRun"]()
+USAGE_ERRORS = (SettingsError, CaseError, DeviceError, BaselineError, TargetError)
+PROPERTY = "conv3d-perf"  # the user property carrying a case's line to an xdist controller
 
 
-@dataclass
-class Conv3dSession:
+def activate(config: pytest.Config) -> Conv3dRun:
+    """The run's state, built on first use: at configure time when the project or the
+    command line asked for the plugin, or when a test first requests one of its fixtures."""
+    run = config.stash.get(run_key, None)
+    if run is not None:
+        return run
+    try:
+        run = Conv3dRun.start(config)
+    except USAGE_ERRORS as exc:
+        raise pytest.UsageError(f"conv3d-perf: {exc}") from None
+    config.stash[run_key] = run
+    config.pluginmanager.register(run, "conv3d-perf-run")
+    return run
+
+
+def deactivate(config: pytest.Config) -> None:
+    run = config.stash.get(run_key, None)
+    if run is not None:
+        del config.stash[run_key]
+        config.pluginmanager.unregister(run)
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return not _is_xdist_worker(config) and getattr(config.option, "dist", "no") != "no"
+
+
+def _pin_xdist_worker(config: pytest.Config) -> None:
+    """One xdist worker per GPU: two timings on one GPU would disturb each other."""
+    worker = getattr(config, "workerinput", None)
+    if worker is None:
+        return
+    import torch
+
+    count = torch.cuda.device_count()
+    index = int(str(worker["workerid"]).lstrip("gw"))
+    if count and int(worker.get("workercount", 1)) > count:
+        raise DeviceError(
+            f"--conv3d-perf with {worker['workercount']} xdist workers but {count} GPU(s): "
+            f"use at most one worker per GPU (-n {count})"
+        )
+    if count:
+        torch.cuda.set_device(index)
+
+
+@dataclass(eq=False)  # a registered plugin must be hashable
+class Conv3dRun:
+    config: pytest.Config
     settings: Settings
     runtime: Runtime
     scaled: bool
     cases: list[Conv3dCase]
-    rootdir: Path
-    suite: dict[str, Conv3dCase] = field(default_factory=dict)
+    suite: dict[str, Conv3dCase]
+    kernel: Target | None = None
+    model: Target | None = None
     timer: Timer | None = None
+    timing_off: str = ""  # why timing is off although asked for
     device_info: dict[str, Any] = field(default_factory=dict)
     store: BaselineStore | None = None
     baselines: dict[str, BaselineEntry] = field(default_factory=dict)
@@ -51,28 +110,55 @@ class Conv3dSession:
     worker_baselines: set[Path] = field(default_factory=set)
 
     @classmethod
-    def start(cls, settings: Settings, rootdir: Path) -> Conv3dSession:
+    def start(cls, config: pytest.Config) -> Conv3dRun:
+        settings = Settings.from_config(config)
+        kernel = Target.parse(settings.kernel, "conv3d_kernel") if settings.kernel else None
+        model = Target.parse(settings.model, "conv3d_model") if settings.model else None
+        modules = [t.module for t in (kernel, model) if t is not None]
         # A CI GPU runner passes --conv3d-require-gpu so a missing GPU fails, never skips.
-        runtime = select_runtime("cuda" if settings.require_gpu else settings.device)
+        runtime = select_runtime("cuda" if settings.require_gpu else settings.device, modules)
         scaled = settings.size == "small" or (settings.size == "auto" and runtime.interpreter)
-        suite = load_suite(rootdir, settings.case_files)
+        suite = load_suite(Path(config.rootpath), settings.case_files)
         chosen = select(suite, settings.case_names)
-        return cls(
+        run = cls(
+            config=config,
             settings=settings,
             runtime=runtime,
             scaled=scaled,
             cases=[c.scaled() if scaled else c for c in chosen],
-            rootdir=rootdir,
             suite={c.name: c for c in suite},
+            kernel=kernel,
+            model=model,
         )
+        if settings.perf:
+            run._enable_timing()
+        return run
 
-    def enable_timing(self, timer: Timer | None, device_info: dict[str, Any] | None) -> None:
+    def _enable_timing(self) -> None:
         """Load this GPU's baselines up front, so a bad file stops the run before any work."""
-        if timer is None or not device_info:
+        config = self.config
+        if _is_xdist_controller(config):
+            # The controller runs no test: it must not hold a GPU the workers time on.
+            self.merging = True
             return
+        import torch
+
+        if self.runtime.interpreter and torch.cuda.is_available():
+            # Interpreter calls of scaled-down cases are no measurement of the GPU kernel,
+            # and must never be compared with (or written over) a GPU's baseline.
+            self.timing_off = "the kernel runs under Triton's interpreter (TRITON_INTERPRET)"
+        _pin_xdist_worker(config)
+        timer = config.hook.pytest_conv3d_perf_make_timer(
+            config=config, l2=self.settings.l2, runtime=self.runtime
+        )
+        info = config.hook.pytest_conv3d_perf_device_info(config=config)
+        if timer is None or not info:
+            self.timing_off = self.timing_off or "no CUDA GPU is visible"
+            return
+        self.timing_off = ""
         self.timer = timer
-        self.device_info = {**device_info, "commit": git_commit(self.rootdir)}
-        self.store = BaselineStore(self.settings.baseline_dir, str(device_info["gpu"]))
+        self.device_info = {**info, "commit": git_commit(Path(config.rootpath))}
+        self.store = BaselineStore(self.settings.baseline_dir, str(info["gpu"]))
         self.baselines = self.store.load()
 
     @property
@@ -85,23 +171,13 @@ class Conv3dSession:
 
         return torch.device(self.runtime.device)
 
-    def header(self) -> list[str]:
-        sizes = "scaled-down cases" if self.scaled else "full-size cases"
-        lines = [f"conv3d-perf: {self.runtime.describe()}, {sizes}, {len(self.cases)} cases"]
-        if self.timing and self.store:
-            known = "" if self.store.exists() else " (no file yet: every case is new)"
-            lines.append(
-                f"conv3d-perf: timing on; baseline {self.store.path}{known}; fail above "
-                f"{self.settings.fail_pct:g}%, warn above {self.settings.warn_pct:g}%, "
-                f"L2 {self.settings.l2}"
+    def load(self, target: Target | None, fixture: str) -> object:
+        if target is None:
+            raise TargetError(
+                f"the {fixture} fixture needs {fixture} = module:attribute in the pytest "
+                f"configuration (or --{fixture.replace('_', '-')} on the command line)"
             )
-        elif self.merging:
-            lines.append(
-                "conv3d-perf: timing in the xdist workers, one per GPU; one report merges them"
-            )
-        elif self.settings.perf:
-            lines.append("conv3d-perf: timing skipped: no CUDA GPU is visible")
-        return lines
+        return target.load(Path(self.config.rootpath))
 
     def resolve_case(self, case: Conv3dCase | str | Mapping[str, Any]) -> Conv3dCase:
         """A suite case by name (scaled like the run), a user's own table, or a case."""
@@ -122,7 +198,9 @@ class Conv3dSession:
             warn = parse_percent(marker["warn"], "conv3d_perf marker, warn")
         return Thresholds(fail, min(warn, fail))
 
-    def gate(
+    # -- timing a case -------------------------------------------------------------
+
+    def time_case(
         self,
         name: str,
         nodeid: str,
@@ -142,7 +220,16 @@ class Conv3dSession:
         plan = Plan(
             budget_s=self.settings.budget_s, target_halfwidth_pct=thresholds.target_halfwidth_pct
         )
-        out = run_gate(self.timer, call, reference, base, thresholds, plan, self.settings.l2)
+        out = run_gate(
+            self.timer,
+            call,
+            reference,
+            base,
+            thresholds,
+            plan,
+            self.settings.l2,
+            progress=self.live(name),
+        )
         m = out.measurement
         entry = BaselineEntry(
             median_ms=m.kernel.median,
@@ -158,27 +245,145 @@ class Conv3dSession:
             case=case.to_dict() if case else None,
             environment={**self.device_info, "date": now_utc()},
         )
-        result = CaseResult(
+        policy = FailPolicy(
+            self.settings.unstable_policy, self.settings.new_policy, self.settings.update
+        )
+        result = case_result(
+            out,
             name=name,
             nodeid=nodeid,
-            verdict=out.verdict,
-            measurement=m,
             thresholds=thresholds,
             entry=entry,
             baseline=base,
-            change=out.assessment.change,
-            drift=out.assessment.drift,
-            reasons=out.assessment.reasons,
             flop=flop,
-            measurements=out.measurements,
-        )
-        result.fails = not self.settings.update and fails_run(
-            out.verdict,
-            unstable_policy=self.settings.unstable_policy,
-            new_policy=self.settings.new_policy,
+            policy=policy,
         )
         self.results.append(result)
         return result
+
+    def _terminal(self) -> Any:
+        return self.config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(self, line: str) -> None:
+        """A line on the terminal now, in the middle of a test: capture is suspended
+        around it, and it starts on a line of its own (after -q's progress marks)."""
+        tr = self._terminal()
+        if tr is None:
+            return
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            if tr._tw.width_of_current_line:
+                tr.write("\n")
+            tr.write_line(line)
+
+    def live(self, name: str) -> Callable[[str], None] | None:
+        """Status while a case is measured: rewritten in place on a terminal; on a log
+        (CI) only the first line, so the log does not fill with status."""
+        tr = self._terminal()
+        if tr is None:
+            return None
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        state = {"first": True}
+
+        def show(status: str) -> None:
+            text = f"conv3d-perf {name}: measuring: {status}"
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                if getattr(tr, "isatty", False):
+                    if state["first"] and tr._tw.width_of_current_line:
+                        tr.write("\n")
+                    tr.rewrite(text, erase=True)
+                elif state["first"]:
+                    if tr._tw.width_of_current_line:
+                        tr.write("\n")
+                    tr.write_line(text)
+            state["first"] = False
+
+        return show
+
+    def finish_line(self, line: str) -> None:
+        """The case's result line: over the live status on a terminal."""
+        tr = self._terminal()
+        if tr is not None and getattr(tr, "isatty", False):
+            capture = self.config.pluginmanager.get_plugin("capturemanager")
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                tr.rewrite(line, erase=True)
+                tr.write("\n")
+            return
+        self.say(line)
+
+    # -- hooks ---------------------------------------------------------------------
+
+    def pytest_report_header(self) -> list[str]:
+        sizes = "scaled-down cases" if self.scaled else "full-size cases"
+        kernel = f"; kernel {self.kernel}" if self.kernel else ""
+        lines = [
+            f"conv3d-perf: {self.runtime.describe()}, {sizes}, {len(self.cases)} cases{kernel}"
+        ]
+        if self.timing and self.store:
+            known = "" if self.store.exists() else " (no file yet: every case is new)"
+            lines.append(
+                f"conv3d-perf: timing on; baseline {self.store.path}{known}; fail above "
+                f"{self.settings.fail_pct:g}%, warn above {self.settings.warn_pct:g}%, "
+                f"L2 {self.settings.l2}"
+            )
+        elif self.merging:
+            lines.append(
+                "conv3d-perf: timing in the xdist workers, one per GPU; one report merges them"
+            )
+        elif self.settings.perf:
+            lines.append(f"conv3d-perf: timing skipped: {self.timing_off}")
+        return lines
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[Any]) -> None:
+        """A baseline update measures; it does not re-run the correctness tests."""
+        if not self.settings.perf_only:
+            return
+        keep = [i for i in items if "conv3d_perf" in getattr(i, "fixturenames", ())]
+        dropped = [i for i in items if i not in keep]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """pytest-xdist: the controller prints each case's line its worker recorded."""
+        if not self.merging or report.when != "call":
+            return
+        for key, value in report.user_properties:
+            if key == PROPERTY:
+                self.say(str(value))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """pytest-xdist: a worker finished; its timed results join the controller's."""
+        data = getattr(node, "workeroutput", {}).get(PROPERTY)
+        if data:
+            self.merge_worker(data)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        worker = _is_xdist_worker(self.config)
+        try:
+            # A worker updates its own GPU's baseline file (under the file lock) and hands
+            # its results to the controller, which writes one report for the whole run.
+            self.finish(reports=not worker)
+        except BaselineError as exc:
+            raise pytest.UsageError(f"conv3d-perf: {exc}") from None
+        if worker:
+            self.config.workeroutput[PROPERTY] = self.worker_output()  # type: ignore[attr-defined]
+        elif self.refused and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        lines = self.summary_lines()
+        if lines:
+            terminalreporter.section("conv3d-perf")
+            for line in lines:
+                terminalreporter.write_line(line)
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            # An annotation names the failing cases on the check itself.
+            for line in self.annotations():
+                terminalreporter.write_line(line)
+
+    # -- the end of the run --------------------------------------------------------
 
     @property
     def refused(self) -> list[Action]:
@@ -201,67 +406,34 @@ class Conv3dSession:
     def finish(self, *, reports: bool = True) -> None:
         """Write the baselines (on purpose only) and, unless an xdist worker hands its
         results to the controller instead, the report files."""
-        if not self.results:
-            return
-        if self.settings.update and self.store is not None:
-            measured = self._measured_for_update()
+        if self.results and self.settings.update and self.store is not None:
+            measured = {
+                r.name: Measurement(r.entry, r.verdict, r.baseline, r.thresholds.max_halfwidth_pct)
+                for r in self.results
+            }
+            chosen, notes = merge_processes(measured, prior_entries(list(self.settings.prior_json)))
+            for r in self.results:
+                if r.name in notes:
+                    r.reasons = (*r.reasons, notes[r.name])
             self.actions = self.store.update(
-                measured,
+                chosen,
                 churn_pct=self.settings.warn_pct / 3,
                 force=self.settings.force,
                 requested=frozenset(self.settings.case_names),
                 dry_run=self.settings.dry_run,
             )
-        if not reports:
+        if not reports or not self.settings.perf:
             return
-        meta = self.meta()
-        outputs: list[tuple[Path | None, Any]] = [
-            (self.settings.json_path, lambda: report.to_json(self.results, meta)),
-            (
-                self.settings.benchmark_json_path,
-                lambda: report.to_pytest_benchmark(self.results, meta),
-            ),
-            (self.settings.gab_json_path, lambda: report.to_gab(self.results)),
-        ]
-        for path, build in outputs:
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(build(), indent=2) + "\n")
-                self.written.append(path)
-        md = report.markdown(self.results, meta, self.actions)
-        if self.settings.markdown_path is not None:
-            self.settings.markdown_path.parent.mkdir(parents=True, exist_ok=True)
-            self.settings.markdown_path.write_text(md)
-            self.written.append(self.settings.markdown_path)
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
-            with open(summary, "a") as fh:
-                fh.write(md)
-
-    def _measured_for_update(self) -> dict[str, Measured]:
-        priors: dict[str, list[BaselineEntry]] = {}
-        for path in self.settings.prior_json:
-            for name, entry in entries_in_report(path).items():
-                priors.setdefault(name, []).append(entry)
-        measured = {}
-        for r in self.results:
-            candidates = [r.entry, *priors.get(r.name, [])]
-            chosen = median_process(candidates, r.thresholds.max_halfwidth_pct)
-            if chosen is None:
-                measured[r.name] = Measured(r.entry, Verdict.UNSTABLE, None)
-                continue
-            change = None
-            if r.baseline is not None:
-                change = 100 * (chosen.median_ms / r.baseline.median_ms - 1)
-            verdict = Verdict.NEW if r.verdict is Verdict.UNSTABLE else r.verdict
-            measured[r.name] = Measured(chosen, verdict, change)
-            if r.name in priors:
-                r.reasons = (
-                    *r.reasons,
-                    f"stored the median of {len(candidates)} processes: "
-                    f"{chosen.median_ms:.4f} ms ±{halfwidth_pct(chosen):.2f}%",
-                )
-        return measured
+        s = self.settings
+        files = report.ReportFiles(
+            json_path=s.json_path,
+            benchmark_json_path=s.benchmark_json_path,
+            gab_json_path=s.gab_json_path,
+            markdown_path=s.markdown_path,
+            benchmark_storage=s.benchmark_storage,
+            benchmark_save=s.benchmark_save,
+        )
+        self.written = report.write_reports(self.results, self.meta(), self.actions, files)
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -286,7 +458,7 @@ class Conv3dSession:
         if not self.results:
             if self.merging:
                 return ["the xdist workers timed no case (is a CUDA GPU visible to them?)"]
-            return []
+            return [f"wrote {p}" for p in self.written]
         lines = [report.text_table(report.HEADER, report.rows(self.results)), ""]
         for r in report.ordered(self.results):
             for reason in r.reasons:

@@ -9,22 +9,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-# NVML clock-event reasons that mean the hardware slowed itself; a software power cap
-# (0x4) is normal under load and is handled by comparing cycles as well as time.
-_THROTTLE_BITS = {
-    0x8: "hardware slowdown",
-    0x20: "software thermal slowdown",
-    0x40: "hardware thermal slowdown",
-    0x80: "hardware power brake",
-}
-_POWER_CAP = 0x4
-
 
 @dataclass(frozen=True)
 class ClockState:
     sm_mhz: float | None
     throttle: tuple[str, ...] = ()
-    power_capped: bool = False
 
 
 class Timer(Protocol):
@@ -35,40 +24,6 @@ class Timer(Protocol):
 
 
 # A timer may also offer ``calibrate(fns)``, called once after warm-up.
-
-
-class _Nvml:
-    def __init__(self) -> None:
-        import pynvml
-        import torch
-
-        pynvml.nvmlInit()
-        props = torch.cuda.get_device_properties(torch.cuda.current_device())
-        bus = getattr(props, "pci_bus_id", None)
-        if bus is not None:
-            pci = f"{props.pci_domain_id:08x}:{bus:02x}:{props.pci_device_id:02x}.0"
-            self.handle = pynvml.nvmlDeviceGetHandleByPciBusId(pci.encode())
-        else:
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
-        self._nvml = pynvml
-        self._reasons = getattr(
-            pynvml,
-            "nvmlDeviceGetCurrentClocksEventReasons",
-            getattr(pynvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None),
-        )
-
-    def read(self) -> ClockState:
-        sm = float(self._nvml.nvmlDeviceGetClockInfo(self.handle, self._nvml.NVML_CLOCK_SM))
-        bits = int(self._reasons(self.handle)) if self._reasons else 0
-        names = tuple(name for bit, name in _THROTTLE_BITS.items() if bits & bit)
-        return ClockState(sm, names, bool(bits & _POWER_CAP))
-
-
-def open_nvml() -> _Nvml | None:
-    try:
-        return _Nvml()
-    except Exception:  # NVML is optional; clocks are then unknown
-        return None
 
 
 class CudaTimer:
@@ -86,6 +41,8 @@ class CudaTimer:
         self.l2_bytes = int(getattr(props, "L2_cache_size", 0) or 64 << 20)
         self.flush = l2 == "flush"
         self._buffer = torch.empty(2 * self.l2_bytes // 4, dtype=torch.int32, device="cuda")
+        from pytest_conv3d_perf.environment import open_nvml
+
         self._nvml = open_nvml()
         self._hold_cycles = self._cycles_per_us() * 100
 
@@ -130,7 +87,9 @@ class CudaTimer:
         return out
 
     def clock(self) -> ClockState:
-        return self._nvml.read() if self._nvml else ClockState(None)
+        if self._nvml is None:
+            return ClockState(None)
+        return ClockState(self._nvml.sm_mhz(), self._nvml.throttle())
 
 
 def host_call_us(fn: Callable[[], object], calls: int = 20) -> float:

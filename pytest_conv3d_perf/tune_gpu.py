@@ -1,8 +1,15 @@
-"""`conv3d-perf tune` on the GPU: the kernel's chosen configs, their neighbours, measured."""
+"""`conv3d-perf tune` on the GPU: the configured kernel's chosen configs, their
+neighbours, measured.
+
+The kernel's module offers what tuning needs: ``AUTOTUNE_CONFIGS`` (a list of
+``_config(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)`` lines), ``last_config()``,
+``resources(*args, config=)``, and a function that takes ``config=`` to launch one config.
+"""
 
 from __future__ import annotations
 
-from dataclasses import astuple
+import inspect
+import subprocess
 from pathlib import Path
 
 from pytest_conv3d_perf import check, report
@@ -21,12 +28,54 @@ from pytest_conv3d_perf.tune import (
 )
 
 
+class TuneError(RuntimeError):
+    pass
+
+
+def repository_root(start: Path) -> Path:
+    """The git work tree holding ``start`` (the folder itself outside git)."""
+    done = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True, text=True
+    )
+    return Path(done.stdout.strip()).resolve() if done.returncode == 0 else start.resolve()
+
+
+def writable_source(fn: object, cwd: Path) -> Path:
+    """The kernel's source file, if ``--write`` may edit it: inside the repository it runs
+    in, never an installed copy in site-packages."""
+    module = inspect.getmodule(fn)
+    path = Path(getattr(module, "__file__", "") or "").resolve()
+    root = repository_root(cwd)
+    if not path.is_file() or not path.is_relative_to(root):
+        raise TuneError(
+            f"--write edits the kernel's source, and {path} is outside this repository "
+            f"({root}); run it in the repository that holds the kernel"
+        )
+    return path
+
+
+def _triton_config(cfg: LaunchConfig) -> object:
+    import triton
+
+    return triton.Config(
+        {"BLOCK_M": cfg.block_m, "BLOCK_N": cfg.block_n, "BLOCK_K": cfg.block_k},
+        num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
+    )
+
+
 def run_tuning(
-    cases: list[Conv3dCase], *, min_gain_pct: float, budget_s: float, write: bool
+    cases: list[Conv3dCase],
+    kernel: object,
+    *,
+    min_gain_pct: float,
+    budget_s: float,
+    write: bool,
 ) -> int:
     import torch
 
-    from kernels import implicit_gemm as ig
+    ig = inspect.getmodule(kernel)
+    path = writable_source(kernel, Path.cwd()) if write else None
 
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     shared_per_sm = int(getattr(props, "shared_memory_per_multiprocessor", 228 * 1024))
@@ -38,14 +87,14 @@ def run_tuning(
     for case in cases:
         inputs = check.random_inputs(case, device, 0)
         args = (inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
-        ig.conv3d(*args)  # autotune
+        kernel(*args)  # autotune
         chosen = LaunchConfig.from_dict(ig.last_config() or {})
 
         def make_call(cfg: LaunchConfig, args: tuple = args):
-            tc = ig._config(*astuple(cfg))
-            return lambda: ig.conv3d(*args, config=tc)
+            tc = _triton_config(cfg)
+            return lambda: kernel(*args, config=tc)
 
-        res = ig.resources(*args, config=ig._config(*astuple(chosen)))
+        res = ig.resources(*args, config=_triton_config(chosen))
         resources = Resources(res["registers"], res["shared_bytes"], shared_per_sm, max_warps)
         candidates = neighbours(chosen, resources)
         print(
@@ -89,12 +138,12 @@ def run_tuning(
     print()
     print(report.text_table(["original", "candidate", "cases", "decision", "why"], rows))
     print(f"{len(adopted)} config(s) adopted; every original config stays in the list.")
-    path = Path(ig.__file__)
-    before = path.read_text()
+    source = Path(ig.__file__)
+    before = source.read_text()
     after = edit_config_list(before, adopted)
     if after != before:
-        print(diff(before, after, "kernels/implicit_gemm.py"))
-        if write:
+        print(diff(before, after, source.name))
+        if path is not None:
             path.write_text(after)
             print(f"wrote {path}")
         else:

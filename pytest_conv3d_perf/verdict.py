@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 from pytest_conv3d_perf.stats import Change, relative_change
@@ -20,6 +21,21 @@ class Verdict(enum.Enum):
     @property
     def severity(self) -> int:
         return list(Verdict).index(self)
+
+
+def parse_percent(text: object, what: str) -> float:
+    """'1.5', '1.5%', 1.5 -> 1.5: the one rule for every threshold, wherever it is written
+    (option, ini, case file, marker). Decimals are fine; pytest-benchmark takes integers."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*%?\s*", str(text))
+        if isinstance(text, bool) or not match:
+            raise ValueError(f"{what}: expected a percentage such as 2 or 1.5%, got {text!r}")
+        value = float(match.group(1))
+    if not 0 < value < 100:
+        raise ValueError(f"{what}: expected a percentage between 0 and 100, got {text!r}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ def test_cases_file_option_and_ini(pytester):
         extra='{"cases": [{"name": "j", "n": 1, "ic": 1, "oc": 2, '
         '"kernel": 1, "input": [2, 2, 2]}]}',
     )
-    pytester.makeini("[pytest]\nconv3d_cases_files = extra.json\n")
+    pytester.makeini("[pytest]\nconv3d_cases_file = extra.json\n")
     pytester.makepyfile("def test_case(conv3d_case):\n    assert conv3d_case.name == 'j'\n")
     pytester.runpytest("--conv3d-case=j").assert_outcomes(passed=1)
 
@@ -176,6 +176,7 @@ def test_help_lists_the_options(pytester):
 def test_header_says_where_the_kernel_runs_and_at_what_size(pytester):
     import torch
 
+    pytester.makeini("[pytest]\nconv3d_trials = 5\n")  # the project uses the plugin
     pytester.makepyfile("def test_x():\n    pass\n")
     result = pytester.runpytest()
     if torch.cuda.is_available():

@@ -1,6 +1,7 @@
 """The pure decisions: statistics, verdicts, confirmation, baseline merging."""
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -8,6 +9,7 @@ from pytest_conv3d_perf.baseline import (
     BaselineEntry,
     BaselineError,
     Measured,
+    apply,
     median_process,
     parse,
     plan_update,
@@ -198,6 +200,23 @@ def test_plan_update_rules():
     assert {a.case: a.action for a in named}["a"] == "update"
     forced = plan_update(existing, measured, churn_pct=1 / 3, force=True)
     assert {a.case: a.action for a in forced}["c"] == "update"
+
+
+def test_an_unmoved_entry_measured_on_new_code_keeps_its_numbers_and_names_the_code():
+    old = replace(entry(1.0), kernel_hash="sha256:old", environment={"commit": "aaa", "torch": "1"})
+    new = replace(
+        entry(1.001), kernel_hash="sha256:new", environment={"commit": "bbb", "date": "today"}
+    )
+    measured = {"a": Measured(new, Verdict.UNCHANGED, 0.1)}
+    [action] = plan_update({"a": old}, measured, churn_pct=1 / 3)
+    assert action.action == "confirm" and action.writes
+    stored = apply({"a": old}, measured, [action])["a"]
+    assert stored.median_ms == 1.0 and stored.ci_low_ms == old.ci_low_ms
+    assert stored.kernel_hash == "sha256:new"
+    assert stored.environment == {"commit": "bbb", "torch": "1", "confirmed": "today"}
+    same = replace(old, median_ms=1.001)
+    [kept] = plan_update({"a": old}, {"a": Measured(same, Verdict.UNCHANGED, 0.1)}, churn_pct=1)
+    assert kept.action == "keep"
 
 
 def test_median_process_skips_unstable_and_widens_by_the_spread():
