@@ -211,7 +211,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "conv3d_require_gpu",
         type="bool",
-        default=False,
+        default=None,
         help="fail, instead of skipping, when no CUDA GPU is visible.",
     )
     group.addoption(
@@ -240,7 +240,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "conv3d_cases_file",
         type="paths",
-        default=[],
+        default=None,
         help="TOML or JSON files of extra cases, relative to the ini file.",
     )
     group.addoption(
@@ -250,9 +250,19 @@ def add_options(parser: pytest.Parser) -> None:
         help="also save the results into pytest-benchmark's storage as NNNN_NAME.json, so "
         "`pytest-benchmark list` and `pytest-benchmark compare 0001 0002` find them.",
     )
-    for option, default, text in _VALUED:
+    # ini defaults are None so that "set in the configuration" can be told from "not set"
+    # (requested() below); Settings applies the real defaults.
+    for option, _, text in _VALUED:
         group.addoption(option, default=None, metavar="VALUE", help=text)
-        parser.addini(ini_name(option), default=default, help=text)
+        parser.addini(ini_name(option), default=None, help=text)
+
+
+_INI_NAMES = [
+    "conv3d_require_gpu",
+    "conv3d_cases_file",
+    *(ini_name(option) for option, _, _ in _VALUED),
+]
+_DEFAULTS = {option: default for option, default, _ in _VALUED}
 
 
 def requested(config: pytest.Config) -> bool:
@@ -269,7 +279,7 @@ def requested(config: pytest.Config) -> bool:
             return True
     if any(config.getoption(option) is not None for option, _, _ in _VALUED):
         return True
-    return any(str(key).startswith("conv3d_") for key in config.inicfg)
+    return any(config.getini(name) for name in _INI_NAMES)
 
 
 @dataclass(frozen=True)
@@ -312,7 +322,9 @@ class Settings:
 
         def get(option: str) -> str:
             value = config.getoption(option)
-            return str(value) if value is not None else str(config.getini(ini_name(option)))
+            if value is not None:
+                return str(value)
+            return str(config.getini(ini_name(option)) or _DEFAULTS[option])
 
         def path(option: str) -> Path | None:
             value = config.getoption(option)
@@ -329,7 +341,7 @@ class Settings:
         update = bool(config.getoption("--conv3d-update-baselines"))
         perf_only = bool(config.getoption("--conv3d-perf-only")) or update
         require_gpu = config.getoption("--conv3d-require-gpu")
-        files = [Path(p) for p in config.getini("conv3d_cases_file")]
+        files = [Path(p) for p in config.getini("conv3d_cases_file") or []]
         files += [here / p for p in config.getoption("--conv3d-cases-file")]
         save = config.getoption("--conv3d-benchmark-save")
         if save is not None and (not save or "/" in save or save.startswith(".")):
