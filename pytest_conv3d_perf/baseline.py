@@ -3,9 +3,12 @@ functions, written atomically under a file lock."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -64,6 +67,13 @@ class BaselineEntry:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+# The widest interval a baseline may hold, as a half-width in percent of the median: wider,
+# and a 4% slowdown hides inside it as `unstable` (an interval widened by processes that
+# disagreed by +-6% did exactly that). Twice the default fail threshold's resolution.
+MAX_HALFWIDTH_PCT = 2.0
+# Deeper than any baseline file; json.loads on hostile nesting would raise RecursionError.
+_MAX_DEPTH = 32
+
 _REQUIRED = {"median_ms": float, "ci_low_ms": float, "ci_high_ms": float, "samples": int, "l2": str}
 _OPTIONAL = {
     "reference_ms": float,
@@ -76,51 +86,153 @@ _OPTIONAL = {
 }
 
 
-def _entry(path: Path, name: str, data: Any) -> BaselineEntry:
-    where = f"{path}: case {name!r}"
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return _is_number(value) and math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def entry_problems(name: str, data: Any) -> list[str]:
+    """What is wrong with one entry, each as 'field ...: why'."""
     if not isinstance(data, Mapping):
-        raise BaselineError(f"{where}: expected an object, got {type(data).__name__}")
+        return [f"expected an object, got {type(data).__name__}"]
+    out = []
     for key, kind in {**_REQUIRED, **_OPTIONAL}.items():
         if key not in data:
             if key in _REQUIRED:
-                raise BaselineError(f"{where}: field {key!r} is missing")
+                out.append(f"field {key!r} is missing")
             continue
         value = data[key]
-        ok = (
-            isinstance(value, (int, float)) and not isinstance(value, bool)
-            if kind is float
-            else isinstance(value, kind) and not isinstance(value, bool)
+        if value is None and key in _OPTIONAL:
+            continue
+        if kind is float:
+            ok = _finite(value)
+            why = "a finite number"
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+            why = "a positive integer"
+        else:
+            ok = isinstance(value, kind)
+            why = kind.__name__
+        if not ok:
+            out.append(f"field {key!r}: expected {why}, got {_short(value)}")
+    out += [f"unknown field {key!r}" for key in sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))]
+    if out:
+        return out
+    median, low, high = (float(data[k]) for k in ("median_ms", "ci_low_ms", "ci_high_ms"))
+    if not median > 0:
+        out.append(f"field 'median_ms': must be positive, got {_short(data['median_ms'])}")
+    elif not 0 < low <= median <= high:
+        out.append(
+            f"fields 'ci_low_ms', 'ci_high_ms': the interval [{low:g}, {high:g}] must be "
+            f"positive and hold the median {median:g}"
         )
-        if not ok and not (value is None and key in _OPTIONAL):
-            raise BaselineError(f"{where}: field {key!r} has the wrong type ({value!r})")
-    unknown = set(data) - set(_REQUIRED) - set(_OPTIONAL)
-    if unknown:
-        raise BaselineError(f"{where}: unknown field {sorted(unknown)[0]!r}")
-    if not data["median_ms"] > 0:
-        raise BaselineError(f"{where}: field 'median_ms' must be positive")
-    return BaselineEntry(**dict(data))
+    elif (high - low) / 2 / median * 100 > MAX_HALFWIDTH_PCT:
+        out.append(
+            f"fields 'ci_low_ms', 'ci_high_ms': the interval ±{(high - low) / 2 / median:.2%} is "
+            f"wider than ±{MAX_HALFWIDTH_PCT:g}%, too wide to gate on"
+        )
+    ref = data.get("reference_ci_ms")
+    if ref is not None and not (
+        len(ref) == 2 and all(_finite(v) for v in ref) and 0 < ref[0] <= ref[1]
+    ):
+        out.append(
+            f"field 'reference_ci_ms': expected two ordered positive numbers, got {_short(ref)}"
+        )
+    for key in ("reference_ms", "sm_mhz"):
+        if data.get(key) is not None and not float(data[key]) > 0:
+            out.append(f"field {key!r}: must be positive, got {_short(data[key])}")
+    return out
 
 
-def parse(path: Path, text: str) -> dict[str, BaselineEntry]:
-    """Validate a baseline file's text; every problem names the file and the place."""
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _too_deep(text: str) -> bool:
+    """Bracket depth of a JSON text, strings skipped, so json.loads never recurses deep."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > _MAX_DEPTH:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def file_problems(path: Path, raw: bytes) -> tuple[dict[str, BaselineEntry], list[str]]:
+    """The entries of a baseline file and every problem in it, each one line naming the
+    file, the case and the field."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return {}, [f"{path}: not valid UTF-8 (byte {exc.start}); the file was left as it is"]
+    if _too_deep(text):
+        return {}, [f"{path}: nested deeper than {_MAX_DEPTH} levels; not a baseline file"]
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BaselineError(
+        return {}, [
             f"{path}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno}); "
             "it was left as it is: fix it or restore it from git"
-        ) from None
+        ]
+    except (ValueError, RecursionError) as exc:
+        return {}, [f"{path}: not valid JSON ({exc})"]
     if not isinstance(data, dict) or "schema" not in data:
-        raise BaselineError(f"{path}: not a conv3d-perf baseline file (no 'schema' field)")
-    if data["schema"] != SCHEMA_VERSION:
-        raise BaselineError(
-            f"{path}: schema version {data['schema']!r} is not known to this version of "
+        return {}, [f"{path}: not a conv3d-perf baseline file (no 'schema' field)"]
+    schema = data["schema"]
+    if not isinstance(schema, int) or isinstance(schema, bool):
+        return {}, [f"{path}: field 'schema': expected an integer, got {_short(schema)}"]
+    if schema != SCHEMA_VERSION:
+        return {}, [
+            f"{path}: schema version {schema!r} is not known to this version of "
             f"pytest-conv3d-perf (it reads version {SCHEMA_VERSION}); the file was left as it is"
-        )
+        ]
     cases = data.get("cases")
     if not isinstance(cases, dict):
-        raise BaselineError(f"{path}: field 'cases' must be an object of case entries")
-    return {name: _entry(path, name, entry) for name, entry in cases.items()}
+        return {}, [f"{path}: field 'cases' must be an object of case entries"]
+    entries, problems = {}, []
+    for name, entry in cases.items():
+        found = entry_problems(name, entry)
+        problems += [f"{path}: case {name!r}: {p}" for p in found]
+        if not found:
+            entries[name] = BaselineEntry(**dict(entry))
+    return entries, problems
+
+
+def parse(path: Path, text: str | bytes) -> dict[str, BaselineEntry]:
+    """Validate a baseline file; the first problem stops the run with one line."""
+    raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    entries, problems = file_problems(path, raw)
+    if problems:
+        raise BaselineError(problems[0])
+    return entries
+
+
+def _entry(path: Path, name: str, data: Any) -> BaselineEntry:
+    found = entry_problems(name, data)
+    if found:
+        raise BaselineError(f"{path}: case {name!r}: {found[0]}")
+    return BaselineEntry(**dict(data))
 
 
 def render(gpu_name: str, entries: Mapping[str, BaselineEntry]) -> str:
@@ -172,14 +284,26 @@ def plan_update(
         new = measured[name]
         old = existing.get(name)
         old_ms = old.median_ms if old else None
-        if new.verdict is Verdict.UNSTABLE and not force:
+        if halfwidth_pct(new.entry) > MAX_HALFWIDTH_PCT:
             actions.append(
                 Action(
                     name,
                     "refuse",
                     old_ms,
                     new.entry.median_ms,
-                    "unstable measurement; rerun, or force it",
+                    f"interval ±{halfwidth_pct(new.entry):.2f}% is wider than the "
+                    f"±{MAX_HALFWIDTH_PCT:g}% a baseline may hold (the processes disagree); "
+                    "rerun on a quiet GPU",
+                )
+            )
+        elif new.verdict is Verdict.UNSTABLE and not force:
+            actions.append(
+                Action(
+                    name,
+                    "refuse",
+                    old_ms,
+                    new.entry.median_ms,
+                    "unstable measurement; rerun, or pass --conv3d-force",
                 )
             )
         elif old is None:
@@ -326,6 +450,27 @@ def prior_entries(paths: list[Path]) -> dict[str, list[BaselineEntry]]:
     return priors
 
 
+def changed_entries(
+    base: Mapping[str, BaselineEntry], head: Mapping[str, BaselineEntry]
+) -> list[str]:
+    """What a change to a baseline file does, entry by entry, in plain words."""
+    out = []
+    for name in sorted(set(base) | set(head)):
+        old, new = base.get(name), head.get(name)
+        if old is None and new is not None:
+            out.append(f"{name}: added ({new.median_ms:.4f} ms)")
+        elif new is None and old is not None:
+            out.append(f"{name}: removed (was {old.median_ms:.4f} ms)")
+        elif old is not None and new is not None and old != new:
+            move = 100 * (new.median_ms / old.median_ms - 1)
+            out.append(
+                f"{name}: {old.median_ms:.4f} -> {new.median_ms:.4f} ms ({move:+.2f}%)"
+                if old.median_ms != new.median_ms
+                else f"{name}: same time, other fields changed"
+            )
+    return out
+
+
 class BaselineStore:
     """The baseline file of one GPU model."""
 
@@ -340,7 +485,17 @@ class BaselineStore:
     def load(self) -> dict[str, BaselineEntry]:
         if not self.path.is_file():
             return {}
-        return parse(self.path, self.path.read_text())
+        try:
+            raw = self.path.read_bytes()
+        except OSError as exc:
+            raise BaselineError(f"{self.path}: cannot read it: {exc.strerror}") from None
+        return parse(self.path, raw)
+
+    def lock_path(self) -> Path:
+        """The lock lives in the temporary folder, keyed by the file's path, so nothing
+        but baseline files is ever left in baselines/ (or proposed in a pull request)."""
+        key = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"conv3d-perf-{key}.lock"
 
     def update(
         self,
@@ -353,8 +508,7 @@ class BaselineStore:
     ) -> list[Action]:
         """Merge under the lock (another process may have written since we read) and
         replace the file atomically, so a reader sees the old file or the new one."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.path) + ".lock", timeout=120)
+        lock = FileLock(str(self.lock_path()), timeout=120)
         try:
             with lock:
                 existing = self.load()
@@ -362,6 +516,7 @@ class BaselineStore:
                     existing, measured, churn_pct=churn_pct, force=force, requested=requested
                 )
                 if not dry_run and any(a.writes for a in actions):
+                    self.directory.mkdir(parents=True, exist_ok=True)
                     _atomic_write(
                         self.path, render(self.gpu_name, apply(existing, measured, actions))
                     )
@@ -369,16 +524,31 @@ class BaselineStore:
             raise BaselineError(
                 f"{self.path}: another process holds {lock.lock_file} for over 120 s"
             ) from None
+        except OSError as exc:
+            raise BaselineError(
+                f"{self.path}: cannot write it ({exc.strerror}); nothing was changed"
+            ) from None
         return actions
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Temporary file and rename, keeping the file's mode (mkstemp makes 0600). Copies a
+    killed writer left behind are removed first (the caller holds the lock)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -163,6 +163,61 @@ def _tune(args: argparse.Namespace, extra: list[str]) -> int:
     )
 
 
+def _check_baselines(args: argparse.Namespace, extra: list[str]) -> int:
+    """Validate baseline files: one line per problem, exit 1 on any."""
+    from pytest_conv3d_perf.baseline import file_problems
+
+    files = [Path(f) for f in args.files] or sorted(Path(args.baseline_dir).glob("*.json"))
+    if not files:
+        print(f"conv3d-perf check-baselines: no baseline files in {args.baseline_dir}")
+        return 0
+    problems = []
+    for path in files:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            problems.append(f"{path}: cannot read it: {exc.strerror}")
+            continue
+        problems += file_problems(path, raw)[1]
+    for line in problems:
+        print(line)
+    count = f"{len(problems)} problem{'s' * (len(problems) != 1)}"
+    print(f"conv3d-perf check-baselines: {len(files)} file(s), {count}")
+    return 1 if problems else 0
+
+
+def _diff_baselines(args: argparse.Namespace, extra: list[str]) -> int:
+    """Markdown for a pull request that changes baselines/: the entries it changes. The
+    gate judges the pull request against the base's files, never these."""
+    from pytest_conv3d_perf.baseline import changed_entries, file_problems
+
+    base_dir, head_dir = Path(args.base), Path(args.head)
+    names = sorted({p.name for d in (base_dir, head_dir) for p in d.glob("*.json")})
+    lines = []
+    for name in names:
+        sides = []
+        for folder in (base_dir, head_dir):
+            path = folder / name
+            entries, problems = (
+                file_problems(path, path.read_bytes()) if path.is_file() else ({}, [])
+            )
+            lines += [f"- {_plain(p)}" for p in problems]
+            sides.append(entries)
+        lines += [f"- {_plain(name)}: {_plain(change)}" for change in changed_entries(*sides)]
+    print("### This pull request changes baselines/\n")
+    print(
+        "Its verdicts above were computed against the base commit's baseline files; these "
+        "are the entries it changes (a reviewer approves them on purpose):\n"
+    )
+    print("\n".join(lines) if lines else "- (no entry changed; other fields only)")
+    return 0
+
+
+def _plain(text: str) -> str:
+    """Untrusted text as inline code: no links, images or mentions."""
+    return "`" + text.replace("`", "'").replace("\n", " ")[:200] + "`"
+
+
 def _percent(text: str) -> float:
     from pytest_conv3d_perf.verdict import parse_percent
 
@@ -247,6 +302,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="store unstable measurements and rewrite unmoved entries",
     )
     update.set_defaults(run=_update)
+
+    check = verbs.add_parser(
+        "check-baselines",
+        help="validate baseline files (finite, ordered, bounded intervals; schema; encoding)",
+        description="Validate baseline files by the rules the gate reads them with: finite "
+        "positive numbers, intervals that hold their median and are no wider than the bound, "
+        "an integer schema, UTF-8, no deep nesting. One line per problem naming the file, the "
+        "case and the field; exit 1 on any.",
+    )
+    check.add_argument("files", nargs="*", help="files to check (default: every baselines/*.json)")
+    check.add_argument(
+        "--baseline-dir", default="baselines", help="folder checked when no file is named"
+    )
+    check.set_defaults(run=_check_baselines)
+
+    diff = verbs.add_parser(
+        "diff-baselines",
+        help="Markdown list of the entries a change to baselines/ makes (BASE_DIR HEAD_DIR)",
+    )
+    diff.add_argument("base", help="baseline folder at the base commit")
+    diff.add_argument("head", help="baseline folder of the change")
+    diff.set_defaults(run=_diff_baselines)
 
     tune = verbs.add_parser(
         "tune",

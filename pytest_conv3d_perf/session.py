@@ -474,11 +474,7 @@ class Conv3dRun:
                 f"baseline {', '.join(map(str, files))}: {n} entr{'y' if n == 1 else 'ies'} {verb}",
                 report.actions_table(self.actions),
             ]
-        lines += [
-            f"{a.case}: not stored in the baseline: unstable measurement; rerun, or pass "
-            "--conv3d-force"
-            for a in self.refused
-        ]
+        lines += [f"{a.case}: not stored in the baseline: {a.reason}" for a in self.refused]
         lines += [f"wrote {p}" for p in self.written]
         lines.append(report.headline(self.results))
         return lines

@@ -233,7 +233,7 @@ def test_render_parse_round_trip_is_sorted_and_stable():
 
 
 def test_parse_rejects_bad_types():
-    with pytest.raises(BaselineError, match="case 'a': field 'samples' has the wrong type"):
+    with pytest.raises(BaselineError, match="case 'a': field 'samples': expected a positive int"):
         parse(
             "x.json",
             '{"schema": 1, "cases": {"a": {"median_ms": 1, "ci_low_ms": 1, '

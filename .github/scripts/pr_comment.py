@@ -1,17 +1,25 @@
-"""Post the conv3d gate's result as one pull-request comment, updated in place.
+"""Post the GPU gate's result as one pull-request comment, updated in place.
 
-Runs from the default branch in a workflow_run job. The artifact was made by the pull
-request's code, so it is untrusted: only the JSON report is read, size-limited and checked
-field by field, and every string is escaped; the PR number must name a pull request whose
-head is the commit the gate ran on.
+Runs from the default branch in a workflow_run job. Two inputs:
 
-    python3 .github/scripts/pr_comment.py REPORT_DIR
+- the trust job's decision (`trust.json`: pull request, commit, whether the GPU job ran,
+  why), written by default-branch code before any pull-request code ran;
+- the GPU job's report, written by the pull request's own code: untrusted. It is read
+  size-limited, strictly decoded, depth-checked and field by field; whatever it holds, this
+  script never crashes (it says the report was unreadable) and shows its strings as plain
+  text (inline code: no links, images or mentions).
+
+The headline comes from the workflow run's conclusion, which GitHub reports, not from the
+report. Every comment names the commit it reports on, and replaces the previous one, so a
+GPU job that failed before reporting replaces an old "passed".
+
+    python3 .github/scripts/pr_comment.py TRUST_DIR REPORT_DIR
 """
 
 from __future__ import annotations
 
-import html
 import json
+import math
 import os
 import re
 import subprocess
@@ -20,6 +28,7 @@ from pathlib import Path
 
 MARKER = "<!-- conv3d-perf-gate -->"
 MAX_BYTES = 512 * 1024
+MAX_DEPTH = 16
 MAX_ROWS = 200
 ICONS = {
     "regression": "❌",
@@ -32,41 +41,135 @@ ICONS = {
 ORDER = list(ICONS)
 
 
-def text(value: object, limit: int = 80) -> str:
-    s = str(value)[:limit]
-    s = html.escape(s).replace("|", "\\|").replace("`", "'").replace("\n", " ")
-    return s.replace("@", "@\u200b")  # no mentions from untrusted text
+class Unreadable(Exception):
+    pass
+
+
+def plain(value: object, limit: int = 60) -> str:
+    """Untrusted text as inline code, which GitHub renders with no links, images,
+    mentions or markup."""
+    text = re.sub(r"[`\r\n|]", "'", str(value))[:limit]
+    return f"`{text}`" if text.strip() else "`?`"
 
 
 def number(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        result = float(value)
+    except OverflowError:
+        return None
+    return result if math.isfinite(result) else None
 
 
-def render(report: dict, run_url: str) -> str:
-    rows = [r for r in report.get("results", []) if isinstance(r, dict)][:MAX_ROWS]
+def _too_deep(text: str) -> bool:
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def read_json(path: Path) -> object:
+    """A JSON file written by untrusted code, or Unreadable."""
+    try:
+        raw = path.read_bytes()[: MAX_BYTES + 1]
+        if len(raw) > MAX_BYTES:
+            raise Unreadable(f"larger than {MAX_BYTES} bytes")
+        text = raw.decode("utf-8")
+        if _too_deep(text):
+            raise Unreadable(f"nested deeper than {MAX_DEPTH} levels")
+        return json.loads(text)
+    except Unreadable:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise Unreadable(type(exc).__name__) from None
+
+
+def read_trust(folder: Path) -> dict[str, str]:
+    """The trust job's decision; written by default-branch code, still checked."""
+    try:
+        data = read_json(folder / "trust.json")
+    except Unreadable:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    out = {k: str(v) for k, v in data.items() if isinstance(v, str)}
+    if not re.fullmatch(r"[0-9]{1,9}", out.get("pr", "")):
+        return {}
+    if not re.fullmatch(r"[0-9a-f]{40}", out.get("sha", "")):
+        out["sha"] = ""
+    return out
+
+
+def table(report: object) -> list[str]:
+    if not isinstance(report, dict) or not isinstance(report.get("results"), list):
+        raise Unreadable("no results list")
+    rows = [r for r in report["results"][:MAX_ROWS] if isinstance(r, dict)]
     rows = [r for r in rows if r.get("verdict") in ICONS]
-    rows.sort(key=lambda r: (ORDER.index(r["verdict"]), str(r.get("case"))))
-    failed = [text(r.get("case")) for r in rows if r.get("fails") is True]
-    head = f"❌ conv3d gate failed: {', '.join(failed)}" if failed else "✅ conv3d gate passed"
+    rows.sort(key=lambda r: (ORDER.index(r["verdict"]), plain(r.get("case"))))
     lines = [
-        MARKER,
-        f"## {head}",
-        "",
         "| | case | ms | baseline ms | change [95% interval] | verdict |",
         "|---|---|---:|---:|---|---|",
     ]
     for r in rows:
-        ms, base = number(r.get("median_ms")), number(r.get("baseline_ms"))
-        change, interval = number(r.get("change_pct")), r.get("change_interval_pct")
+        ms, base, change = (number(r.get(k)) for k in ("median_ms", "baseline_ms", "change_pct"))
         span = ""
-        if isinstance(interval, list) and len(interval) == 2 and all(map(number, interval)):
-            span = f" [{interval[0]:+.2f}, {interval[1]:+.2f}]"
+        interval = r.get("change_interval_pct")
+        if isinstance(interval, list) and len(interval) == 2:
+            lo, hi = number(interval[0]), number(interval[1])
+            if lo is not None and hi is not None:
+                span = f" [{lo:+.2f}, {hi:+.2f}]"
         lines.append(
-            f"| {ICONS[r['verdict']]} | {text(r.get('case'))} | "
+            f"| {ICONS[r['verdict']]} | {plain(r.get('case'))} | "
             f"{'-' if ms is None else f'{ms:.4f}'} | {'-' if base is None else f'{base:.4f}'} | "
             f"{'-' if change is None else f'{change:+.2f}%'}{span} | **{r['verdict']}** |"
         )
-    lines += ["", f"Details, charts and the JSON reports: [the gate's run]({run_url})."]
+    return lines
+
+
+def build_body(trust: dict[str, str], report_dir: Path, conclusion: str, run_url: str) -> str:
+    sha = trust.get("sha", "")
+    commit = f"commit {plain(sha[:12])}" if sha else "the pull request's head"
+    run = f"[the run]({run_url})" if re.fullmatch(r"https://[\w./-]+", run_url) else "the run"
+    if trust.get("gpu") != "true":
+        reason = trust.get("reason", "the trust decision did not allow it")
+        return (
+            f"{MARKER}\n## ⏸️ conv3d GPU gate not run on {commit}\n\n"
+            f"{plain(reason, 400)}\n\nSee {run}.\n"
+        )
+    passed = conclusion == "success"
+    head = "✅ conv3d GPU gate passed" if passed else f"❌ conv3d GPU gate: {plain(conclusion, 20)}"
+    lines = [MARKER, f"## {head} on {commit}", ""]
+    report = report_dir / "conv3d-perf.json"
+    if not report.is_file():
+        lines.append(f"The GPU job finished without a timing report; see {run}.")
+    else:
+        try:
+            lines += table(read_json(report))
+        except Unreadable as exc:
+            lines.append(f"The timing report was unreadable ({plain(exc, 80)}); see {run}.")
+    if (report_dir / "baselines-changed.md").is_file():
+        lines += [
+            "",
+            "This pull request changes `baselines/`; its verdicts were computed against the "
+            f"base commit's files. The entries it changes are listed in {run}.",
+        ]
+    lines += ["", f"Details, charts and the JSON reports: {run}."]
     return "\n".join(lines) + "\n"
 
 
@@ -76,62 +179,29 @@ def gh(*args: str, stdin: str | None = None) -> str:
     ).stdout
 
 
-def main(report_dir: str) -> int:
-    repo, sha, run_url = os.environ["REPO"], os.environ["HEAD_SHA"], os.environ["RUN_URL"]
-    folder = Path(report_dir)
-    pr_text = (
-        (folder / "pr-number").read_text()[:20].strip() if (folder / "pr-number").exists() else ""
-    )
-    if not re.fullmatch(r"[0-9]{1,9}", pr_text):
-        print("no valid pull-request number in the artifact; nothing to comment on")
+def main(trust_dir: str, report_dir: str) -> int:
+    repo, run_url = os.environ["REPO"], os.environ.get("RUN_URL", "")
+    trust = read_trust(Path(trust_dir))
+    if not trust:
+        print("no trust decision with a pull-request number; nothing to comment on")
         return 0
-    if gh("api", f"repos/{repo}/pulls/{pr_text}", "--jq", ".head.sha").strip() != sha:
-        print("the pull request's head is not the commit the gate ran on; not commenting")
-        return 0
-    path = folder / "conv3d-perf.json"
-    if path.exists() and path.stat().st_size <= MAX_BYTES:
-        try:
-            body = render(json.loads(path.read_text()), run_url)
-        except (ValueError, TypeError, KeyError):
-            body = f"{MARKER}\n## ❔ conv3d gate: unreadable report\n\nSee [the run]({run_url}).\n"
-    else:
-        conclusion = text(os.environ.get("CONCLUSION", "unknown"), 20)
-        body = (
-            f"{MARKER}\n## conv3d gate: {conclusion}, no timing report\n\n"
-            f"The GPU job did not produce one; see [the run]({run_url}).\n"
-        )
-    comments = json.loads(
-        gh("api", "--paginate", "--slurp", f"repos/{repo}/issues/{pr_text}/comments")
-    )
+    pr = trust["pr"]
+    body = build_body(trust, Path(report_dir), os.environ.get("CONCLUSION", ""), run_url)
+    pages = json.loads(gh("api", "--paginate", "--slurp", f"repos/{repo}/issues/{pr}/comments"))
     mine = [
         c
-        for page in comments
+        for page in pages
         for c in page
         if MARKER in c.get("body", "") and c.get("user", {}).get("type") == "Bot"
     ]
     payload = json.dumps({"body": body})
     if mine:
-        gh(
-            "api",
-            "-X",
-            "PATCH",
-            f"repos/{repo}/issues/comments/{mine[0]['id']}",
-            "--input",
-            "-",
-            stdin=payload,
-        )
+        path = f"repos/{repo}/issues/comments/{mine[0]['id']}"
+        gh("api", "-X", "PATCH", path, "--input", "-", stdin=payload)
     else:
-        gh(
-            "api",
-            "-X",
-            "POST",
-            f"repos/{repo}/issues/{pr_text}/comments",
-            "--input",
-            "-",
-            stdin=payload,
-        )
+        gh("api", "-X", "POST", f"repos/{repo}/issues/{pr}/comments", "--input", "-", stdin=payload)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,147 @@
+"""Baseline files a pull request cannot turn into a pass: every value the gate refuses, the
+store's hygiene (no lock or temporary file left, modes kept), and check-baselines."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from pytest_conv3d_perf.baseline import (
+    MAX_HALFWIDTH_PCT,
+    BaselineEntry,
+    BaselineError,
+    BaselineStore,
+    Measured,
+    parse,
+)
+from pytest_conv3d_perf.verdict import Verdict
+
+GOOD = {"median_ms": 1.0, "ci_low_ms": 0.99, "ci_high_ms": 1.01, "samples": 100, "l2": "flush"}
+
+
+def doc(**fields) -> str:
+    return json.dumps({"schema": 1, "gpu": "G", "cases": {"a": {**GOOD, **fields}}})
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (doc(ci_low_ms=float("nan")), "case 'a': field 'ci_low_ms': expected a finite number"),
+        (doc(median_ms=float("inf")), "case 'a': field 'median_ms': expected a finite number"),
+        (doc(ci_high_ms=10**400), "case 'a': field 'ci_high_ms': expected a finite number"),
+        (doc(median_ms=-1.0, ci_low_ms=-2.0), "case 'a': field 'median_ms': must be positive"),
+        (doc(ci_low_ms=1.01, ci_high_ms=0.99), "case 'a': fields 'ci_low_ms', 'ci_high_ms'"),
+        (doc(ci_low_ms=-0.5), "the interval [-0.5, 1.01] must be positive and hold the median"),
+        (doc(ci_low_ms=0.5, ci_high_ms=1.5), f"wider than ±{MAX_HALFWIDTH_PCT:g}%"),
+        (doc(samples=0), "case 'a': field 'samples': expected a positive integer"),
+        (doc(samples=True), "case 'a': field 'samples': expected a positive integer"),
+        (doc(reference_ci_ms=[2.0, 1.0]), "field 'reference_ci_ms': expected two ordered"),
+        (doc(sm_mhz=-1980), "case 'a': field 'sm_mhz': must be positive"),
+        (doc(extra=1), "case 'a': unknown field 'extra'"),
+        (json.dumps({"schema": True, "cases": {}}), "field 'schema': expected an integer"),
+        (json.dumps({"schema": "1", "cases": {}}), "field 'schema': expected an integer"),
+        (json.dumps({"schema": 2, "cases": {}}), "schema version 2 is not known"),
+        ("[" * 100_000 + "]" * 100_000, "nested deeper than 32 levels"),
+        ('{"schema": 1, "cases": []}', "field 'cases' must be an object"),
+        ("[1, 2]", "not a conv3d-perf baseline file"),
+    ],
+)
+def test_each_bad_value_is_refused_with_one_line_naming_it(text, message):
+    with pytest.raises(BaselineError) as info:
+        parse("gpu.json", text)
+    assert message in str(info.value)
+    assert str(info.value).startswith("gpu.json: ")
+    assert "\n" not in str(info.value)
+
+
+def test_invalid_utf8_is_refused():
+    with pytest.raises(BaselineError, match=r"gpu.json: not valid UTF-8 \(byte 12\)"):
+        parse("gpu.json", b'{"schema": 1\xff}')
+
+
+def entry(ms: float, half: float = 0.001) -> BaselineEntry:
+    return BaselineEntry(ms, ms * (1 - half), ms * (1 + half), 100, "flush")
+
+
+def test_update_leaves_only_the_file_and_keeps_its_mode(tmp_path):
+    store = BaselineStore(tmp_path, "Some GPU")
+    store.update({"a": Measured(entry(1.0), Verdict.NEW, None)}, churn_pct=0.3)
+    assert [p.name for p in tmp_path.iterdir()] == ["some-gpu.json"]
+    os.chmod(store.path, 0o640)
+    # A writer killed between its temporary file and the rename left this behind.
+    (tmp_path / ".some-gpu.json.abc123.tmp").write_text("half a file")
+    store.update({"a": Measured(entry(2.0), Verdict.REGRESSION, 100.0)}, churn_pct=0.3)
+    assert [p.name for p in tmp_path.iterdir()] == ["some-gpu.json"]
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o640
+    assert store.load()["a"].median_ms == 2.0
+
+
+def test_update_refuses_an_interval_wider_than_the_bound_even_forced(tmp_path):
+    store = BaselineStore(tmp_path, "G")
+    wide = entry(1.0, half=0.06)  # three processes at +6, 0 and -6%
+    [action] = store.update({"a": Measured(wide, Verdict.NEW, None)}, churn_pct=0.3, force=True)
+    assert action.action == "refuse" and "wider than" in action.reason
+    assert not store.path.exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folder_is_one_line(tmp_path):
+    os.chmod(tmp_path, 0o500)
+    try:
+        with pytest.raises(BaselineError, match="cannot write it"):
+            BaselineStore(tmp_path, "G").update(
+                {"a": Measured(entry(1.0), Verdict.NEW, None)}, churn_pct=0.3
+            )
+    finally:
+        os.chmod(tmp_path, 0o700)
+
+
+def test_unwritable_file_is_one_line(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("pytest_conv3d_perf.baseline._atomic_write", refuse)
+    with pytest.raises(BaselineError, match="cannot write it \\(Permission denied\\)"):
+        BaselineStore(tmp_path, "G").update(
+            {"a": Measured(entry(1.0), Verdict.NEW, None)}, churn_pct=0.3
+        )
+
+
+def check_baselines(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_conv3d_perf.cli", "check-baselines", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_check_baselines_lists_every_problem_and_exits_1(tmp_path):
+    folder = tmp_path / "baselines"
+    folder.mkdir()
+    (folder / "good.json").write_text(doc())
+    bad = json.loads(doc(ci_low_ms=float("nan")))
+    bad["cases"]["b"] = {**GOOD, "samples": -3}
+    (folder / "bad.json").write_text(json.dumps(bad))
+    (folder / "binary.json").write_bytes(b"\xff\xfe")
+    done = check_baselines(cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert any("bad.json: case 'a': field 'ci_low_ms'" in line for line in lines)
+    assert any("bad.json: case 'b': field 'samples'" in line for line in lines)
+    assert any("binary.json: not valid UTF-8" in line for line in lines)
+    assert lines[-1] == "conv3d-perf check-baselines: 3 file(s), 3 problems"
+    assert "Traceback" not in done.stderr
+    ok = check_baselines(str(folder / "good.json"), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout
+
+
+def test_the_committed_baselines_pass_the_check():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = check_baselines(cwd=root)
+    assert done.returncode == 0, done.stdout
