@@ -5,6 +5,8 @@ configuration names it).
 CONV3D_INJECT_SLOWDOWN=0.02 adds a spin kernel after every launch whose length is
 calibrated per case so that the launch pair takes 2% longer than the kernel alone; the
 achieved slowdown is measured and written to CONV3D_INJECT_REPORT (JSON) when set.
+CONV3D_INJECT_HOST_US=200 instead adds that much busy host work before every call (a slower
+launcher: the device time does not move, a caller's loop does).
 Load with `-p bench.inject_slowdown` from the repository root.
 """
 
@@ -71,7 +73,24 @@ def make_slowed(original, fraction: float, report: dict):
     return slowed
 
 
+def with_host_work(original, microseconds: float):
+    import time
+
+    def slowed(*args, **kwargs):
+        until = time.perf_counter() + microseconds / 1e6
+        while time.perf_counter() < until:  # busy: sleep() overshoots by tens of us
+            pass
+        return original(*args, **kwargs)
+
+    return slowed
+
+
 def pytest_configure(config):
+    host_us = float(os.environ.get("CONV3D_INJECT_HOST_US", "0") or 0)
+    if host_us:
+        from kernels import implicit_gemm
+
+        implicit_gemm.conv3d = with_host_work(implicit_gemm.conv3d, host_us)
     fraction = float(os.environ.get("CONV3D_INJECT_SLOWDOWN", "0") or 0)
     if not fraction:
         return

@@ -41,6 +41,9 @@ class BaselineEntry:
     reference_ms: float | None = None
     reference_ci_ms: list[float] | None = None
     sm_mhz: float | None = None
+    # Per call in a caller's loop (host work included); older files have none.
+    call_ms: float | None = None
+    call_ci_ms: list[float] | None = None
     kernel_hash: str = ""
     autotune: dict[str, Any] | None = None
     case: dict[str, Any] | None = None
@@ -55,12 +58,17 @@ class BaselineEntry:
         ref_hw = 0.0
         if self.reference_ms and self.reference_ci_ms:
             ref_hw = (self.reference_ci_ms[1] - self.reference_ci_ms[0]) / 2 / self.reference_ms
+        call_hw = 0.0
+        if self.call_ms and self.call_ci_ms:
+            call_hw = (self.call_ci_ms[1] - self.call_ci_ms[0]) / 2 / self.call_ms
         return Timing(
             median_ms=self.median_ms,
             halfwidth=self.rel_halfwidth,
             ref_median_ms=self.reference_ms,
             ref_halfwidth=ref_hw,
             sm_mhz=self.sm_mhz,
+            call_ms=self.call_ms,
+            call_halfwidth=call_hw,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +87,8 @@ _OPTIONAL = {
     "reference_ms": float,
     "reference_ci_ms": list,
     "sm_mhz": float,
+    "call_ms": float,
+    "call_ci_ms": list,
     "kernel_hash": str,
     "autotune": dict,
     "case": dict,
@@ -137,14 +147,13 @@ def entry_problems(name: str, data: Any) -> list[str]:
             f"fields 'ci_low_ms', 'ci_high_ms': the interval ±{(high - low) / 2 / median:.2%} is "
             f"wider than ±{MAX_HALFWIDTH_PCT:g}%, too wide to gate on"
         )
-    ref = data.get("reference_ci_ms")
-    if ref is not None and not (
-        len(ref) == 2 and all(_finite(v) for v in ref) and 0 < ref[0] <= ref[1]
-    ):
-        out.append(
-            f"field 'reference_ci_ms': expected two ordered positive numbers, got {_short(ref)}"
-        )
-    for key in ("reference_ms", "sm_mhz"):
+    for key in ("reference_ci_ms", "call_ci_ms"):
+        pair = data.get(key)
+        if pair is not None and not (
+            len(pair) == 2 and all(_finite(v) for v in pair) and 0 < pair[0] <= pair[1]
+        ):
+            out.append(f"field {key!r}: expected two ordered positive numbers, got {_short(pair)}")
+    for key in ("reference_ms", "sm_mhz", "call_ms"):
         if data.get(key) is not None and not float(data[key]) > 0:
             out.append(f"field {key!r}: must be positive, got {_short(data[key])}")
     return out

@@ -15,7 +15,7 @@ from pytest_conv3d_perf.verdict import (
     Thresholds,
     Timing,
     Verdict,
-    assess,
+    assess_with_call,
     confirm,
     fails_run,
     needs_confirmation,
@@ -40,6 +40,7 @@ class CaseResult:
     flop: int | None = None
     measurements: int = 1
     fails: bool = False
+    call_change: Change | None = None
 
     @property
     def ms(self) -> float:
@@ -48,6 +49,10 @@ class CaseResult:
     @property
     def halfwidth_pct(self) -> float:
         return 100 * self.measurement.kernel.rel_halfwidth
+
+    @property
+    def call_ms(self) -> float | None:
+        return self.measurement.call.median if self.measurement.call else None
 
     @property
     def tflops(self) -> float | None:
@@ -82,6 +87,8 @@ def timing_of(m: Measurement) -> Timing:
         ref_median_ms=ref.median if ref else None,
         ref_halfwidth=ref.rel_halfwidth if ref else 0.0,
         sm_mhz=m.sm_mhz,
+        call_ms=m.call.median if m.call else None,
+        call_halfwidth=m.call.rel_halfwidth if m.call else 0.0,
     )
 
 
@@ -105,25 +112,30 @@ def run_gate(
 ) -> GateOutcome:
     base_timing = base.timing() if base else None
     m1 = measure(timer, call, reference, plan, l2=l2, progress=progress)
-    a1 = assess(timing_of(m1), base_timing, thresholds, throttle=m1.throttle)
+    a1 = assess_with_call(timing_of(m1), base_timing, thresholds, throttle=m1.throttle)
     if base is None or not needs_confirmation(a1.verdict):
         return GateOutcome(a1.verdict, m1, a1, 1)
     # Interleaved with the reference again, in the same process: asv and nvbench's
     # robust comparison also re-measure before calling a change.
     m2 = measure(timer, call, reference, plan, l2=l2, progress=progress)
-    a2 = assess(timing_of(m2), base_timing, thresholds, throttle=m2.throttle)
+    a2 = assess_with_call(timing_of(m2), base_timing, thresholds, throttle=m2.throttle)
     steps = [a1, a2]
     if needs_third(a1.verdict, a2.verdict):
         m2 = measure(timer, call, reference, plan, l2=l2, progress=progress)
-        steps.append(assess(timing_of(m2), base_timing, thresholds, throttle=m2.throttle))
+        steps.append(assess_with_call(timing_of(m2), base_timing, thresholds, throttle=m2.throttle))
     final = confirm(steps[-2].verdict, steps[-1].verdict)
-    said = [
-        f"{s.verdict.value} ({s.change.pct:+.2f}%)" if s.change else s.verdict.value for s in steps
-    ]
+    said = [_said(s) for s in steps]
     note = f"measurements said {', then '.join(said)}"
     last = steps[-1]
-    a = Assessment(final, last.change, last.drift, (*last.reasons, note))
+    a = Assessment(final, last.change, last.drift, (*last.reasons, note), last.call_change)
     return GateOutcome(final, m2, a, len(steps))
+
+
+def _said(a: Assessment) -> str:
+    moves = [f"{a.change.pct:+.2f}%"] if a.change else []
+    if a.call_change is not None:
+        moves.append(f"call {a.call_change.pct:+.2f}%")
+    return f"{a.verdict.value} ({', '.join(moves)})" if moves else a.verdict.value
 
 
 def case_result(
@@ -151,4 +163,5 @@ def case_result(
         flop=flop,
         measurements=out.measurements,
         fails=policy.fails(out.verdict),
+        call_change=out.assessment.call_change,
     )

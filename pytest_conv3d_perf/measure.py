@@ -23,6 +23,11 @@ class Plan:
     # settle; the first samples of a cold GPU ran several percent off on an H100.
     warmup_s: float = 0.3
     batch_s: float = 0.05
+    # Call time: a sample is the mean of back-to-back calls over about this long, and the
+    # phase takes at most this share of the budget (at least min_call_samples samples).
+    call_sample_s: float = 0.002
+    call_share: float = 0.25
+    min_call_samples: int = 30
 
 
 @dataclass
@@ -35,6 +40,10 @@ class Measurement:
     l2: str = "flush"
     samples: list[float] = field(default_factory=list, repr=False)
     diagnostics: dict[str, float] = field(default_factory=dict)
+    # Per call in a caller's loop (no stream hold, no flush, host work included); None
+    # where the timer cannot measure it.
+    call: Summary | None = None
+    ref_call: Summary | None = None
 
 
 def _merge_clocks(readings: list[ClockState]) -> tuple[float | None, tuple[str, ...]]:
@@ -123,6 +132,11 @@ def measure(
             if 100 * summary.rel_halfwidth <= plan.target_halfwidth_pct:
                 break
             next_check = int(len(kernel) * 1.25)
+    call = ref_call = None
+    sampler = getattr(timer, "call_sample", None)
+    if sampler is not None:
+        say("call time")
+        call, ref_call = _measure_calls(sampler, fns, plan, median(kernel), now)
     mhz, reasons = _merge_clocks(clocks)
     iid = summarize(kernel)
     diagnostics = {
@@ -142,4 +156,41 @@ def measure(
         l2=l2,
         samples=kernel,
         diagnostics=diagnostics,
+        call=call,
+        ref_call=ref_call,
+    )
+
+
+def _measure_calls(
+    sampler: Callable[..., list[list[float]]],
+    fns: list[Callable[[], object]],
+    plan: Plan,
+    kernel_ms: float,
+    now: Callable[[], float],
+) -> tuple[Summary, Summary | None]:
+    """Call time, interleaved with the reference's, until its interval is narrow enough or
+    its share of the budget is spent."""
+    calls = max(1, min(200, int(plan.call_sample_s * 1e3 / max(kernel_ms, 1e-3))))
+    budget = plan.call_share * plan.budget_s
+    kernel: list[float] = []
+    ref: list[float] = []
+    batches: list[float] = []
+    ref_batches: list[float] = []
+    start = now()
+    while True:
+        times = sampler(fns, 10, calls)
+        kernel.extend(times[0])
+        batches.append(median(times[0]))
+        if len(fns) > 1:
+            ref.extend(times[1])
+            ref_batches.append(median(times[1]))
+        if len(kernel) >= plan.min_call_samples:
+            if now() - start >= budget:
+                break
+            width = 100 * _widened(summarize(kernel), batches).rel_halfwidth
+            if width <= plan.target_halfwidth_pct:
+                break
+    return (
+        _widened(summarize(kernel), batches),
+        _widened(summarize(ref), ref_batches) if ref else None,
     )

@@ -41,6 +41,11 @@ def _opt(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _call_change(r: CaseResult) -> str:
+    c = r.call_change
+    return "-" if c is None else f"{c.pct:+.2f}% [{c.low_pct:+.2f}, {c.high_pct:+.2f}]"
+
+
 def rows(results: Sequence[CaseResult]) -> list[list[str]]:
     out = []
     for r in ordered(results):
@@ -51,6 +56,8 @@ def rows(results: Sequence[CaseResult]) -> list[list[str]]:
                 f"±{r.halfwidth_pct:.2f}%",
                 _opt(r.baseline.median_ms if r.baseline else None, ".4f"),
                 _change(r),
+                _opt(r.call_ms, ".4f"),
+                _call_change(r),
                 r.verdict.value,
                 _opt(r.tflops, ".1f"),
                 _opt(r.speedup_vs_reference, ".2f") + ("x" if r.speedup_vs_reference else ""),
@@ -65,6 +72,8 @@ HEADER = [
     "interval",
     "baseline ms",
     "change [95% interval]",
+    "call ms",
+    "call change",
     "verdict",
     "TFLOP/s",
     "vs PyTorch",
@@ -100,8 +109,12 @@ def progress_line(r: CaseResult) -> str:
     base = f" vs {r.baseline.median_ms:.4f}" if r.baseline else ""
     change = f" {r.change.pct:+.2f}%" if r.change else ""
     extra = f"; {'; '.join(r.reasons)}" if r.reasons else ""
+    call = ""
+    if r.call_ms is not None:
+        moved = f" {r.call_change.pct:+.2f}%" if r.call_change else ""
+        call = f", call {r.call_ms:.4f} ms{moved}"
     return (
-        f"conv3d-perf {r.name}: {r.ms:.4f} ms ±{r.halfwidth_pct:.2f}%{base}{change} -> "
+        f"conv3d-perf {r.name}: {r.ms:.4f} ms ±{r.halfwidth_pct:.2f}%{base}{change}{call} -> "
         f"{r.verdict.value} [{r.measurement.kernel.n} samples, {r.measurements} "
         f"measurement(s), {r.measurement.elapsed_s:.1f} s]{extra}"
     )
@@ -128,6 +141,14 @@ def result_dict(r: CaseResult) -> dict[str, Any]:
         "change_interval_pct": [r.change.low_pct, r.change.high_pct] if r.change else None,
         "reference_ms": m.reference.median if m.reference else None,
         "reference_drift_pct": r.drift.pct if r.drift else None,
+        "call_ms": r.call_ms,
+        "call_ci_ms": [m.call.low, m.call.high] if m.call else None,
+        "baseline_call_ms": r.baseline.call_ms if r.baseline else None,
+        "call_change_pct": r.call_change.pct if r.call_change else None,
+        "call_change_interval_pct": (
+            [r.call_change.low_pct, r.call_change.high_pct] if r.call_change else None
+        ),
+        "reference_call_ms": m.ref_call.median if m.ref_call else None,
         "speedup_vs_reference": r.speedup_vs_reference,
         "tflops": r.tflops,
         "sm_mhz": m.sm_mhz,
@@ -222,17 +243,31 @@ def save_to_benchmark_storage(doc: dict[str, Any], storage: Path, name: str) -> 
 
 
 def to_gab(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
-    """github-action-benchmark's customSmallerIsBetter input."""
-    return [
-        {
-            "name": r.name,
-            "unit": "ms",
-            "value": round(r.ms, 6),
-            "range": f"±{r.halfwidth_pct:.2f}%",
-            "extra": f"verdict: {r.verdict.value}; samples: {r.measurement.kernel.n}",
-        }
-        for r in ordered(results)
-    ]
+    """github-action-benchmark's customSmallerIsBetter input: each case's device time,
+    and its call time as a series of its own."""
+    out = []
+    for r in ordered(results):
+        out.append(
+            {
+                "name": r.name,
+                "unit": "ms",
+                "value": round(r.ms, 6),
+                "range": f"±{r.halfwidth_pct:.2f}%",
+                "extra": f"verdict: {r.verdict.value}; samples: {r.measurement.kernel.n}",
+            }
+        )
+        if r.measurement.call is not None:
+            call = r.measurement.call
+            out.append(
+                {
+                    "name": f"{r.name} (call)",
+                    "unit": "ms",
+                    "value": round(call.median, 6),
+                    "range": f"±{100 * call.rel_halfwidth:.2f}%",
+                    "extra": "per call in a caller's loop, host work included",
+                }
+            )
+    return out
 
 
 def _md(text: str) -> str:
@@ -283,13 +318,14 @@ def markdown(
     )
     lines += [
         "",
-        "| | case | ms | baseline ms | change [95% interval] | verdict | TFLOP/s | vs PyTorch |",
-        "|---|---|---:|---:|---|---|---:|---:|",
+        "| | case | ms | baseline ms | change [95% interval] | call ms | call change | verdict "
+        "| TFLOP/s | vs PyTorch |",
+        "|---|---|---:|---:|---|---:|---|---|---:|---:|",
     ]
     for r, row in zip(ordered(results), rows(results)):
         lines.append(
             f"| {_MARKS[r.verdict]} | {_md(row[0])} | {row[1]} {row[2]} | {row[3]} | "
-            f"{_md(row[4])} | **{row[5]}** | {row[6]} | {row[7]} |"
+            f"{_md(row[4])} | {row[5]} | {_md(row[6])} | **{row[7]}** | {row[8]} | {row[9]} |"
         )
     notes = [(r.name, reason) for r in ordered(results) for reason in r.reasons]
     if notes:

@@ -240,6 +240,8 @@ class Conv3dRun:
             reference_ms=m.reference.median if m.reference else None,
             reference_ci_ms=[m.reference.low, m.reference.high] if m.reference else None,
             sm_mhz=m.sm_mhz,
+            call_ms=m.call.median if m.call else None,
+            call_ci_ms=[m.call.low, m.call.high] if m.call else None,
             kernel_hash=source_hash(fn),
             autotune=autotune_config(fn),
             case=case.to_dict() if case else None,

@@ -23,7 +23,9 @@ class Timer(Protocol):
     def clock(self) -> ClockState: ...
 
 
-# A timer may also offer ``calibrate(fns)``, called once after warm-up.
+# A timer may also offer ``calibrate(fns)``, called once after warm-up, and
+# ``call_sample(fns, rounds, calls)``: per round and callable, the mean time per call in ms
+# of ``calls`` back-to-back calls as a caller's loop makes them (the call time).
 
 
 class CudaTimer:
@@ -84,6 +86,25 @@ class CudaTimer:
         out: list[list[float]] = [[] for _ in fns]
         for i, start, end in pending:
             out[i].append(start.elapsed_time(end))
+        return out
+
+    def call_sample(
+        self, fns: Sequence[Callable[[], object]], rounds: int, calls: int
+    ) -> list[list[float]]:
+        """What a caller in a loop waits for: no stream hold and no flush, so launches,
+        host work, synchronisations and allocations all count; the host clock around
+        ``calls`` back-to-back calls, synchronised before and after."""
+        torch = self._torch
+        out: list[list[float]] = [[] for _ in fns]
+        for r in range(rounds):
+            order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+            for i in order:
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    fns[i]()
+                torch.cuda.synchronize()
+                out[i].append((time.perf_counter() - t0) * 1e3 / calls)
         return out
 
     def clock(self) -> ClockState:

@@ -129,6 +129,9 @@ class Timing:
     ref_median_ms: float | None = None
     ref_halfwidth: float = 0.0
     sm_mhz: float | None = None
+    # What a caller in a loop sees per call (host work included), and its half-width.
+    call_ms: float | None = None
+    call_halfwidth: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ class Assessment:
     change: Change | None
     drift: Change | None = None
     reasons: tuple[str, ...] = ()
+    call_change: Change | None = None
 
 
 def _beyond(change: Change, pct: float) -> bool:
@@ -220,3 +224,41 @@ def assess(
                     f"in cycles ({cycles.pct:+.2f}%) disagrees with the change in time"
                 )
     return Assessment(verdict, change, drift, tuple(reasons))
+
+
+def combine_call(device: Verdict, call: Verdict) -> Verdict:
+    """The case's verdict from its device time's and its call time's. A regression in
+    either fails the case; the call time's `unstable` or `new` never changes the device
+    time's verdict (host timing of a few microseconds is often too noisy to decide)."""
+    if call is Verdict.REGRESSION:
+        return Verdict.REGRESSION
+    if call is Verdict.WARNING and device in (Verdict.UNCHANGED, Verdict.IMPROVEMENT):
+        return Verdict.WARNING
+    if call is Verdict.IMPROVEMENT and device is Verdict.UNCHANGED:
+        return Verdict.IMPROVEMENT
+    return device
+
+
+def assess_with_call(
+    now: Timing, base: Timing | None, thresholds: Thresholds, *, throttle: tuple[str, ...] = ()
+) -> Assessment:
+    """``assess`` of the device time, then the call time judged the same way, combined."""
+    device = assess(now, base, thresholds, throttle=throttle)
+    if base is None or not now.call_ms or not base.call_ms:
+        return device
+    change = relative_change(now.call_ms, now.call_halfwidth, base.call_ms, base.call_halfwidth)
+    call = decide(change, thresholds)
+    verdict = combine_call(device.verdict, call)
+    reasons = device.reasons
+    if call in (Verdict.REGRESSION, Verdict.WARNING, Verdict.IMPROVEMENT):
+        moved = "the call time" if verdict is not device.verdict else "the call time too"
+        reasons = (
+            *reasons,
+            f"{moved} moved {change.pct:+.2f}% [{change.low_pct:+.2f}, {change.high_pct:+.2f}]"
+            + (
+                ": what a caller in a loop waits for changed, the device time did not"
+                if verdict is not device.verdict
+                else ""
+            ),
+        )
+    return Assessment(verdict, device.change, device.drift, reasons, change)

@@ -4,7 +4,8 @@ Environment knobs (read at every sample, so a test can change them between runs)
 FAKE_SLOWDOWN (fraction added to the kernel's time), FAKE_REF_SLOWDOWN (the same for the
 reference), FAKE_NOISE (relative standard deviation), FAKE_THROTTLE (a reason name),
 FAKE_MHZ (the SM clock), FAKE_BATCH_NOISE (relative standard deviation of an offset drawn
-once per batch, as a drifting GPU gives)."""
+once per batch, as a drifting GPU gives), FAKE_HOST_MS (host work the kernel's launcher adds
+to each call, on top of 0.05 ms: seen in the call time only)."""
 
 CONFTEST = """
 import os
@@ -32,6 +33,17 @@ class FakeTimer:
             out.append([base * factor * (1 + self.rng.gauss(0, noise)) for _ in range(rounds)])
         # Take as long as the simulated device work, so batches come at a GPU's pace.
         time.sleep(sum(sum(times) for times in out) / 1e3)
+        return out
+
+    def call_sample(self, fns, rounds, calls):
+        host = 0.05 + float(os.environ.get("FAKE_HOST_MS", "0"))
+        slow = float(os.environ.get("FAKE_SLOWDOWN", "0"))
+        out = []
+        for i, fn in enumerate(fns):
+            device = (1.0 if i == 0 else 3.0) * (1 + (slow if i == 0 else 0))
+            per_call = device + (host if i == 0 else 0.05)
+            out.append([per_call * (1 + self.rng.gauss(0, 0.001)) for _ in range(rounds)])
+        time.sleep(sum(sum(t) for t in out) * calls / 1e3)
         return out
 
     def clock(self):

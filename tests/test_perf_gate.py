@@ -21,6 +21,7 @@ def gate(pytester, monkeypatch):
         "FAKE_NOISE",
         "FAKE_THROTTLE",
         "FAKE_MHZ",
+        "FAKE_HOST_MS",
     ):
         monkeypatch.delenv(var, raising=False)
 
@@ -76,6 +77,36 @@ def test_five_percent_slowdown_is_a_confirmed_regression(gate, pytester):
         ]
     )
     assert "2 measurement(s)" in result.stdout.str()
+
+
+def test_a_slower_launcher_is_a_regression_of_the_call_time(gate, pytester):
+    # 0.2 ms of host work added to every call: the device time does not move, a caller's
+    # loop waits 19% longer per call (1.05 -> 1.25 ms).
+    data = record_baseline(gate, pytester)
+    assert data["cases"]["n1_oc17_bias"]["call_ms"] == pytest.approx(1.05, rel=0.01)
+    result = gate(FAKE_HOST_MS=0.2)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "n1_oc17_bias * 1.2* +19.0*% [[]+1*, +1*[]] *regression*",
+            "*n1_oc17_bias: the call time moved +19.*: what a caller in a loop waits for "
+            "changed, the device time did not*",
+            "*FAILED (2 regression)*",
+        ]
+    )
+
+
+def test_a_baseline_without_call_times_still_gates_the_device_time(gate, pytester):
+    data = record_baseline(gate, pytester)
+    for entry in data["cases"].values():
+        del entry["call_ms"], entry["call_ci_ms"]
+    (pytester.path / BASELINE).write_text(json.dumps(data))
+    result = gate(FAKE_SLOWDOWN=0.05)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*FAILED (2 regression)*"])
+    assert (
+        gate(FAKE_SLOWDOWN=0, FAKE_HOST_MS=0.2).ret == 0
+    )  # no stored call time: nothing to judge it by
 
 
 def test_one_and_a_half_percent_slowdown_warns_but_passes(gate, pytester):
