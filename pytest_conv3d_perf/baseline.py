@@ -293,7 +293,17 @@ def plan_update(
         new = measured[name]
         old = existing.get(name)
         old_ms = old.median_ms if old else None
-        if halfwidth_pct(new.entry) > MAX_HALFWIDTH_PCT:
+        if new.verdict is Verdict.UNSTABLE and not force:
+            actions.append(
+                Action(
+                    name,
+                    "refuse",
+                    old_ms,
+                    new.entry.median_ms,
+                    "unstable measurement; rerun, or pass --conv3d-force",
+                )
+            )
+        elif halfwidth_pct(new.entry) > MAX_HALFWIDTH_PCT:
             actions.append(
                 Action(
                     name,
@@ -303,16 +313,6 @@ def plan_update(
                     f"interval ±{halfwidth_pct(new.entry):.2f}% is wider than the "
                     f"±{MAX_HALFWIDTH_PCT:g}% a baseline may hold (the processes disagree); "
                     "rerun on a quiet GPU",
-                )
-            )
-        elif new.verdict is Verdict.UNSTABLE and not force:
-            actions.append(
-                Action(
-                    name,
-                    "refuse",
-                    old_ms,
-                    new.entry.median_ms,
-                    "unstable measurement; rerun, or pass --conv3d-force",
                 )
             )
         elif old is None:

@@ -141,6 +141,8 @@ class Assessment:
     drift: Change | None = None
     reasons: tuple[str, ...] = ()
     call_change: Change | None = None
+    # The GPU throttled or the machine moved with the kernel: no time of this run decides.
+    machine: bool = False
 
 
 def _beyond(change: Change, pct: float) -> bool:
@@ -198,11 +200,15 @@ def assess(
             )
     if throttle:
         return Assessment(
-            Verdict.UNSTABLE, change, drift, (*reasons, "GPU throttled: " + ", ".join(throttle))
+            Verdict.UNSTABLE,
+            change,
+            drift,
+            (*reasons, "GPU throttled: " + ", ".join(throttle)),
+            machine=True,
         )
     verdict = decide(change, thresholds)
     if machine_moved and verdict is not Verdict.UNCHANGED:
-        return Assessment(Verdict.UNSTABLE, change, drift, tuple(reasons))
+        return Assessment(Verdict.UNSTABLE, change, drift, tuple(reasons), machine=True)
     if verdict is Verdict.UNSTABLE:
         reasons.append(
             f"interval ±{change.halfwidth_pct:.2f}% is wider than "
@@ -244,7 +250,9 @@ def assess_with_call(
 ) -> Assessment:
     """``assess`` of the device time, then the call time judged the same way, combined."""
     device = assess(now, base, thresholds, throttle=throttle)
-    if base is None or not now.call_ms or not base.call_ms:
+    if base is None or not now.call_ms or not base.call_ms or device.machine:
+        # A call includes the device time: when the GPU throttled or the machine moved,
+        # the call time cannot decide either.
         return device
     change = relative_change(now.call_ms, now.call_halfwidth, base.call_ms, base.call_halfwidth)
     call = decide(change, thresholds)

@@ -118,7 +118,9 @@ def test_gate_takes_a_third_measurement_and_keeps_the_milder_of_the_last_two(mon
     measured = type("M", (), {"throttle": ()})()
     monkeypatch.setattr(gate, "measure", lambda *a, **k: measured)
     monkeypatch.setattr(gate, "timing_of", lambda m: None)
-    monkeypatch.setattr(gate, "assess", lambda *a, **k: Assessment(next(said), None, None, ()))
+    monkeypatch.setattr(
+        gate, "assess_with_call", lambda *a, **k: Assessment(next(said), None, None, ())
+    )
     base = BaselineEntry(1.0, 0.99, 1.01, 100, "flush")
     out = gate.run_gate(None, None, None, base, T, None, "flush")
     assert (out.verdict, out.measurements) == (Verdict.UNCHANGED, 3)
