@@ -410,7 +410,7 @@ def test_github_actions_annotation_names_the_failing_cases(gate, pytester, monke
     assert result.ret == 1
     result.stdout.fnmatch_lines(
         [
-            "::error title=conv3d-perf regression::conv3d-perf n1_oc17_bias: *+[45].*-> regression*",
+            "::error title=conv3d-perf regression::conv3d-perf n1_oc17_bias: *+[45]*> regression*",
             "::error title=conv3d-perf regression::conv3d-perf pointwise_bias: *",
         ]
     )
