@@ -244,26 +244,26 @@ def conv3d_device(request: pytest.FixtureRequest) -> Any:
     return _run(request).device
 
 
+def _configured(request: pytest.FixtureRequest, setting: str) -> Any:
+    from pytest_conv3d_perf.target import TargetError
+
+    run = _run(request)
+    try:
+        return run.load(run.kernel if setting == "conv3d_kernel" else run.model, setting)
+    except TargetError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
 @pytest.fixture
 def conv3d_kernel(request: pytest.FixtureRequest) -> Any:
     """The kernel under test, named by the conv3d_kernel ini value (module:function)."""
-    from pytest_conv3d_perf.target import TargetError
-
-    try:
-        return _run(request).load(_run(request).kernel, "conv3d_kernel")
-    except TargetError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    return _configured(request, "conv3d_kernel")
 
 
 @pytest.fixture
 def conv3d_model(request: pytest.FixtureRequest) -> Any:
     """The kernel's module class, named by the conv3d_model ini value (module:Class)."""
-    from pytest_conv3d_perf.target import TargetError
-
-    try:
-        return _run(request).load(_run(request).model, "conv3d_model")
-    except TargetError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    return _configured(request, "conv3d_model")
 
 
 @pytest.fixture

@@ -63,6 +63,9 @@ def number(value: object) -> float | None:
 
 
 def _too_deep(text: str) -> bool:
+    """Bracket depth, strings skipped, before json.loads can recurse on hostile nesting.
+    pytest_conv3d_perf.baseline has the same scan; this script runs from a sparse checkout
+    of .github/scripts with nothing installed, so it cannot import it."""
     depth = 0
     in_string = escaped = False
     for ch in text:
