@@ -45,6 +45,9 @@ class BaselineEntry:
     call_ms: float | None = None
     call_ci_ms: list[float] | None = None
     kernel_hash: str = ""
+    # The timed function's source file, relative to the repository, so the gate can load
+    # it as it was at the recorded commit; older entries have none.
+    kernel_file: str = ""
     autotune: dict[str, Any] | None = None
     case: dict[str, Any] | None = None
     environment: dict[str, Any] = field(default_factory=dict)
@@ -90,6 +93,7 @@ _OPTIONAL = {
     "call_ms": float,
     "call_ci_ms": list,
     "kernel_hash": str,
+    "kernel_file": str,
     "autotune": dict,
     "case": dict,
     "environment": dict,
@@ -362,7 +366,13 @@ def confirmed(old: BaselineEntry, new: BaselineEntry) -> BaselineEntry:
         "commit": new.environment.get("commit", ""),
         "confirmed": new.environment.get("date", ""),
     }
-    return replace(old, kernel_hash=new.kernel_hash, autotune=new.autotune, environment=env)
+    return replace(
+        old,
+        kernel_hash=new.kernel_hash,
+        kernel_file=new.kernel_file,
+        autotune=new.autotune,
+        environment=env,
+    )
 
 
 def apply(

@@ -167,7 +167,14 @@ class Conv3dPerf:
         ref = (lambda: reference(*args, **kwargs)) if reference is not None else None
         return self._finish(
             self._time_case(
-                name or self._test_name, self._nodeid, call, ref, fn, self._thresholds(None), flop
+                name or self._test_name,
+                self._nodeid,
+                call,
+                ref,
+                fn,
+                self._thresholds(None),
+                flop,
+                replay=lambda other: lambda: other(*args, **kwargs),
             )
         )
 
@@ -212,6 +219,7 @@ class Conv3dPerf:
                 self._thresholds(resolved),
                 resolved.flop,
                 resolved,
+                replay=lambda other: lambda: other(*args),
             )
         )
 

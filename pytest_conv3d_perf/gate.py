@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from pytest_conv3d_perf.baseline import BaselineEntry
 from pytest_conv3d_perf.measure import Measurement, Plan, measure
-from pytest_conv3d_perf.stats import Change
+from pytest_conv3d_perf.recorded import Recorded
+from pytest_conv3d_perf.stats import Change, relative_change
 from pytest_conv3d_perf.timer import Timer
 from pytest_conv3d_perf.verdict import (
     Assessment,
@@ -16,7 +17,9 @@ from pytest_conv3d_perf.verdict import (
     Timing,
     Verdict,
     assess_with_call,
+    combine_call,
     confirm,
+    decide,
     fails_run,
     needs_confirmation,
     needs_third,
@@ -109,12 +112,26 @@ def run_gate(
     plan: Plan,
     l2: str,
     progress: Callable[[str], None] | None = None,
+    recorded: Recorded | None = None,
+    recorded_call: Callable[[], object] | None = None,
 ) -> GateOutcome:
+    """Measure against the stored number; anything but `unchanged` is settled by an A/B
+    against the recorded code where it can be had, else measured again (confirmation)."""
     base_timing = base.timing() if base else None
     m1 = measure(timer, call, reference, plan, l2=l2, progress=progress)
     a1 = assess_with_call(timing_of(m1), base_timing, thresholds, throttle=m1.throttle)
     if base is None or not needs_confirmation(a1.verdict):
         return GateOutcome(a1.verdict, m1, a1, 1)
+    if recorded is not None and recorded.same_code and not a1.machine:
+        note = (
+            f"the kernel's source is the one the baseline recorded, so the move of "
+            f"{_said(a1)} is the machine's or the software's around it, not the kernel's"
+        )
+        a = Assessment(Verdict.UNCHANGED, a1.change, a1.drift, (*a1.reasons, note), a1.call_change)
+        return GateOutcome(Verdict.UNCHANGED, m1, a, 1)
+    if recorded_call is not None and base is not None:
+        return _against_recorded(timer, call, recorded_call, base, thresholds, plan, l2, m1, a1)
+    why = (recorded.why,) if recorded is not None and recorded.why else ()
     # Interleaved with the reference again, in the same process: asv and nvbench's
     # robust comparison also re-measure before calling a change.
     m2 = measure(timer, call, reference, plan, l2=l2, progress=progress)
@@ -127,8 +144,53 @@ def run_gate(
     said = [_said(s) for s in steps]
     note = f"measurements said {', then '.join(said)}"
     last = steps[-1]
-    a = Assessment(final, last.change, last.drift, (*last.reasons, note), last.call_change)
+    a = Assessment(final, last.change, last.drift, (*last.reasons, *why, note), last.call_change)
     return GateOutcome(final, m2, a, len(steps))
+
+
+def _against_recorded(
+    timer: Timer,
+    call: Callable[[], object],
+    recorded_call: Callable[[], object],
+    base: BaselineEntry,
+    thresholds: Thresholds,
+    plan: Plan,
+    l2: str,
+    m1: Measurement,
+    a1: Assessment,
+) -> GateOutcome:
+    """Today's kernel and the recorded one, interleaved in this process: the A/B decides;
+    the recorded kernel's time today against its stored time is the machine's move."""
+    m = measure(timer, call, recorded_call, plan, l2=l2)
+    assert m.reference is not None
+    ab = relative_change(
+        m.kernel.median, m.kernel.rel_halfwidth, m.reference.median, m.reference.rel_halfwidth
+    )
+    verdict = decide(ab, thresholds)
+    call_ab = None
+    if m.call is not None and m.ref_call is not None:
+        call_ab = relative_change(
+            m.call.median, m.call.rel_halfwidth, m.ref_call.median, m.ref_call.rel_halfwidth
+        )
+        verdict = combine_call(verdict, decide(call_ab, thresholds))
+    if m.throttle:
+        verdict = Verdict.UNSTABLE
+    machine = relative_change(
+        m.reference.median, m.reference.rel_halfwidth, base.median_ms, base.rel_halfwidth
+    )
+    commit = str(base.environment.get("commit", ""))[:10]
+    reasons = (
+        *a1.reasons,
+        f"against the stored number: {_said(a1)}",
+        f"A/B against the kernel as recorded at {commit}, interleaved in this process: "
+        f"{ab.pct:+.2f}% [{ab.low_pct:+.2f}, {ab.high_pct:+.2f}]"
+        + (f", call {call_ab.pct:+.2f}%" if call_ab else "")
+        + f" -> {verdict.value} (this decides)",
+        f"the machine: the recorded kernel runs {machine.pct:+.2f}% "
+        f"[{machine.low_pct:+.2f}, {machine.high_pct:+.2f}] against its stored time",
+    )
+    a = Assessment(verdict, ab, machine, reasons, call_ab)
+    return GateOutcome(verdict, m1, a, 2)
 
 
 def _said(a: Assessment) -> str:

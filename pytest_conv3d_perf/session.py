@@ -28,6 +28,7 @@ from pytest_conv3d_perf.cases import CaseError, Conv3dCase, case_from_mapping, l
 from pytest_conv3d_perf.environment import autotune_config, git_commit, now_utc, source_hash
 from pytest_conv3d_perf.gate import CaseResult, FailPolicy, case_result, run_gate
 from pytest_conv3d_perf.measure import Plan
+from pytest_conv3d_perf.recorded import Recorded, load_recorded, repository_path
 from pytest_conv3d_perf.runtime import DeviceError, Runtime, select_runtime
 from pytest_conv3d_perf.settings import Settings, SettingsError
 from pytest_conv3d_perf.target import Target, TargetError
@@ -108,6 +109,7 @@ class Conv3dRun:
     # An xdist controller: its workers time (one per GPU) and it writes the merged report.
     merging: bool = False
     worker_baselines: set[Path] = field(default_factory=set)
+    recorded: dict[tuple[str, str, str], Recorded] = field(default_factory=dict)
 
     @classmethod
     def start(cls, config: pytest.Config) -> Conv3dRun:
@@ -210,13 +212,23 @@ class Conv3dRun:
         thresholds: Thresholds,
         flop: int | None = None,
         case: Conv3dCase | None = None,
+        replay: Callable[[Any], Callable[[], object]] | None = None,
     ) -> CaseResult | None:
-        """Time ``call`` and decide; without timing, run it once as a smoke test."""
+        """Time ``call`` and decide; without timing, run it once as a smoke test.
+        ``replay(f)`` makes the same call with another version of ``fn`` (the recorded
+        one, for the A/B that settles a verdict)."""
         if not self.timing:
             call()
             return None
         assert self.timer is not None
         base = self.baselines.get(name)
+        recorded, recorded_call = None, None
+        today_hash = source_hash(fn)
+        if base is not None and replay is not None:
+            recorded = self._recorded(fn, base, today_hash)
+            if recorded.fn is not None:
+                recorded_call = replay(recorded.fn)
+                recorded_call.conv3d_role = "recorded"  # type: ignore[attr-defined]
         plan = Plan(
             budget_s=self.settings.budget_s, target_halfwidth_pct=thresholds.target_halfwidth_pct
         )
@@ -229,6 +241,8 @@ class Conv3dRun:
             plan,
             self.settings.l2,
             progress=self.live(name),
+            recorded=recorded,
+            recorded_call=recorded_call,
         )
         m = out.measurement
         entry = BaselineEntry(
@@ -242,7 +256,8 @@ class Conv3dRun:
             sm_mhz=m.sm_mhz,
             call_ms=m.call.median if m.call else None,
             call_ci_ms=[m.call.low, m.call.high] if m.call else None,
-            kernel_hash=source_hash(fn),
+            kernel_hash=today_hash,
+            kernel_file=repository_path(fn, Path(self.config.rootpath)),
             autotune=autotune_config(fn),
             case=case.to_dict() if case else None,
             environment={**self.device_info, "date": now_utc()},
@@ -262,6 +277,12 @@ class Conv3dRun:
         )
         self.results.append(result)
         return result
+
+    def _recorded(self, fn: object, base: BaselineEntry, today_hash: str) -> Recorded:
+        key = (str(base.environment.get("commit", "")), base.kernel_file, today_hash)
+        if key not in self.recorded:
+            self.recorded[key] = load_recorded(fn, base, Path(self.config.rootpath), today_hash)
+        return self.recorded[key]
 
     def _terminal(self) -> Any:
         return self.config.pluginmanager.get_plugin("terminalreporter")

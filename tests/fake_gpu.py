@@ -5,7 +5,9 @@ FAKE_SLOWDOWN (fraction added to the kernel's time), FAKE_REF_SLOWDOWN (the same
 reference), FAKE_NOISE (relative standard deviation), FAKE_THROTTLE (a reason name),
 FAKE_MHZ (the SM clock), FAKE_BATCH_NOISE (relative standard deviation of an offset drawn
 once per batch, as a drifting GPU gives), FAKE_HOST_MS (host work the kernel's launcher adds
-to each call, on top of 0.05 ms: seen in the call time only)."""
+to each call, on top of 0.05 ms: seen in the call time only), FAKE_RECORDED_SLOWDOWN (the
+same as FAKE_SLOWDOWN for the kernel as recorded at the baseline's commit, when the gate
+times it beside today's: a machine that moved slows both)."""
 
 CONFTEST = """
 import os
@@ -26,10 +28,13 @@ class FakeTimer:
         ref_slow = float(os.environ.get("FAKE_REF_SLOWDOWN", "0"))
         noise = float(os.environ.get("FAKE_NOISE", "0.001"))
         drift = 1 + self.rng.gauss(0, float(os.environ.get("FAKE_BATCH_NOISE", "0")))
+        rec_slow = float(os.environ.get("FAKE_RECORDED_SLOWDOWN", "0"))
         out = []
         for i, fn in enumerate(fns):
-            base = 1.0 if i == 0 else 3.0
-            factor = (1 + (slow if i == 0 else ref_slow)) * drift
+            recorded = getattr(fn, "conv3d_role", "") == "recorded"
+            base = 1.0 if i == 0 or recorded else 3.0
+            own = slow if i == 0 else (rec_slow if recorded else ref_slow)
+            factor = (1 + own) * drift
             out.append([base * factor * (1 + self.rng.gauss(0, noise)) for _ in range(rounds)])
         # Take as long as the simulated device work, so batches come at a GPU's pace.
         time.sleep(sum(sum(times) for times in out) / 1e3)
@@ -39,8 +44,11 @@ class FakeTimer:
         host = 0.05 + float(os.environ.get("FAKE_HOST_MS", "0"))
         slow = float(os.environ.get("FAKE_SLOWDOWN", "0"))
         out = []
+        rec_slow = float(os.environ.get("FAKE_RECORDED_SLOWDOWN", "0"))
         for i, fn in enumerate(fns):
-            device = (1.0 if i == 0 else 3.0) * (1 + (slow if i == 0 else 0))
+            recorded = getattr(fn, "conv3d_role", "") == "recorded"
+            own = slow if i == 0 else (rec_slow if recorded else 0)
+            device = (1.0 if i == 0 or recorded else 3.0) * (1 + own)
             per_call = device + (host if i == 0 else 0.05)
             out.append([per_call * (1 + self.rng.gauss(0, 0.001)) for _ in range(rounds)])
         time.sleep(sum(sum(t) for t in out) * calls / 1e3)

@@ -1,0 +1,138 @@
+"""Verdicts settled against the recorded code: the kernel as it was at the baseline's
+commit, loaded from git beside today's and timed interleaved with it."""
+
+import json
+import subprocess
+
+import pytest
+
+from pytest_conv3d_perf.baseline import BaselineEntry
+from pytest_conv3d_perf.recorded import load_recorded, repository_path
+from tests.fake_gpu import CONFTEST, TEST_FILE
+
+
+def git(folder, *args):
+    subprocess.run(
+        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+    )
+
+
+def commit_all(folder) -> str:
+    git(folder, "add", "-A")
+    git(folder, "commit", "-qm", "x")
+    done = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_the_recorded_function_comes_from_git_and_the_tree_is_untouched(tmp_path, monkeypatch):
+    git(tmp_path, "init", "-q")
+    (tmp_path / "mod.py").write_text("def kernel():\n    return 'then'\n")
+    then = commit_all(tmp_path)
+    (tmp_path / "mod.py").write_text("def kernel():\n    return 'now'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import mod
+
+    assert repository_path(mod.kernel, tmp_path) == "mod.py"
+    entry = BaselineEntry(
+        1.0, 0.99, 1.01, 10, "flush", kernel_file="mod.py", environment={"commit": then}
+    )
+    recorded = load_recorded(mod.kernel, entry, tmp_path, "sha256:today")
+    assert recorded.fn is not None and recorded.fn() == "then"
+    assert (tmp_path / "mod.py").read_text() == "def kernel():\n    return 'now'\n"
+    missing = BaselineEntry(
+        1.0, 0.99, 1.01, 10, "flush", kernel_file="mod.py", environment={"commit": "f" * 40}
+    )
+    why = load_recorded(mod.kernel, missing, tmp_path, "sha256:today").why
+    assert "not in this clone's history" in why
+    old = BaselineEntry(1.0, 0.99, 1.01, 10, "flush", environment={"commit": then})
+    assert (
+        "cannot be confirmed against its code" in load_recorded(mod.kernel, old, tmp_path, "x").why
+    )
+    same = BaselineEntry(
+        1.0,
+        0.99,
+        1.01,
+        10,
+        "flush",
+        kernel_hash="sha256:today",
+        kernel_file="mod.py",
+        environment={"commit": then},
+    )
+    assert load_recorded(mod.kernel, same, tmp_path, "sha256:today").same_code
+
+
+@pytest.fixture
+def repo_gate(pytester, monkeypatch):
+    for var in ("GITHUB_SHA", "FAKE_SLOWDOWN", "FAKE_RECORDED_SLOWDOWN", "FAKE_HOST_MS"):
+        monkeypatch.delenv(var, raising=False)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_gate=TEST_FILE)
+    git(pytester.path, "init", "-q")
+    commit_all(pytester.path)
+
+    def run(*args, **env):
+        for key, value in env.items():
+            monkeypatch.setenv(key, str(value))
+        return pytester.runpytest(
+            "-p",
+            "no:cacheprovider",
+            "--conv3d-perf",
+            "--conv3d-budget=0.5",
+            "--conv3d-case=n1_oc17_bias",
+            *args,
+        )
+
+    assert run("--conv3d-update-baselines").ret == 0
+    entry = json.loads((pytester.path / "baselines/fake-gpu-9000.json").read_text())
+    assert entry["cases"]["n1_oc17_bias"]["kernel_file"] == "test_gate.py"
+    return run
+
+
+def change_the_kernel(pytester):
+    path = pytester.path / "test_gate.py"
+    path.write_text(path.read_text() + "\n# today's version\n")
+
+
+def test_a_real_slowdown_is_confirmed_by_the_ab(repo_gate, pytester):
+    change_the_kernel(pytester)
+    result = repo_gate(FAKE_SLOWDOWN=0.05)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        ["*A/B against the kernel as recorded at *: +[45].* -> regression (this decides)*"]
+    )
+
+
+def test_a_machine_that_moved_is_not_blamed_on_the_kernel(repo_gate, pytester):
+    # Today's kernel and the recorded one both run 5% slower: the machine moved.
+    change_the_kernel(pytester)
+    result = repo_gate(FAKE_SLOWDOWN=0.05, FAKE_RECORDED_SLOWDOWN=0.05)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "*against the stored number: regression (+[45].*",
+            "*-> unchanged (this decides)*",
+            "*the machine: the recorded kernel runs +[45].*% * against its stored time*",
+        ]
+    )
+
+
+def test_unchanged_kernel_source_means_the_move_is_the_machines(repo_gate):
+    result = repo_gate(FAKE_SLOWDOWN=0.05)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*the kernel's source is the one the baseline recorded*"])
+
+
+def test_missing_history_says_so_and_the_stored_number_decides(repo_gate, pytester):
+    change_the_kernel(pytester)
+    path = pytester.path / "baselines/fake-gpu-9000.json"
+    data = json.loads(path.read_text())
+    data["cases"]["n1_oc17_bias"]["environment"]["commit"] = "f" * 40
+    path.write_text(json.dumps(data))
+    result = repo_gate(FAKE_SLOWDOWN=0.05)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*not in this clone's history*the stored number decides*"])
