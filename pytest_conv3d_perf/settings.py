@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_conv3d_perf.verdict import parse_percent
-
 GROUP = "conv3d-perf"
 DEVICES = ("auto", "cuda", "cpu")
 POLICIES = ("fail", "pass")
@@ -30,6 +28,9 @@ class SettingsError(ValueError):
 
 
 def _percent(text: str, what: str) -> float:
+    # Imported here: the plugin imports this module in every pytest run, used or not.
+    from pytest_conv3d_perf.verdict import parse_percent
+
     try:
         return parse_percent(text, what)
     except ValueError as exc:
