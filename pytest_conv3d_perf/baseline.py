@@ -294,65 +294,41 @@ def plan_update(
     does not churn with noise. An unstable measurement is refused unless forced."""
     actions = []
     for name in sorted(measured):
-        new = measured[name]
-        old = existing.get(name)
+        new, old = measured[name], existing.get(name)
+        action, reason = _action_for(name, new, old, churn_pct, force, requested)
         old_ms = old.median_ms if old else None
-        if new.verdict is Verdict.UNSTABLE and not force:
-            actions.append(
-                Action(
-                    name,
-                    "refuse",
-                    old_ms,
-                    new.entry.median_ms,
-                    "unstable measurement; rerun, or pass --conv3d-force",
-                )
-            )
-        elif halfwidth_pct(new.entry) > MAX_HALFWIDTH_PCT:
-            actions.append(
-                Action(
-                    name,
-                    "refuse",
-                    old_ms,
-                    new.entry.median_ms,
-                    f"interval ±{halfwidth_pct(new.entry):.2f}% is wider than the "
-                    f"±{MAX_HALFWIDTH_PCT:g}% a baseline may hold (the processes disagree); "
-                    "rerun on a quiet GPU",
-                )
-            )
-        elif old is None:
-            actions.append(Action(name, "add", None, new.entry.median_ms, "new case"))
-        elif old.case is not None and new.entry.case is not None and old.case != new.entry.case:
-            actions.append(Action(name, "update", old_ms, new.entry.median_ms, "case changed"))
-        elif force or name in requested:
-            actions.append(
-                Action(
-                    name,
-                    "update",
-                    old_ms,
-                    new.entry.median_ms,
-                    "forced" if force else "asked for by name",
-                )
-            )
-        elif new.change_pct is not None and abs(new.change_pct) > churn_pct:
-            actions.append(
-                Action(name, "update", old_ms, new.entry.median_ms, f"moved {new.change_pct:+.2f}%")
-            )
-        elif _recorded_code(old) != _recorded_code(new.entry):
-            # Same numbers, new code: the entry must name the code it now vouches for.
-            actions.append(
-                Action(
-                    name,
-                    "confirm",
-                    old_ms,
-                    new.entry.median_ms,
-                    f"within ±{churn_pct:.2f}%: numbers kept, new commit and kernel hash",
-                )
-            )
-        else:
-            actions.append(
-                Action(name, "keep", old_ms, new.entry.median_ms, f"within ±{churn_pct:.2f}%")
-            )
+        actions.append(Action(name, action, old_ms, new.entry.median_ms, reason))
     return actions
+
+
+def _action_for(
+    name: str,
+    new: Measured,
+    old: BaselineEntry | None,
+    churn_pct: float,
+    force: bool,
+    requested: frozenset[str],
+) -> tuple[str, str]:
+    if new.verdict is Verdict.UNSTABLE and not force:
+        return "refuse", "unstable measurement; rerun, or pass --conv3d-force"
+    width = halfwidth_pct(new.entry)
+    if width > MAX_HALFWIDTH_PCT:
+        return "refuse", (
+            f"interval ±{width:.2f}% is wider than the ±{MAX_HALFWIDTH_PCT:g}% a baseline may "
+            "hold (the processes disagree); rerun on a quiet GPU"
+        )
+    if old is None:
+        return "add", "new case"
+    if old.case is not None and new.entry.case is not None and old.case != new.entry.case:
+        return "update", "case changed"
+    if force or name in requested:
+        return "update", "forced" if force else "asked for by name"
+    if new.change_pct is not None and abs(new.change_pct) > churn_pct:
+        return "update", f"moved {new.change_pct:+.2f}%"
+    if _recorded_code(old) != _recorded_code(new.entry):
+        # Same numbers, new code: the entry must name the code it now vouches for.
+        return "confirm", f"within ±{churn_pct:.2f}%: numbers kept, new commit and kernel hash"
+    return "keep", f"within ±{churn_pct:.2f}%"
 
 
 def _recorded_code(entry: BaselineEntry) -> tuple[str, str]:
