@@ -109,7 +109,7 @@ class Conv3dRun:
     # An xdist controller: its workers time (one per GPU) and it writes the merged report.
     merging: bool = False
     worker_baselines: set[Path] = field(default_factory=set)
-    recorded: dict[tuple[str, str, str], Recorded] = field(default_factory=dict)
+    recorded: dict[tuple[str, str, str, str], Recorded] = field(default_factory=dict)
 
     @classmethod
     def start(cls, config: pytest.Config) -> Conv3dRun:
@@ -279,7 +279,8 @@ class Conv3dRun:
         return result
 
     def _recorded(self, fn: object, base: BaselineEntry, today_hash: str) -> Recorded:
-        key = (str(base.environment.get("commit", "")), base.kernel_file, today_hash)
+        commit = str(base.environment.get("commit", ""))
+        key = (commit, base.kernel_file, getattr(fn, "__name__", ""), today_hash)
         if key not in self.recorded:
             self.recorded[key] = load_recorded(fn, base, Path(self.config.rootpath), today_hash)
         return self.recorded[key]
