@@ -112,8 +112,7 @@ def run_gate(
     plan: Plan,
     l2: str,
     progress: Callable[[str], None] | None = None,
-    recorded: Recorded | None = None,
-    recorded_call: Callable[[], object] | None = None,
+    recorded: Callable[[], tuple[Recorded, Callable[[], object] | None]] | None = None,
 ) -> GateOutcome:
     """Measure against the stored number; anything but `unchanged` is settled by an A/B
     against the recorded code where it can be had, else measured again (confirmation)."""
@@ -122,7 +121,9 @@ def run_gate(
     a1 = assess_with_call(timing_of(m1), base_timing, thresholds, throttle=m1.throttle)
     if base is None or not needs_confirmation(a1.verdict):
         return GateOutcome(a1.verdict, m1, a1, 1)
-    if recorded is not None and recorded.same_code and not a1.machine:
+    # Loaded only now: most cases are unchanged and never need the recorded kernel.
+    found, recorded_call = recorded() if recorded is not None else (None, None)
+    if found is not None and found.same_code and not a1.machine:
         note = (
             f"the kernel's source is the one the baseline recorded, so the move of "
             f"{_said(a1)} is the machine's or the software's around it, not the kernel's"
@@ -131,7 +132,7 @@ def run_gate(
         return GateOutcome(Verdict.UNCHANGED, m1, a, 1)
     if recorded_call is not None and base is not None:
         return _against_recorded(timer, call, recorded_call, base, thresholds, plan, l2, m1, a1)
-    why = (recorded.why,) if recorded is not None and recorded.why else ()
+    why = (found.why,) if found is not None and found.why else ()
     # Interleaved with the reference again, in the same process: asv and nvbench's
     # robust comparison also re-measure before calling a change.
     m2 = measure(timer, call, reference, plan, l2=l2, progress=progress)

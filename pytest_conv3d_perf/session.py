@@ -222,13 +222,18 @@ class Conv3dRun:
             return None
         assert self.timer is not None
         base = self.baselines.get(name)
-        recorded, recorded_call = None, None
         today_hash = source_hash(fn)
+        recorded = None
         if base is not None and replay is not None:
-            recorded = self._recorded(fn, base, today_hash)
-            if recorded.fn is not None:
-                recorded_call = replay(recorded.fn)
-                recorded_call.conv3d_role = "recorded"  # type: ignore[attr-defined]
+
+            def recorded() -> tuple[Recorded, Callable[[], object] | None]:
+                found = self._recorded(fn, base, today_hash)
+                if found.fn is None:
+                    return found, None
+                again = replay(found.fn)
+                again.conv3d_role = "recorded"  # type: ignore[attr-defined]
+                return found, again
+
         plan = Plan(
             budget_s=self.settings.budget_s, target_halfwidth_pct=thresholds.target_halfwidth_pct
         )
@@ -242,7 +247,6 @@ class Conv3dRun:
             self.settings.l2,
             progress=self.live(name),
             recorded=recorded,
-            recorded_call=recorded_call,
         )
         m = out.measurement
         entry = BaselineEntry(
