@@ -26,10 +26,14 @@ START = time.perf_counter()
 SPEED_TEST = "tests/test_suite.py::test_conv3d_speed"
 
 
-def _env(slowdown: float = 0.0, report: Path | None = None) -> dict[str, str]:
+def _env(
+    slowdown: float = 0.0, report: Path | None = None, host_us: float = 0.0, wrap: bool = False
+) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     env["CONV3D_INJECT_SLOWDOWN"] = str(slowdown)
+    env["CONV3D_INJECT_HOST_US"] = str(host_us)
+    env["CONV3D_INJECT_WRAP"] = "1" if wrap else ""
     env["PYTHONUNBUFFERED"] = "1"
     if report:
         env["CONV3D_INJECT_REPORT"] = str(report)
@@ -43,6 +47,8 @@ def gate_run(
     budget: float,
     slowdown: float = 0.0,
     update: bool = False,
+    host_us: float = 0.0,
+    wrap: bool = False,
 ) -> tuple[dict, float]:
     report = out / f"{tag}.json"
     args = [
@@ -64,7 +70,7 @@ def gate_run(
     proc = subprocess.run(
         args,
         cwd=ROOT,
-        env=_env(slowdown, out / f"{tag}.inject.json"),
+        env=_env(slowdown, out / f"{tag}.inject.json", host_us, wrap),
         capture_output=True,
         text=True,
     )
@@ -158,10 +164,39 @@ def baseline_dir(args: argparse.Namespace) -> Path:
     return base_dir
 
 
+def case_runs(report: dict, truth: dict[str, float] | None = None) -> list[dict]:
+    """Per case run: the verdict, what settled it, the verdict against the stored number
+    alone, and whether each interval holds ``truth`` (percent; 0 for unchanged code)."""
+    rows = []
+    for r in report["results"]:
+        t = 0.0 if truth is None else truth.get(r["case"])
+        row = {
+            "case": r["case"],
+            "verdict": r["verdict"],
+            "settled_by": r.get("settled_by"),
+            "stored_verdict": r.get("stored_verdict"),
+            "interval": r.get("change_interval_pct"),
+            "stored_interval": r.get("stored_change_interval_pct"),
+            "truth": t,
+            "median_ms": r["median_ms"],
+        }
+        for key in ("interval", "stored_interval"):
+            iv = row[key]
+            row[key + "_covers"] = None if iv is None or t is None else iv[0] <= t <= iv[1]
+        rows.append(row)
+    return rows
+
+
+def coverage(rows: list[dict], key: str) -> str:
+    seen = [r[key] for r in rows if r[key] is not None]
+    return f"{sum(seen)}/{len(seen)}" if seen else "-"
+
+
 def false_alarms(args: argparse.Namespace) -> dict:
     out = args.out
     base_dir = baseline_dir(args)
     gate_verdicts, walls, gate_walls, halfwidths = [], [], [], {}
+    rows: list[dict] = []
     naive_base = naive_run(out, "naive-base")
     naive_verdicts = []
     result: dict = {}
@@ -170,8 +205,9 @@ def false_alarms(args: argparse.Namespace) -> dict:
             print(f"# stopping after {i} runs: the deadline is near", flush=True)
             break
         t0 = time.perf_counter()
-        report, wall = gate_run(out, f"run{i}", base_dir, args.budget)
+        report, wall = gate_run(out, f"run{i}", base_dir, args.budget, wrap=args.wrap)
         gate_walls.append(wall)
+        rows += case_runs(report)
         for r in report["results"]:
             gate_verdicts.append(r["verdict"])
             halfwidths.setdefault(r["case"], []).append(
@@ -187,6 +223,11 @@ def false_alarms(args: argparse.Namespace) -> dict:
             "halfwidths": halfwidths,
             "case_runs": len(gate_verdicts),
             "runs": len(walls),
+            "rows": rows,
+            "stored": _tally([r["stored_verdict"] for r in rows if r["stored_verdict"]]),
+            "settled_by": _tally([r["settled_by"] for r in rows if r["settled_by"]]),
+            "covers": coverage(rows, "interval_covers"),
+            "stored_covers": coverage(rows, "stored_interval_covers"),
         }
         # Written after every run: a device call cut off at its limit keeps what it measured.
         (out / "false_alarms.json").write_text(json.dumps(result, indent=1))
@@ -197,8 +238,10 @@ def power(args: argparse.Namespace) -> dict:
     out = args.out
     base_dir = baseline_dir(args)
     naive_base = naive_run(out, "naive-base")
-    slowdowns = [float(x) for x in args.slowdowns.split(",")]
-    result = {s: {"gate": {}, "naive": {}, "achieved": []} for s in slowdowns}
+    slowdowns = [float(x) for x in args.slowdowns.split(",") if x]
+    if args.host_us:
+        slowdowns.append(-args.host_us)  # a negative entry stands for host work, in us
+    result = {s: {"gate": {}, "naive": {}, "achieved": [], "rows": []} for s in slowdowns}
     gate_v: dict[float, list[str]] = {s: [] for s in slowdowns}
     naive_v: dict[float, list[str]] = {s: [] for s in slowdowns}
     # Slowdowns interleaved, so a deadline leaves each with as many runs as the others.
@@ -207,20 +250,39 @@ def power(args: argparse.Namespace) -> dict:
             if time.perf_counter() - START > args.deadline_s:
                 print("# stopping: the deadline is near", flush=True)
                 return result
-            tag = f"slow{s:g}-{i}"
-            report, _ = gate_run(out, tag, base_dir, args.budget, slowdown=s)
+            host = -s if s < 0 else 0.0
+            tag = f"host{host:g}-{i}" if host else f"slow{s:g}-{i}"
+            report, _ = gate_run(
+                out, tag, base_dir, args.budget, slowdown=max(s, 0.0), host_us=host
+            )
             gate_v[s] += [r["verdict"] for r in report["results"]]
             inject = out / f"{tag}.inject.json"
+            truth = None
             if inject.exists():
-                result[s]["achieved"] += [
-                    v["achieved"] for v in json.loads(inject.read_text()).values()
-                ]
-            naive = naive_run(out, f"naive-{tag}", slowdown=s)
+                achieved = json.loads(inject.read_text())
+                result[s]["achieved"] += [v["achieved"] for v in achieved.values()]
+                truth = achieved_by_case(achieved)
+            rows = case_runs(report, truth if not host else {})
+            slowed = injected_cases(inject) if not host else {r["case"] for r in rows}
+            result[s]["rows"] += [dict(r, slowed=r["case"] in slowed) for r in rows]
+            naive = naive_run(out, f"naive-{tag}", slowdown=max(s, 0.0))
             naive_v[s] += [naive_verdict(naive[c], naive_base[c]) for c in naive]
             result[s]["gate"] = _tally(gate_v[s])
             result[s]["naive"] = _tally(naive_v[s])
             (out / "power.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def achieved_by_case(achieved: dict) -> dict[str, float]:
+    """Case name -> the slowdown the delay achieved, in percent (do_bench medians)."""
+    from pytest_conv3d_perf.cases import builtin_cases
+
+    out = {}
+    for c in builtin_cases():
+        key = f"{(c.n, c.ic, *c.input)} {(c.oc, c.ic, *c.kernel)}"
+        if key in achieved and achieved[key]["cycles"] > 0:
+            out[c.name] = 100 * achieved[key]["achieved"]
+    return out
 
 
 def injected_cases(inject_report: Path) -> set[str]:
@@ -290,6 +352,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--budget", type=float, default=3.0, help="--conv3d-budget per case")
     ap.add_argument("--slowdowns", default="0.02,0.05")
+    ap.add_argument(
+        "--host-us", type=float, default=0.0, help="power: also a run with this much host work"
+    )
+    ap.add_argument(
+        "--wrap",
+        action="store_true",
+        help="false-alarms: wrap the kernel without slowing it (changed code, same speed), "
+        "so every verdict not `unchanged` is settled by the A/B against the recorded kernel",
+    )
     ap.add_argument("--processes", type=int, default=3, help="update-baselines --processes")
     ap.add_argument(
         "--baseline-dir",
@@ -333,6 +404,11 @@ def main(argv: list[str] | None = None) -> int:
             f"= {r['case_runs']} case runs, unchanged code"
         )
         print(f"  gate : {r['gate']}")
+        print(f"  against the stored number alone: {r['stored']}; settled by {r['settled_by']}")
+        print(
+            f"  intervals holding the truth (0): deciding {r['covers']}, "
+            f"against the stored number {r['stored_covers']}"
+        )
         print(f"  naive: {r['naive']} (one do_bench median, fail 2%, warn 1%)")
         walls = sorted(r["gate_walls"])
         print(
@@ -355,11 +431,19 @@ def main(argv: list[str] | None = None) -> int:
             ach = sorted(v["achieved"])
             med = f"{100 * ach[len(ach) // 2]:.2f}%" if ach else "?"
             print(
-                f"{100 * s:8.0f}% {med:>18s} {_flagged(v['gate']):>8d}/{n:<5d} "
+                (f"{-s:7.0f}us" if s < 0 else f"{100 * s:8.0f}%")
+                + f" {med:>18s} {_flagged(v['gate']):>8d}/{n:<5d} "
                 f"{v['gate'].get('regression', 0):>10d}/{n:<5d} {_flagged(v['naive']):>8d}/{nn:<5d}"
                 f" {v['naive'].get('regression', 0):>11d}/{nn:<5d}"
             )
             print(f"{'':9s} gate verdicts {v['gate']}; naive {v['naive']}")
+            slowed = [row for row in v["rows"] if row["slowed"]]
+            print(
+                f"{'':9s} slowed case runs {len(slowed)}: "
+                f"{_tally([row['verdict'] for row in slowed])}; settled by "
+                f"{_tally([str(row['settled_by']) for row in slowed])}; deciding interval holds "
+                f"the achieved slowdown {coverage(slowed, 'interval_covers')}"
+            )
     return 0
 
 

@@ -6,12 +6,17 @@ CONV3D_INJECT_SLOWDOWN=0.02 adds a spin kernel after every launch whose length i
 calibrated per case so that the launch pair takes 2% longer than the kernel alone; the
 achieved slowdown is measured and written to CONV3D_INJECT_REPORT (JSON) when set.
 CONV3D_INJECT_HOST_US=200 instead adds that much busy host work before every call (a slower
-launcher: the device time does not move, a caller's loop does).
+launcher: the device time does not move, a caller's loop does). CONV3D_INJECT_WRAP=1 wraps
+the kernel and adds nothing: the code changed, its speed did not.
+Each wrapper keeps the kernel's name (functools.wraps) and lives in this file, so the gate
+sees changed kernel source and settles a verdict by an A/B against the kernel as recorded
+at the baseline's commit, as it would for a pull request that slowed the kernel.
 Load with `-p bench.inject_slowdown` from the repository root.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -62,6 +67,7 @@ def make_slowed(original, fraction: float, report: dict):
         }
         return cycles
 
+    @functools.wraps(original)
     def slowed(*args, **kwargs):
         key = (tuple(args[0].shape), tuple(args[1].shape))
         if key not in cycles_for:
@@ -76,6 +82,7 @@ def make_slowed(original, fraction: float, report: dict):
 def with_host_work(original, microseconds: float):
     import time
 
+    @functools.wraps(original)
     def slowed(*args, **kwargs):
         until = time.perf_counter() + microseconds / 1e6
         while time.perf_counter() < until:  # busy: sleep() overshoots by tens of us
@@ -85,7 +92,19 @@ def with_host_work(original, microseconds: float):
     return slowed
 
 
+def wrapped(original):
+    @functools.wraps(original)
+    def same(*args, **kwargs):
+        return original(*args, **kwargs)
+
+    return same
+
+
 def pytest_configure(config):
+    if os.environ.get("CONV3D_INJECT_WRAP"):
+        from kernels import implicit_gemm
+
+        implicit_gemm.conv3d = wrapped(implicit_gemm.conv3d)
     host_us = float(os.environ.get("CONV3D_INJECT_HOST_US", "0") or 0)
     if host_us:
         from kernels import implicit_gemm

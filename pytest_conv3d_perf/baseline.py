@@ -17,6 +17,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from pytest_conv3d_perf import spread
+from pytest_conv3d_perf.stats import Z_95
 from pytest_conv3d_perf.verdict import Timing, Verdict
 
 SCHEMA_VERSION = 1
@@ -48,6 +50,11 @@ class BaselineEntry:
     # The timed function's source file, relative to the repository, so the gate can load
     # it as it was at the recorded commit; older entries have none.
     kernel_file: str = ""
+    # How many fresh processes the stored median was taken over, and how far their
+    # medians spread (relative standard deviation; device time and call time).
+    processes: int | None = None
+    process_sd: float | None = None
+    call_process_sd: float | None = None
     autotune: dict[str, Any] | None = None
     case: dict[str, Any] | None = None
     environment: dict[str, Any] = field(default_factory=dict)
@@ -72,6 +79,12 @@ class BaselineEntry:
             sm_mhz=self.sm_mhz,
             call_ms=self.call_ms,
             call_halfwidth=call_hw,
+            process_sd=spread.stored_sd(spread.device_sd(self.median_ms), self.process_sd),
+            call_process_sd=(
+                spread.stored_sd(spread.call_sd(self.call_ms, self.median_ms), self.call_process_sd)
+                if self.call_ms
+                else 0.0
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +107,9 @@ _OPTIONAL = {
     "call_ci_ms": list,
     "kernel_hash": str,
     "kernel_file": str,
+    "processes": int,
+    "process_sd": float,
+    "call_process_sd": float,
     "autotune": dict,
     "case": dict,
     "environment": dict,
@@ -312,6 +328,12 @@ def _action_for(
     if new.verdict is Verdict.UNSTABLE and not force:
         return "refuse", "unstable measurement; rerun, or pass --conv3d-force"
     width = halfwidth_pct(new.entry)
+    disagree = 100 * Z_95 * (new.entry.process_sd or 0.0)
+    if disagree > MAX_HALFWIDTH_PCT:
+        return "refuse", (
+            f"the {new.entry.processes} processes disagree (±{disagree:.2f}% at 95%), more "
+            f"than the ±{MAX_HALFWIDTH_PCT:g}% a baseline may hold; rerun on a quiet GPU"
+        )
     if width > MAX_HALFWIDTH_PCT:
         return "refuse", (
             f"interval ±{width:.2f}% is wider than the ±{MAX_HALFWIDTH_PCT:g}% a baseline may "
@@ -387,17 +409,22 @@ def median_process(entries: list[BaselineEntry], max_halfwidth_pct: float) -> Ba
 
     Only stable processes take part; the one whose median is the median is stored, so one
     odd process (measured: the first after compilation ran 2.9% off on a small case)
-    cannot set the baseline. Its interval is widened to cover the other processes'
-    medians: a case that moves between processes must not look more certain than it is."""
+    cannot set the baseline. It records how many processes measured and how far their
+    medians spread, from which the gate widens every later comparison
+    (``spread.stored_sd``): a case that moves between processes must not look more certain
+    than it is."""
     stable = [e for e in entries if halfwidth_pct(e) <= max_halfwidth_pct]
     if not stable:
         return None
     ordered = sorted(stable, key=lambda e: e.median_ms)
     chosen = ordered[(len(ordered) - 1) // 2]
-    spread = (ordered[-1].median_ms - ordered[0].median_ms) / 2
-    low = min(chosen.ci_low_ms, chosen.median_ms - spread)
-    high = max(chosen.ci_high_ms, chosen.median_ms + spread)
-    return replace(chosen, ci_low_ms=low, ci_high_ms=high)
+    calls = [e.call_ms for e in ordered if e.call_ms]
+    return replace(
+        chosen,
+        processes=len(ordered),
+        process_sd=spread.process_sd([e.median_ms for e in ordered]),
+        call_process_sd=spread.process_sd(calls) if len(calls) == len(ordered) else None,
+    )
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,12 @@ measuring again, and say whether the result fails the run."""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pytest_conv3d_perf import spread
 from pytest_conv3d_perf.baseline import BaselineEntry
 from pytest_conv3d_perf.measure import Measurement, Plan, measure
 from pytest_conv3d_perf.recorded import Recorded
@@ -44,6 +47,12 @@ class CaseResult:
     measurements: int = 1
     fails: bool = False
     call_change: Change | None = None
+    # The verdict against the stored number alone, and what settled the final one:
+    # "stored" (that verdict stands), "recorded" (an A/B against the recorded kernel),
+    # "same-code" (the kernel's source is the recorded one) or "repeat" (measured again).
+    stored_verdict: Verdict | None = None
+    stored_change: Change | None = None
+    settled_by: str = "stored"
 
     @property
     def ms(self) -> float:
@@ -92,6 +101,8 @@ def timing_of(m: Measurement) -> Timing:
         sm_mhz=m.sm_mhz,
         call_ms=m.call.median if m.call else None,
         call_halfwidth=m.call.rel_halfwidth if m.call else 0.0,
+        process_sd=spread.device_sd(m.kernel.median),
+        call_process_sd=spread.call_sd(m.call.median, m.kernel.median) if m.call else 0.0,
     )
 
 
@@ -101,6 +112,8 @@ class GateOutcome:
     measurement: Measurement
     assessment: Assessment
     measurements: int
+    stored: Assessment | None = None  # against the stored number alone
+    settled_by: str = "stored"
 
 
 def run_gate(
@@ -113,14 +126,16 @@ def run_gate(
     l2: str,
     progress: Callable[[str], None] | None = None,
     recorded: Callable[[], tuple[Recorded, Callable[[], object] | None]] | None = None,
+    now: Callable[[], float] = time.perf_counter,
 ) -> GateOutcome:
     """Measure against the stored number; anything but `unchanged` is settled by an A/B
-    against the recorded code where it can be had, else measured again (confirmation)."""
+    against the recorded code where it can be had, else measured again (confirmation).
+    ``now`` is the clock budgets are spent on (a simulation passes its own)."""
     base_timing = base.timing() if base else None
-    m1 = measure(timer, call, reference, plan, l2=l2, progress=progress)
+    m1 = measure(timer, call, reference, plan, l2=l2, progress=progress, now=now)
     a1 = assess_with_call(timing_of(m1), base_timing, thresholds, throttle=m1.throttle)
     if base is None or not needs_confirmation(a1.verdict):
-        return GateOutcome(a1.verdict, m1, a1, 1)
+        return GateOutcome(a1.verdict, m1, a1, 1, a1)
     # Loaded only now: most cases are unchanged and never need the recorded kernel.
     found, recorded_call = recorded() if recorded is not None else (None, None)
     if found is not None and found.same_code and not a1.machine:
@@ -129,24 +144,26 @@ def run_gate(
             f"{_said(a1)} is the machine's or the software's around it, not the kernel's"
         )
         a = Assessment(Verdict.UNCHANGED, a1.change, a1.drift, (*a1.reasons, note), a1.call_change)
-        return GateOutcome(Verdict.UNCHANGED, m1, a, 1)
+        return GateOutcome(Verdict.UNCHANGED, m1, a, 1, a1, "same-code")
     if recorded_call is not None and base is not None:
-        return _against_recorded(timer, call, recorded_call, base, thresholds, plan, l2, m1, a1)
+        return _against_recorded(
+            timer, call, recorded_call, base, thresholds, plan, l2, m1, a1, now
+        )
     why = (found.why,) if found is not None and found.why else ()
     # Interleaved with the reference again, in the same process: asv and nvbench's
     # robust comparison also re-measure before calling a change.
-    m2 = measure(timer, call, reference, plan, l2=l2, progress=progress)
+    m2 = measure(timer, call, reference, plan, l2=l2, progress=progress, now=now)
     a2 = assess_with_call(timing_of(m2), base_timing, thresholds, throttle=m2.throttle)
     steps = [a1, a2]
     if needs_third(a1.verdict, a2.verdict):
-        m2 = measure(timer, call, reference, plan, l2=l2, progress=progress)
+        m2 = measure(timer, call, reference, plan, l2=l2, progress=progress, now=now)
         steps.append(assess_with_call(timing_of(m2), base_timing, thresholds, throttle=m2.throttle))
     final = confirm(steps[-2].verdict, steps[-1].verdict)
     said = [_said(s) for s in steps]
     note = f"measurements said {', then '.join(said)}"
     last = steps[-1]
     a = Assessment(final, last.change, last.drift, (*last.reasons, *why, note), last.call_change)
-    return GateOutcome(final, m2, a, len(steps))
+    return GateOutcome(final, m2, a, len(steps), a1, "repeat")
 
 
 def _against_recorded(
@@ -159,25 +176,39 @@ def _against_recorded(
     l2: str,
     m1: Measurement,
     a1: Assessment,
+    now: Callable[[], float],
 ) -> GateOutcome:
     """Today's kernel and the recorded one, interleaved in this process: the A/B decides;
     the recorded kernel's time today against its stored time is the machine's move."""
-    m = measure(timer, call, recorded_call, plan, l2=l2)
+    m = measure(timer, call, recorded_call, plan, l2=l2, now=now)
     assert m.reference is not None
     ab = relative_change(
-        m.kernel.median, m.kernel.rel_halfwidth, m.reference.median, m.reference.rel_halfwidth
+        m.kernel.median,
+        m.kernel.rel_halfwidth,
+        m.reference.median,
+        m.reference.rel_halfwidth,
+        spread=spread.AB_SD,
     )
     verdict = decide(ab, thresholds)
     call_ab = None
     if m.call is not None and m.ref_call is not None:
         call_ab = relative_change(
-            m.call.median, m.call.rel_halfwidth, m.ref_call.median, m.ref_call.rel_halfwidth
+            m.call.median,
+            m.call.rel_halfwidth,
+            m.ref_call.median,
+            m.ref_call.rel_halfwidth,
+            spread=spread.AB_SD,
         )
         verdict = combine_call(verdict, decide(call_ab, thresholds))
     if m.throttle:
         verdict = Verdict.UNSTABLE
+    stored = base.timing()
     machine = relative_change(
-        m.reference.median, m.reference.rel_halfwidth, base.median_ms, base.rel_halfwidth
+        m.reference.median,
+        m.reference.rel_halfwidth,
+        stored.median_ms,
+        stored.halfwidth,
+        spread=math.hypot(spread.device_sd(m.reference.median), stored.process_sd),
     )
     commit = str(base.environment.get("commit", ""))[:10]
     reasons = (
@@ -191,7 +222,7 @@ def _against_recorded(
         f"[{machine.low_pct:+.2f}, {machine.high_pct:+.2f}] against its stored time",
     )
     a = Assessment(verdict, ab, machine, reasons, call_ab)
-    return GateOutcome(verdict, m1, a, 2)
+    return GateOutcome(verdict, m1, a, 2, a1, "recorded")
 
 
 def _said(a: Assessment) -> str:
@@ -227,4 +258,7 @@ def case_result(
         measurements=out.measurements,
         fails=policy.fails(out.verdict),
         call_change=out.assessment.call_change,
+        stored_verdict=out.stored.verdict if out.stored else None,
+        stored_change=out.stored.change if out.stored else None,
+        settled_by=out.settled_by,
     )

@@ -12,7 +12,7 @@ import importlib.util
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,19 @@ def _git(root: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def load_recorded(fn: object, entry: BaselineEntry, root: Path, today_hash: str) -> Recorded:
+# A kernel's time belongs to its source and to the compiler and library that built and run
+# it: with the same source and the same software, a moved number is the machine's.
+SOFTWARE = ("torch", "triton")
+
+
+def load_recorded(
+    fn: object,
+    entry: BaselineEntry,
+    root: Path,
+    today_hash: str,
+    software: Mapping[str, object] | None = None,
+) -> Recorded:
+    """``software``: today's versions (``SOFTWARE`` keys of the device info)."""
     commit = str(entry.environment.get("commit", ""))
     name = getattr(fn, "__name__", "")
     if not entry.kernel_file or not commit or not name:
@@ -60,7 +72,24 @@ def load_recorded(fn: object, entry: BaselineEntry, root: Path, today_hash: str)
             "re-record it with `conv3d-perf update-baselines` in the repository",
         )
     if entry.kernel_hash and entry.kernel_hash == today_hash:
-        return Recorded(None, "", same_code=True)
+        moved = [
+            f"{key} {entry.environment.get(key)} -> {software.get(key)}"
+            for key in SOFTWARE
+            if software
+            and entry.environment.get(key)
+            and software.get(key)
+            and str(entry.environment.get(key)) != str(software.get(key))
+        ]
+        if not moved:
+            return Recorded(None, "", same_code=True)
+        # The recorded code is today's code: an A/B of it against itself would run on
+        # today's software too and could not see what the upgrade did.
+        return Recorded(
+            None,
+            "the kernel's source is the recorded one but the software moved ("
+            + ", ".join(moved)
+            + "); the stored number decides",
+        )
     text = _git(root, "show", f"{commit}:{entry.kernel_file}")
     if text is None:
         return Recorded(

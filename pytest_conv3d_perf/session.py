@@ -28,7 +28,7 @@ from pytest_conv3d_perf.cases import CaseError, Conv3dCase, case_from_mapping, l
 from pytest_conv3d_perf.environment import autotune_config, git_commit, now_utc, source_hash
 from pytest_conv3d_perf.gate import CaseResult, FailPolicy, case_result, run_gate
 from pytest_conv3d_perf.measure import Plan
-from pytest_conv3d_perf.recorded import Recorded, load_recorded, repository_path
+from pytest_conv3d_perf.recorded import SOFTWARE, Recorded, load_recorded, repository_path
 from pytest_conv3d_perf.runtime import DeviceError, Runtime, select_runtime
 from pytest_conv3d_perf.settings import Settings, SettingsError
 from pytest_conv3d_perf.target import Target, TargetError
@@ -286,7 +286,10 @@ class Conv3dRun:
         commit = str(base.environment.get("commit", ""))
         key = (commit, base.kernel_file, getattr(fn, "__name__", ""), today_hash)
         if key not in self.recorded:
-            self.recorded[key] = load_recorded(fn, base, Path(self.config.rootpath), today_hash)
+            software = {k: self.device_info.get(k) for k in SOFTWARE}
+            self.recorded[key] = load_recorded(
+                fn, base, Path(self.config.rootpath), today_hash, software
+            )
         return self.recorded[key]
 
     def _terminal(self) -> Any:

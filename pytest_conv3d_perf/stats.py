@@ -89,9 +89,13 @@ class Change:
         return (self.high_pct - self.low_pct) / 2
 
 
-def relative_change(now: float, now_halfwidth: float, base: float, base_halfwidth: float) -> Change:
+def relative_change(
+    now: float, now_halfwidth: float, base: float, base_halfwidth: float, spread: float = 0.0
+) -> Change:
     """``now / base - 1`` with the two relative half-widths added in quadrature, the
-    first-order interval of a ratio of independent estimates."""
+    first-order interval of a ratio of independent estimates. ``spread`` is the relative
+    standard deviation that neither half-width sees (the offsets of the processes that
+    measured the two medians); it widens the interval by ``Z_95 * spread`` in quadrature."""
     ratio = now / base
-    half = ratio * math.hypot(now_halfwidth, base_halfwidth)
+    half = ratio * math.sqrt(now_halfwidth**2 + base_halfwidth**2 + (Z_95 * spread) ** 2)
     return Change(100 * (ratio - 1), 100 * (ratio - 1 - half), 100 * (ratio - 1 + half))

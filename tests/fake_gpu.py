@@ -1,68 +1,52 @@
-"""A conftest body that replaces the GPU with a fake timer, for pytester runs.
+"""A conftest body that replaces the GPU with the simulated one of
+``pytest_conv3d_perf.simulated`` (the noise measured on the H100), for pytester runs.
 
-Environment knobs (read at every sample, so a test can change them between runs):
-FAKE_SLOWDOWN (fraction added to the kernel's time), FAKE_REF_SLOWDOWN (the same for the
-reference), FAKE_NOISE (relative standard deviation), FAKE_THROTTLE (a reason name),
-FAKE_MHZ (the SM clock), FAKE_BATCH_NOISE (relative standard deviation of an offset drawn
-once per batch, as a drifting GPU gives), FAKE_HOST_MS (host work the kernel's launcher adds
-to each call, on top of 0.05 ms: seen in the call time only), FAKE_RECORDED_SLOWDOWN (the
-same as FAKE_SLOWDOWN for the kernel as recorded at the baseline's commit, when the gate
-times it beside today's: a machine that moved slows both)."""
+Environment knobs, read when a run makes its timer: FAKE_PROFILE (``h100``, the default,
+or ``quiet``), FAKE_SEED (a repeatable process; unset, every run draws its own noise),
+FAKE_KERNEL_MS (1.0) and FAKE_REF_MS (3.0), FAKE_SLOWDOWN (fraction added to the kernel's
+time), FAKE_REF_SLOWDOWN (the same for the reference), FAKE_RECORDED_SLOWDOWN (the kernel
+as recorded at the baseline's commit, when the gate times it beside today's),
+FAKE_HOST_MS (host work the launcher adds to each call: seen in the call time only),
+FAKE_NOISE and FAKE_BATCH_NOISE (override the per-sample and per-batch relative standard
+deviations), FAKE_THROTTLE (a reason name), FAKE_MHZ (the SM clock). The simulated GPU
+takes as long as its simulated work, so budgets behave as on a GPU."""
 
 CONFTEST = """
+import dataclasses
 import os
-import random
 import time
 
 import pytest
 
-from pytest_conv3d_perf.timer import ClockState
+from pytest_conv3d_perf.simulated import PROFILES, SimulatedGpu
 
 
-class FakeTimer:
-    def __init__(self):
-        self.rng = random.Random(1234)
-
-    def sample(self, fns, rounds):
-        slow = float(os.environ.get("FAKE_SLOWDOWN", "0"))
-        ref_slow = float(os.environ.get("FAKE_REF_SLOWDOWN", "0"))
-        noise = float(os.environ.get("FAKE_NOISE", "0.001"))
-        drift = 1 + self.rng.gauss(0, float(os.environ.get("FAKE_BATCH_NOISE", "0")))
-        rec_slow = float(os.environ.get("FAKE_RECORDED_SLOWDOWN", "0"))
-        out = []
-        for i, fn in enumerate(fns):
-            recorded = getattr(fn, "conv3d_role", "") == "recorded"
-            base = 1.0 if i == 0 or recorded else 3.0
-            own = slow if i == 0 else (rec_slow if recorded else ref_slow)
-            factor = (1 + own) * drift
-            out.append([base * factor * (1 + self.rng.gauss(0, noise)) for _ in range(rounds)])
-        # Take as long as the simulated device work, so batches come at a GPU's pace.
-        time.sleep(sum(sum(times) for times in out) / 1e3)
-        return out
-
-    def call_sample(self, fns, rounds, calls):
-        host = 0.05 + float(os.environ.get("FAKE_HOST_MS", "0"))
-        slow = float(os.environ.get("FAKE_SLOWDOWN", "0"))
-        out = []
-        rec_slow = float(os.environ.get("FAKE_RECORDED_SLOWDOWN", "0"))
-        for i, fn in enumerate(fns):
-            recorded = getattr(fn, "conv3d_role", "") == "recorded"
-            own = slow if i == 0 else (rec_slow if recorded else 0)
-            device = (1.0 if i == 0 or recorded else 3.0) * (1 + own)
-            per_call = device + (host if i == 0 else 0.05)
-            out.append([per_call * (1 + self.rng.gauss(0, 0.001)) for _ in range(rounds)])
-        time.sleep(sum(sum(t) for t in out) * calls / 1e3)
-        return out
-
-    def clock(self):
-        reason = os.environ.get("FAKE_THROTTLE", "")
-        return ClockState(float(os.environ.get("FAKE_MHZ", "1980")),
-                          (reason,) if reason else ())
+def _env(name, default):
+    return float(os.environ.get(name, "") or default)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_conv3d_perf_make_timer(config, l2):
-    return FakeTimer()
+    noise = PROFILES[os.environ.get("FAKE_PROFILE", "") or "h100"]
+    if os.environ.get("FAKE_NOISE"):
+        noise = dataclasses.replace(noise, sample_sd=_env("FAKE_NOISE", 0))
+    if os.environ.get("FAKE_BATCH_NOISE"):
+        noise = dataclasses.replace(noise, batch_sd=_env("FAKE_BATCH_NOISE", 0))
+    seed = os.environ.get("FAKE_SEED")
+    reason = os.environ.get("FAKE_THROTTLE", "")
+    return SimulatedGpu(
+        _env("FAKE_KERNEL_MS", 1.0),
+        _env("FAKE_REF_MS", 3.0),
+        slowdown=_env("FAKE_SLOWDOWN", 0),
+        recorded_slowdown=_env("FAKE_RECORDED_SLOWDOWN", 0),
+        reference_slowdown=_env("FAKE_REF_SLOWDOWN", 0),
+        extra_host_ms=_env("FAKE_HOST_MS", 0),
+        sm_mhz=_env("FAKE_MHZ", 1980),
+        throttle=(reason,) if reason else (),
+        noise=noise,
+        seed=int(seed) if seed else None,
+        on_time=time.sleep,
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -81,3 +65,37 @@ def conv(x, w, b, stride, padding, dilation):
 def test_speed(conv3d_case, conv3d_perf):
     conv3d_perf.case(conv, conv3d_case)
 """
+
+KNOBS = (
+    "FAKE_PROFILE",
+    "FAKE_SEED",
+    "FAKE_KERNEL_MS",
+    "FAKE_REF_MS",
+    "FAKE_SLOWDOWN",
+    "FAKE_REF_SLOWDOWN",
+    "FAKE_RECORDED_SLOWDOWN",
+    "FAKE_HOST_MS",
+    "FAKE_NOISE",
+    "FAKE_BATCH_NOISE",
+    "FAKE_THROTTLE",
+    "FAKE_MHZ",
+)
+
+
+class FakeProcesses:
+    """Each run a new simulated process with its own, repeatable noise: the seed is the
+    test's and the run's number, so a test sees several processes yet never flakes."""
+
+    def __init__(self, monkeypatch, test_name: str) -> None:
+        for var in KNOBS:
+            monkeypatch.delenv(var, raising=False)
+        self.monkeypatch = monkeypatch
+        self.base = sum(ord(c) * (i + 1) for i, c in enumerate(test_name)) % 100_000
+        self.runs = 0
+
+    def next(self, **env: object) -> None:
+        """Set the knobs for the next run (unset ones keep their last value)."""
+        self.runs += 1
+        self.monkeypatch.setenv("FAKE_SEED", str(self.base * 1000 + self.runs))
+        for key, value in env.items():
+            self.monkeypatch.setenv(key, str(value))

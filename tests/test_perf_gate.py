@@ -5,36 +5,27 @@ import json
 import pytest
 import torch
 
-from tests.fake_gpu import CONFTEST, TEST_FILE
+from tests.fake_gpu import CONFTEST, TEST_FILE, FakeProcesses
 
 CASES = ["-k", "n1_oc17_bias or pointwise_bias"]
 BASELINE = "baselines/fake-gpu-9000.json"
 
 
 @pytest.fixture
-def gate(pytester, monkeypatch):
+def gate(pytester, monkeypatch, request):
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_gate=TEST_FILE)
-    for var in (
-        "FAKE_SLOWDOWN",
-        "FAKE_REF_SLOWDOWN",
-        "FAKE_NOISE",
-        "FAKE_THROTTLE",
-        "FAKE_MHZ",
-        "FAKE_HOST_MS",
-    ):
-        monkeypatch.delenv(var, raising=False)
+    processes = FakeProcesses(monkeypatch, request.node.name)
 
     def run(*args, cases=CASES, **env):
-        for key, value in env.items():
-            monkeypatch.setenv(key, str(value))
+        processes.next(**env)
         return pytester.runpytest("--conv3d-perf", "--conv3d-budget=1", *cases, *args)
 
     return run
 
 
-def record_baseline(gate, pytester):
-    result = gate("--conv3d-update-baselines")
+def record_baseline(gate, pytester, **env):
+    result = gate("--conv3d-update-baselines", **env)
     assert result.ret == 0, result.stdout.str()
     return json.loads((pytester.path / BASELINE).read_text())
 
@@ -80,16 +71,16 @@ def test_five_percent_slowdown_is_a_confirmed_regression(gate, pytester):
 
 
 def test_a_slower_launcher_is_a_regression_of_the_call_time(gate, pytester):
-    # 0.2 ms of host work added to every call: the device time does not move, a caller's
-    # loop waits 19% longer per call (1.05 -> 1.25 ms).
-    data = record_baseline(gate, pytester)
-    assert data["cases"]["n1_oc17_bias"]["call_ms"] == pytest.approx(1.05, rel=0.01)
+    # A 20 us kernel whose call is mostly host work (35 us); 0.2 ms more host work per
+    # call: the device time does not move, a caller's loop waits about 6 times as long.
+    data = record_baseline(gate, pytester, FAKE_KERNEL_MS=0.02)
+    assert data["cases"]["n1_oc17_bias"]["call_ms"] == pytest.approx(0.036, rel=0.3)
     result = gate(FAKE_HOST_MS=0.2)
     assert result.ret == 1
     result.stdout.fnmatch_lines(
         [
-            "n1_oc17_bias * 1.2* +19.0*% [[]+1*, +1*[]] *regression*",
-            "*n1_oc17_bias: the call time moved +19.*: what a caller in a loop waits for "
+            "n1_oc17_bias * 0.2* +[3-7]??.*% [[]+*, +*[]] *regression*",
+            "*n1_oc17_bias: the call time moved +*: what a caller in a loop waits for "
             "changed, the device time did not*",
             "*FAILED (2 regression)*",
         ]
@@ -118,15 +109,16 @@ def test_one_and_a_half_percent_slowdown_warns_but_passes(gate, pytester):
 
 def test_decimal_thresholds_by_option(gate, pytester):
     record_baseline(gate, pytester)
-    result = gate("--conv3d-fail=1.2%", "--conv3d-warn=0.6", FAKE_SLOWDOWN=0.015)
+    assert gate(FAKE_SLOWDOWN=0.02).ret == 0  # a warning at the default 2% / 1%
+    result = gate("--conv3d-fail=1.5%", "--conv3d-warn=0.5")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*2 regression*"])
 
 
 def test_thresholds_from_ini(gate, pytester):
     record_baseline(gate, pytester)
-    pytester.makeini("[pytest]\nconv3d_fail = 1.2\nconv3d_warn = 0.5\n")
-    assert gate(FAKE_SLOWDOWN=0.015).ret == 1
+    pytester.makeini("[pytest]\nconv3d_fail = 1.5\nconv3d_warn = 0.5\n")
+    assert gate(FAKE_SLOWDOWN=0.02).ret == 1
 
 
 def test_per_case_threshold_from_case_file(gate, pytester):
@@ -180,7 +172,7 @@ def test_noisy_timer_is_unstable_and_passes_by_default(gate, pytester):
     record_baseline(gate, pytester)
     result = gate("--conv3d-budget=0.3", FAKE_BATCH_NOISE=0.05)
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["*wider than*", "*passed (2 unstable)*"])
+    result.stdout.fnmatch_lines(["*a regression is not excluded*", "*passed (2 unstable)*"])
     result = gate("--conv3d-budget=0.3", "--conv3d-unstable=fail", FAKE_BATCH_NOISE=0.05)
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*FAILED (2 unstable)*"])
@@ -195,11 +187,15 @@ def test_throttled_gpu_is_unstable_never_a_regression(gate, pytester):
     )
 
 
-def test_machine_drift_is_not_blamed_on_the_kernel(gate, pytester):
+def test_reference_moving_with_the_kernel_never_passes_a_slowdown(gate, pytester):
+    # cuDNN moves several percent between processes on its own (notes/gate-quality.md):
+    # its move is reported, and the slowdown stays a regression.
     record_baseline(gate, pytester)
     result = gate(FAKE_SLOWDOWN=0.05, FAKE_REF_SLOWDOWN=0.05)
-    assert result.ret == 0
-    result.stdout.fnmatch_lines(["*the machine moved with the kernel*", "*2 unstable*"])
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        ["*the reference moved +[45].*% (reported only)*", "*2 regression*"]
+    )
 
 
 def test_clock_change_is_unstable(gate, pytester):
@@ -296,12 +292,12 @@ def test_update_stores_the_median_process(gate, pytester):
         FAKE_SLOWDOWN=0.001,
     )
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["*stored the median of 3 processes: 1.001*"])
+    result.stdout.fnmatch_lines(["*stored the median of 3 processes: *"])
     data = json.loads((pytester.path / BASELINE).read_text())
     entry = data["cases"]["pointwise_bias"]
-    assert entry["median_ms"] == pytest.approx(1.001, rel=0.001)
-    # Widened to cover the other processes' medians (0.996 and 1.006).
-    assert entry["ci_low_ms"] <= 0.9965 and entry["ci_high_ms"] >= 1.0055
+    assert entry["median_ms"] == pytest.approx(1.001, rel=0.004)
+    # Their spread is stored for later comparisons to widen by (about 0.5% here).
+    assert entry["processes"] == 3 and 0.002 < entry["process_sd"] < 0.01
 
 
 def test_processes_that_disagree_beyond_the_bound_are_not_stored(gate, pytester):
@@ -316,7 +312,7 @@ def test_processes_that_disagree_beyond_the_bound_are_not_stored(gate, pytester)
         FAKE_SLOWDOWN=0,
     )
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*not stored in the baseline: interval ±6.*% is wider than*"])
+    result.stdout.fnmatch_lines(["*not stored in the baseline: the 3 processes disagree (±1?.*%*"])
     assert not (pytester.path / BASELINE).exists()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_gpu import CONFTEST, TEST_FILE
+from tests.fake_gpu import CONFTEST, TEST_FILE, FakeProcesses
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,13 +117,13 @@ def test_every_project_option_has_an_ini_value_and_the_rest_are_documented(pytes
 
 
 @pytest.fixture
-def gate(pytester, monkeypatch):
+def gate(pytester, monkeypatch, request):
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_gate=TEST_FILE)
-    for var in ("FAKE_SLOWDOWN", "FAKE_NOISE", "FAKE_BATCH_NOISE"):
-        monkeypatch.delenv(var, raising=False)
+    processes = FakeProcesses(monkeypatch, request.node.name)
 
     def run(*args):
+        processes.next()
         return pytester.runpytest(
             "-p", "no:cacheprovider", "--conv3d-perf", "--conv3d-budget=0.5", *args
         )

@@ -8,7 +8,7 @@ import pytest
 
 from pytest_conv3d_perf.baseline import BaselineEntry
 from pytest_conv3d_perf.recorded import load_recorded, repository_path
-from tests.fake_gpu import CONFTEST, TEST_FILE
+from tests.fake_gpu import CONFTEST, TEST_FILE, FakeProcesses
 
 
 def git(folder, *args):
@@ -67,17 +67,16 @@ def test_the_recorded_function_comes_from_git_and_the_tree_is_untouched(tmp_path
 
 
 @pytest.fixture
-def repo_gate(pytester, monkeypatch):
-    for var in ("GITHUB_SHA", "FAKE_SLOWDOWN", "FAKE_RECORDED_SLOWDOWN", "FAKE_HOST_MS"):
-        monkeypatch.delenv(var, raising=False)
+def repo_gate(pytester, monkeypatch, request):
+    monkeypatch.delenv("GITHUB_SHA", raising=False)
+    processes = FakeProcesses(monkeypatch, request.node.name)
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_gate=TEST_FILE)
     git(pytester.path, "init", "-q")
     commit_all(pytester.path)
 
     def run(*args, **env):
-        for key, value in env.items():
-            monkeypatch.setenv(key, str(value))
+        processes.next(**env)
         return pytester.runpytest(
             "-p",
             "no:cacheprovider",
