@@ -347,10 +347,19 @@ def _action_for(
         return "update", "forced" if force else "asked for by name"
     if new.change_pct is not None and abs(new.change_pct) > churn_pct:
         return "update", f"moved {new.change_pct:+.2f}%"
-    if _recorded_code(old) != _recorded_code(new.entry):
-        # Same numbers, new code: the entry must name the code it now vouches for.
-        return "confirm", f"within ±{churn_pct:.2f}%: numbers kept, new commit and kernel hash"
+    fills = [k for k in _FILLED if getattr(old, k) is None and getattr(new.entry, k) is not None]
+    if _recorded_code(old) != _recorded_code(new.entry) or fills:
+        # Same numbers, new code: the entry must name the code it now vouches for; and
+        # what it never measured (older files: call time, spread) is added.
+        added = f", added {', '.join(fills)}" if fills else ""
+        return (
+            "confirm",
+            f"within ±{churn_pct:.2f}%: numbers kept, new commit and kernel hash{added}",
+        )
     return "keep", f"within ±{churn_pct:.2f}%"
+
+
+_FILLED = ("call_ms", "call_ci_ms", "processes", "process_sd", "call_process_sd")
 
 
 def _recorded_code(entry: BaselineEntry) -> tuple[str, str]:
@@ -364,12 +373,16 @@ def confirmed(old: BaselineEntry, new: BaselineEntry) -> BaselineEntry:
         "commit": new.environment.get("commit", ""),
         "confirmed": new.environment.get("date", ""),
     }
+    # What the old entry never measured (call time, the processes' spread: older files)
+    # comes from this measurement; what it did measure stays.
+    missing = {key: getattr(new, key) for key in _FILLED if getattr(old, key) is None}
     return replace(
         old,
         kernel_hash=new.kernel_hash,
         kernel_file=new.kernel_file,
         autotune=new.autotune,
         environment=env,
+        **missing,
     )
 
 

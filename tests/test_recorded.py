@@ -135,3 +135,27 @@ def test_missing_history_says_so_and_the_stored_number_decides(repo_gate, pytest
     result = repo_gate(FAKE_SLOWDOWN=0.05)
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*not in this clone's history*the stored number decides*"])
+
+
+def test_same_source_on_other_software_is_not_called_the_machines(tmp_path):
+    # A Triton upgrade that slows the kernel is not the machine's move: the stored
+    # number decides, and the reviewer is told why.
+    import types
+
+    (tmp_path / "m.py").write_text("def kernel():\n    pass\n")
+    mod = types.SimpleNamespace(kernel=lambda: None)
+    entry = BaselineEntry(
+        1.0,
+        0.99,
+        1.01,
+        10,
+        "flush",
+        kernel_hash="sha256:x",
+        kernel_file="m.py",
+        environment={"commit": "abc", "triton": "3.6.0", "torch": "2.11"},
+    )
+    same = load_recorded(mod.kernel, entry, tmp_path, "sha256:x", {"triton": "3.6.0"})
+    assert same.same_code
+    moved = load_recorded(mod.kernel, entry, tmp_path, "sha256:x", {"triton": "3.7.0"})
+    assert not moved.same_code and moved.fn is None
+    assert "triton 3.6.0 -> 3.7.0" in moved.why and "stored number decides" in moved.why
