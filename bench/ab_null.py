@@ -1,0 +1,115 @@
+"""How far the gate's A/B against the recorded kernel strays when nothing changed. Needs a
+CUDA GPU and the baseline's commit in git.
+
+    python3 -m bench.ab_null --cases pointwise_bias,mixed_stride --repeats 3
+
+Per case, in this one process: the kernel as recorded at the baseline entry's commit is
+loaded from git (as the gate does, ``recorded.load_recorded``), and the gate's own
+measurement (``measure.measure`` with the CUDA timer: L2 flush, stream hold) times
+today's kernel against it, then today's kernel against itself, ``--repeats`` times each.
+Same code, so the truth is 0: every interval should hold it. Prints each A/B with its
+interval and the config each module's autotuner chose, then a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default="pointwise_bias,mixed_stride,odd_sizes_oc24,video_c64")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--budget", type=float, default=2.0)
+    ap.add_argument("--baseline", default="baselines/nvidia-h100-80gb-hbm3.json")
+    ap.add_argument("--json", default="")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from kernels import implicit_gemm
+    from pytest_conv3d_perf import check, spread
+    from pytest_conv3d_perf.baseline import parse
+    from pytest_conv3d_perf.cases import builtin_cases, select
+    from pytest_conv3d_perf.environment import source_hash
+    from pytest_conv3d_perf.measure import Plan, measure
+    from pytest_conv3d_perf.recorded import load_recorded
+    from pytest_conv3d_perf.stats import relative_change
+    from pytest_conv3d_perf.timer import CudaTimer
+
+    path = ROOT / args.baseline
+    base = parse(path, path.read_text())
+    timer = CudaTimer("flush")
+    plan = Plan(budget_s=args.budget, target_halfwidth_pct=0.25)
+    today = implicit_gemm.conv3d
+    rows = []
+    for case in select(builtin_cases(), args.cases.split(",")):
+        entry = base[case.name]
+        # "" as today's hash: load the recorded file even where the source is the same.
+        found = load_recorded(today, entry, ROOT, "")
+        if found.fn is None:
+            print(f"{case.name}: no recorded kernel ({found.why})")
+            continue
+        recorded_module = sys.modules[found.fn.__module__]
+        inputs = check.random_inputs(case, torch.device("cuda"), 0)
+        a = (inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
+
+        def mine(a=a):
+            return today(*a)
+
+        def theirs(a=a, f=found.fn):
+            return f(*a)
+
+        def again(a=a):
+            return today(*a)
+
+        for label, other in (("recorded", theirs), ("itself", again)):
+            for r in range(args.repeats):
+                m = measure(timer, mine, other, plan)
+                assert m.reference is not None
+                ab = relative_change(
+                    m.kernel.median,
+                    m.kernel.rel_halfwidth,
+                    m.reference.median,
+                    m.reference.rel_halfwidth,
+                    spread=spread.AB_SD,
+                )
+                row = {
+                    "case": case.name,
+                    "against": label,
+                    "repeat": r,
+                    "ms": m.kernel.median,
+                    "other_ms": m.reference.median,
+                    "pct": ab.pct,
+                    "interval": [ab.low_pct, ab.high_pct],
+                    "covers_0": ab.low_pct <= 0 <= ab.high_pct,
+                    "config": implicit_gemm.last_config(),
+                    "other_config": recorded_module.last_config()
+                    if label == "recorded"
+                    else implicit_gemm.last_config(),
+                    "same_source": source_hash(found.fn) == source_hash(today),
+                }
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    print("\n| case | against | A/B % [95% interval] | holds 0 | configs equal |")
+    print("| --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(
+            f"| {r['case']} | {r['against']} | {r['pct']:+.2f} [{r['interval'][0]:+.2f}, "
+            f"{r['interval'][1]:+.2f}] | {'yes' if r['covers_0'] else 'NO'} | "
+            f"{'yes' if r['config'] == r['other_config'] else 'NO'} |"
+        )
+    held = sum(r["covers_0"] for r in rows)
+    print(f"summary: {held}/{len(rows)} A/B intervals hold 0")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
