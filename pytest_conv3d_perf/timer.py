@@ -49,22 +49,6 @@ class CudaTimer:
         self._nvml = open_nvml()
         self._hold_cycles = self._cycles_per_us() * 100
         self._rng = random.Random()
-        self._shift: list[object] = []
-
-    def _shift_placement(self) -> None:
-        """Hold a few allocations of random sizes for the next batch, so the buffers the
-        timed calls allocate land at other addresses each batch. Measured on an H100
-        (notes/gate-quality.md, "A/B of the same code"): a function timed interleaved with
-        itself read +-3% on a 15 us memory-bound case, the sign changing from one
-        measurement to the next, as each callable kept the placement it got first. Moved
-        every batch, placement is batch-to-batch noise the interval sees, and the median
-        averages over it."""
-        torch = self._torch
-        self._shift = []
-        self._shift = [
-            torch.empty(self._rng.randint(1, 4096) * 1024, dtype=torch.int32, device="cuda")
-            for _ in range(self._rng.randint(1, 4))
-        ]
 
     def _cycles_per_us(self) -> int:
         torch = self._torch
@@ -86,11 +70,13 @@ class CudaTimer:
 
     def sample(self, fns: Sequence[Callable[[], object]], rounds: int) -> list[list[float]]:
         torch = self._torch
-        self._shift_placement()
         pending = []
-        for r in range(rounds):
-            # Alternate the order so neither callable always follows the other.
-            order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for _ in range(rounds):
+            # A random order each round. Alternating it (ABBA...) left a bias of up to
+            # +-6% on 13-40 us kernels timed against themselves on an H100, the sign fixed
+            # for a whole measurement (notes/gate-quality.md, "A/B of the same code").
+            order = list(range(len(fns)))
+            self._rng.shuffle(order)
             for i in order:
                 if self.flush:
                     self._buffer.zero_()
@@ -114,7 +100,6 @@ class CudaTimer:
         host work, synchronisations and allocations all count; the host clock around
         ``calls`` back-to-back calls, synchronised before and after."""
         torch = self._torch
-        self._shift_placement()
         out: list[list[float]] = [[] for _ in fns]
         for r in range(rounds):
             order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
