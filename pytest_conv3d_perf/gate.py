@@ -24,7 +24,6 @@ from pytest_conv3d_perf.verdict import (
     confirm,
     decide,
     fails_run,
-    needs_confirmation,
     needs_third,
 )
 
@@ -134,7 +133,7 @@ def run_gate(
     base_timing = base.timing() if base else None
     m1 = measure(timer, call, reference, plan, l2=l2, progress=progress, now=now)
     a1 = assess_with_call(timing_of(m1), base_timing, thresholds, throttle=m1.throttle)
-    if base is None or not needs_confirmation(a1.verdict):
+    if base is None or a1.settled:
         return GateOutcome(a1.verdict, m1, a1, 1, a1)
     # Loaded only now: most cases are unchanged and never need the recorded kernel.
     found, recorded_call = recorded() if recorded is not None else (None, None)
