@@ -23,34 +23,6 @@ DEFAULT_PRECISION = "tf32x3"
 # tf32x3-2acc: an experiment, not timed yet (notes/kernel.md, v6).
 PRECISIONS = ("tf32x3", "ieee", "tf32", "tf32x3-2acc")
 
-# tf32x3 spends three TF32 tensor-core products on each product, so it beats plain fp32
-# FMA only where dense TF32 runs several times faster than FP32. NVIDIA's specifications
-# (TFLOP/s, dense TF32 vs FP32): A100 (sm_80) 156 vs 19.5, H100 (sm_90) 495 vs 67, but RTX
-# 3090 (sm_86) 35.6 vs 35.6, RTX 4090 (sm_89) 82.6 vs 82.6, RTX 5090 (sm_120) 104.8 vs
-# 104.8. On those plain FMA ("ieee", exact fp32) has three times tf32x3's ceiling, and for
-# sm_89 it also spilled 8-12x fewer bytes on the 64-channel layers (bench/kernel_static.py
-# --capability 89, notes/kernel.md). Timed on the H100 only; the 4090 choice is untimed.
-TENSOR_CORE_FP32_ARCHS = frozenset({(8, 0), (9, 0), (10, 0)})
-
-
-@functools.cache
-def _precision_for_capability(capability: tuple[int, int]) -> str:
-    return DEFAULT_PRECISION if capability in TENSOR_CORE_FP32_ARCHS else "ieee"
-
-
-def precision_for(device: torch.device) -> str:
-    """The precision mode this kernel runs by default on ``device``'s architecture."""
-    if device.type != "cuda" or interpreting():
-        return DEFAULT_PRECISION
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    return _precision_for_capability(_capability(index))
-
-
-@functools.cache
-def _capability(index: int) -> tuple[int, int]:
-    return tuple(torch.cuda.get_device_capability(index))  # type: ignore[return-value]
-
-
 # The RTX 4090 (sm_89) gives a block at most 99 KB of shared memory.
 SHARED_MEMORY_LIMIT = 99 * 1024
 
@@ -302,21 +274,18 @@ def conv3d(
     groups: int = 1,
     *,
     out: torch.Tensor | None = None,
-    precision: str | None = None,
+    precision: str = DEFAULT_PRECISION,
     config: triton.Config | None = None,
     compiled: list | None = None,
 ) -> torch.Tensor:
     """``torch.nn.functional.conv3d`` for float32 NCDHW tensors, groups=1.
 
     ``out``, when given, receives the result (the correctness check poisons it first).
-    ``precision`` None: the architecture's mode (``precision_for``).
     ``config`` launches that one config instead of autotuning (tests, tuning); its
     compiled kernel is appended to ``compiled`` when given.
     """
     if groups != 1:
         raise NotImplementedError(f"conv3d: only groups=1 is implemented, got groups={groups}")
-    if precision is None:
-        precision = precision_for(x.device)
     if precision not in PRECISIONS:
         raise ValueError(f"conv3d: precision must be one of {PRECISIONS}, got {precision!r}")
     if x.dim() != 5 or weight.dim() != 5:
@@ -532,10 +501,9 @@ def last_config() -> dict | None:
 class ModelNew(torch.nn.Module):
     """KernelBench's level-1 conv3d interface, computed by the Triton kernel."""
 
-    # The accuracy promised (the fp32 rule), and the mode that keeps it (None: the
-    # architecture's, ``precision_for``).
+    # The accuracy promised (the fp32 rule), and the mode that keeps it.
     precision = "fp32"
-    mode: str | None = None
+    mode = DEFAULT_PRECISION
 
     def __init__(
         self,
