@@ -33,13 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from kernels import implicit_gemm
-    from pytest_conv3d_perf import check, spread
+    from pytest_conv3d_perf import check
     from pytest_conv3d_perf.baseline import parse
     from pytest_conv3d_perf.cases import builtin_cases, select
     from pytest_conv3d_perf.environment import source_hash
+    from pytest_conv3d_perf.gate import ab_changes
     from pytest_conv3d_perf.measure import Plan, measure
     from pytest_conv3d_perf.recorded import load_recorded
-    from pytest_conv3d_perf.stats import relative_change
     from pytest_conv3d_perf.timer import CudaTimer
 
     path = ROOT / args.baseline
@@ -72,13 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(args.repeats):
                 m = measure(timer, mine, other, plan)
                 assert m.reference is not None
-                ab = relative_change(
-                    m.kernel.median,
-                    m.kernel.rel_halfwidth,
-                    m.reference.median,
-                    m.reference.rel_halfwidth,
-                    spread=spread.AB_SD,
-                )
+                ab, _ = ab_changes(m)
                 row = {
                     "case": case.name,
                     "against": label,

@@ -165,6 +165,29 @@ def run_gate(
     return GateOutcome(final, m2, a, len(steps), a1, "repeat")
 
 
+def ab_changes(m: Measurement) -> tuple[Change, Change | None]:
+    """The first callable's device and call time against the second's (its reference
+    slot), timed interleaved in one process: an A/B, with the A/B's spread allowance."""
+    assert m.reference is not None
+    device = relative_change(
+        m.kernel.median,
+        m.kernel.rel_halfwidth,
+        m.reference.median,
+        m.reference.rel_halfwidth,
+        spread=spread.AB_SD,
+    )
+    call = None
+    if m.call is not None and m.ref_call is not None:
+        call = relative_change(
+            m.call.median,
+            m.call.rel_halfwidth,
+            m.ref_call.median,
+            m.ref_call.rel_halfwidth,
+            spread=spread.AB_SD,
+        )
+    return device, call
+
+
 def _against_recorded(
     timer: Timer,
     call: Callable[[], object],
@@ -181,23 +204,9 @@ def _against_recorded(
     the recorded kernel's time today against its stored time is the machine's move."""
     m = measure(timer, call, recorded_call, plan, l2=l2, now=now)
     assert m.reference is not None
-    ab = relative_change(
-        m.kernel.median,
-        m.kernel.rel_halfwidth,
-        m.reference.median,
-        m.reference.rel_halfwidth,
-        spread=spread.AB_SD,
-    )
+    ab, call_ab = ab_changes(m)
     verdict = decide(ab, thresholds)
-    call_ab = None
-    if m.call is not None and m.ref_call is not None:
-        call_ab = relative_change(
-            m.call.median,
-            m.call.rel_halfwidth,
-            m.ref_call.median,
-            m.ref_call.rel_halfwidth,
-            spread=spread.AB_SD,
-        )
+    if call_ab is not None:
         verdict = combine_call(verdict, decide(call_ab, thresholds))
     if m.throttle:
         verdict = Verdict.UNSTABLE
