@@ -8,6 +8,11 @@ achieved slowdown is measured and written to CONV3D_INJECT_REPORT (JSON) when se
 CONV3D_INJECT_HOST_US=200 instead adds that much busy host work before every call (a slower
 launcher: the device time does not move, a caller's loop does). CONV3D_INJECT_WRAP=1 wraps
 the kernel and adds nothing: the code changed, its speed did not.
+CONV3D_INJECT_BY=config slows the kernel without a second launch, for the cases of tens of
+microseconds where even the shortest delay launch costs more than the fraction: each case
+runs the autotune config whose time (do_bench, against the fastest) comes closest to the
+fraction, at least half of it; the achieved slowdown is reported as for the delay kernel
+(``cycles`` holds 1 where a config was found, 0 where none fits).
 Each wrapper keeps the kernel's name (functools.wraps) and lives in this file, so the gate
 sees changed kernel source and settles a verdict by an A/B against the kernel as recorded
 at the baseline's commit, as it would for a pull request that slowed the kernel.
@@ -30,6 +35,44 @@ def _median_ms(fn, reps: int = 3) -> float:
         triton.testing.do_bench(fn, warmup=10, rep=60, return_mode="median") for _ in range(reps)
     )
     return times[len(times) // 2]
+
+
+def make_slowed_by_config(original, fraction: float, report: dict):
+    from kernels import implicit_gemm
+
+    chosen: dict[tuple, object] = {}
+
+    def calibrate(args, kwargs):
+        times = []
+        for cfg in implicit_gemm.AUTOTUNE_CONFIGS:
+
+            def run(cfg=cfg):
+                return original(*args, config=cfg, **kwargs)
+
+            times.append((_median_ms(run), cfg))
+        best = min(t for t, _ in times)
+        fits = [(t, c) for t, c in times if t / best - 1 >= fraction / 2]
+        t, cfg = min(fits, key=lambda tc: abs(tc[0] / best - 1 - fraction), default=(best, None))
+        report[f"{tuple(args[0].shape)} {tuple(args[1].shape)}"] = {
+            "kernel_ms": best,
+            "target": fraction,
+            "achieved": t / best - 1,
+            "cycles": int(cfg is not None),
+            "config": str(cfg),
+        }
+        return cfg
+
+    @functools.wraps(original)
+    def slowed(*args, **kwargs):
+        key = (tuple(args[0].shape), tuple(args[1].shape))
+        if key not in chosen:
+            chosen[key] = calibrate(args, kwargs)
+        cfg = chosen[key]
+        return (
+            original(*args, config=cfg, **kwargs) if cfg is not None else original(*args, **kwargs)
+        )
+
+    return slowed
 
 
 def make_slowed(original, fraction: float, report: dict):
@@ -116,7 +159,8 @@ def pytest_configure(config):
     from kernels import implicit_gemm
 
     report: dict = {}
-    implicit_gemm.conv3d = make_slowed(implicit_gemm.conv3d, fraction, report)
+    slow = make_slowed_by_config if os.environ.get("CONV3D_INJECT_BY") == "config" else make_slowed
+    implicit_gemm.conv3d = slow(implicit_gemm.conv3d, fraction, report)
     config._inject_report = report  # read back in pytest_unconfigure below
 
 
