@@ -34,7 +34,6 @@ def _env(
     env["CONV3D_INJECT_SLOWDOWN"] = str(slowdown)
     env["CONV3D_INJECT_HOST_US"] = str(host_us)
     env["CONV3D_INJECT_WRAP"] = "1" if wrap else ""
-    env["CONV3D_INJECT_BY"] = os.environ.get("CONV3D_INJECT_BY", "")
     env["PYTHONUNBUFFERED"] = "1"
     if report:
         env["CONV3D_INJECT_REPORT"] = str(report)

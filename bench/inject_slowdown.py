@@ -37,10 +37,31 @@ def _median_ms(fn, reps: int = 3) -> float:
     return times[len(times) // 2]
 
 
+def _shapes(args) -> tuple:
+    """A call's input and weight shapes: what a calibration is made for."""
+    return tuple(args[0].shape), tuple(args[1].shape)
+
+
+def _once_per_shape(calibrate):
+    """``calibrate(args, kwargs)``, run once for each input and weight shape."""
+    made: dict[tuple, object] = {}
+
+    def lookup(args, kwargs):
+        key = _shapes(args)
+        if key not in made:
+            made[key] = calibrate(args, kwargs)
+        return made[key]
+
+    return lookup
+
+
+def _report_key(args) -> str:
+    x, w = _shapes(args)
+    return f"{x} {w}"
+
+
 def make_slowed_by_config(original, fraction: float, report: dict):
     from kernels import implicit_gemm
-
-    chosen: dict[tuple, object] = {}
 
     def calibrate(args, kwargs):
         times = []
@@ -53,7 +74,7 @@ def make_slowed_by_config(original, fraction: float, report: dict):
         best = min(t for t, _ in times)
         fits = [(t, c) for t, c in times if t / best - 1 >= fraction / 2]
         t, cfg = min(fits, key=lambda tc: abs(tc[0] / best - 1 - fraction), default=(best, None))
-        report[f"{tuple(args[0].shape)} {tuple(args[1].shape)}"] = {
+        report[_report_key(args)] = {
             "kernel_ms": best,
             "target": fraction,
             "achieved": t / best - 1,
@@ -62,12 +83,11 @@ def make_slowed_by_config(original, fraction: float, report: dict):
         }
         return cfg
 
+    chosen = _once_per_shape(calibrate)
+
     @functools.wraps(original)
     def slowed(*args, **kwargs):
-        key = (tuple(args[0].shape), tuple(args[1].shape))
-        if key not in chosen:
-            chosen[key] = calibrate(args, kwargs)
-        cfg = chosen[key]
+        cfg = chosen(args, kwargs)
         return (
             original(*args, config=cfg, **kwargs) if cfg is not None else original(*args, **kwargs)
         )
@@ -76,8 +96,6 @@ def make_slowed_by_config(original, fraction: float, report: dict):
 
 
 def make_slowed(original, fraction: float, report: dict):
-    cycles_for: dict[tuple, int] = {}
-
     def spin(cycles: int) -> None:
         if cycles > 0:
             torch.cuda._sleep(cycles)
@@ -102,7 +120,7 @@ def make_slowed(original, fraction: float, report: dict):
         overhead = t_zero - t0
         cycles = max(0, int((fraction * t0 - overhead) / per_cycle))
         achieved = _median_ms(with_cycles(cycles)) / t0 - 1 if cycles else overhead / t0
-        report[f"{tuple(args[0].shape)} {tuple(args[1].shape)}"] = {
+        report[_report_key(args)] = {
             "kernel_ms": t0,
             "target": fraction,
             "achieved": achieved,
@@ -110,13 +128,13 @@ def make_slowed(original, fraction: float, report: dict):
         }
         return cycles
 
+    cycles_for = _once_per_shape(calibrate)
+
     @functools.wraps(original)
     def slowed(*args, **kwargs):
-        key = (tuple(args[0].shape), tuple(args[1].shape))
-        if key not in cycles_for:
-            cycles_for[key] = calibrate(args, kwargs)
+        cycles = cycles_for(args, kwargs)
         out = original(*args, **kwargs)
-        spin(cycles_for[key])
+        spin(cycles)
         return out
 
     return slowed

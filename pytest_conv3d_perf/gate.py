@@ -12,7 +12,7 @@ from pytest_conv3d_perf import spread
 from pytest_conv3d_perf.baseline import BaselineEntry
 from pytest_conv3d_perf.measure import Measurement, Plan, measure
 from pytest_conv3d_perf.recorded import Recorded
-from pytest_conv3d_perf.stats import Change, relative_change
+from pytest_conv3d_perf.stats import Change, Summary, relative_change
 from pytest_conv3d_perf.timer import Timer
 from pytest_conv3d_perf.verdict import (
     Assessment,
@@ -169,23 +169,12 @@ def ab_changes(m: Measurement) -> tuple[Change, Change | None]:
     """The first callable's device and call time against the second's (its reference
     slot), timed interleaved in one process: an A/B, with the A/B's spread allowance."""
     assert m.reference is not None
-    device = relative_change(
-        m.kernel.median,
-        m.kernel.rel_halfwidth,
-        m.reference.median,
-        m.reference.rel_halfwidth,
-        spread=spread.AB_SD,
-    )
-    call = None
-    if m.call is not None and m.ref_call is not None:
-        call = relative_change(
-            m.call.median,
-            m.call.rel_halfwidth,
-            m.ref_call.median,
-            m.ref_call.rel_halfwidth,
-            spread=spread.AB_SD,
-        )
-    return device, call
+    call = _ab(m.call, m.ref_call) if m.call is not None and m.ref_call is not None else None
+    return _ab(m.kernel, m.reference), call
+
+
+def _ab(a: Summary, b: Summary) -> Change:
+    return relative_change(a.median, a.rel_halfwidth, b.median, b.rel_halfwidth, spread.AB_SD)
 
 
 def _against_recorded(

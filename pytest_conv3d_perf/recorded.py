@@ -72,13 +72,11 @@ def load_recorded(
             "re-record it with `conv3d-perf update-baselines` in the repository",
         )
     if entry.kernel_hash and entry.kernel_hash == today_hash:
+        then, today = entry.environment, software or {}
         moved = [
-            f"{key} {entry.environment.get(key)} -> {software.get(key)}"
+            f"{key} {then[key]} -> {today[key]}"
             for key in SOFTWARE
-            if software
-            and entry.environment.get(key)
-            and software.get(key)
-            and str(entry.environment.get(key)) != str(software.get(key))
+            if then.get(key) and today.get(key) and str(then[key]) != str(today[key])
         ]
         if not moved:
             return Recorded(None, "", same_code=True)
