@@ -237,7 +237,7 @@ def false_alarms(args: argparse.Namespace) -> dict:
 def power(args: argparse.Namespace) -> dict:
     out = args.out
     base_dir = baseline_dir(args)
-    naive_base = naive_run(out, "naive-base")
+    naive_base = {} if args.no_naive else naive_run(out, "naive-base")
     slowdowns = [float(x) for x in args.slowdowns.split(",") if x]
     if args.host_us:
         slowdowns.append(-args.host_us)  # a negative entry stands for host work, in us
@@ -265,8 +265,9 @@ def power(args: argparse.Namespace) -> dict:
             rows = case_runs(report, truth if not host else {})
             slowed = injected_cases(inject) if not host else {r["case"] for r in rows}
             result[s]["rows"] += [dict(r, slowed=r["case"] in slowed) for r in rows]
-            naive = naive_run(out, f"naive-{tag}", slowdown=max(s, 0.0))
-            naive_v[s] += [naive_verdict(naive[c], naive_base[c]) for c in naive]
+            if not args.no_naive:
+                naive = naive_run(out, f"naive-{tag}", slowdown=max(s, 0.0))
+                naive_v[s] += [naive_verdict(naive[c], naive_base[c]) for c in naive]
             result[s]["gate"] = _tally(gate_v[s])
             result[s]["naive"] = _tally(naive_v[s])
             (out / "power.json").write_text(json.dumps(result, indent=1))
@@ -361,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         help="false-alarms: wrap the kernel without slowing it (changed code, same speed), "
         "so every verdict not `unchanged` is settled by the A/B against the recorded kernel",
     )
+    ap.add_argument(
+        "--no-naive",
+        action="store_true",
+        help="power: skip the naive do_bench runs (saves about a third of the device time)",
+    )
     ap.add_argument("--processes", type=int, default=3, help="update-baselines --processes")
     ap.add_argument(
         "--baseline-dir",
@@ -444,7 +450,41 @@ def main(argv: list[str] | None = None) -> int:
                 f"{_tally([str(row['settled_by']) for row in slowed])}; deciding interval holds "
                 f"the achieved slowdown {coverage(slowed, 'interval_covers')}"
             )
+        for line in target_lines(r):
+            print(line)
     return 0
+
+
+# Issue 12's targets: (slowdown, smallest case in ms, what counts, share needed).
+TARGETS = (
+    (0.05, 0.0, "regression", 1.0),
+    (0.02, 0.05, "regression", 0.95),
+    (0.01, 0.2, "flagged", 0.8),
+)
+
+
+def target_lines(result: dict) -> list[str]:
+    """One line per target of issue 12 that the power runs cover, over the case runs the
+    injection really slowed."""
+    lines = []
+    for slowdown, min_ms, what, share in TARGETS:
+        rows = [
+            row
+            for row in result.get(slowdown, {}).get("rows", [])
+            if row["slowed"] and row["median_ms"] >= min_ms
+        ]
+        if not rows:
+            continue
+        wanted = ("regression",) if what == "regression" else ("regression", "warning")
+        hit = sum(row["verdict"] in wanted for row in rows)
+        achieved = sorted(row["truth"] for row in rows if row["truth"] is not None)
+        span = f"{achieved[0]:.2f}..{achieved[-1]:.2f}%" if achieved else "?"
+        lines.append(
+            f"target: {100 * slowdown:g}% on cases >= {1000 * min_ms:g} us {what} in "
+            f">= {100 * share:.0f}%: {hit}/{len(rows)} ({100 * hit / len(rows):.0f}%, achieved "
+            f"{span}) {'met' if hit >= share * len(rows) else 'NOT met'}"
+        )
+    return lines
 
 
 if __name__ == "__main__":

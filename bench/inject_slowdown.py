@@ -12,7 +12,9 @@ CONV3D_INJECT_BY=config slows the kernel without a second launch, for the cases 
 microseconds where even the shortest delay launch costs more than the fraction: each case
 runs the autotune config whose time (do_bench, against the fastest) comes closest to the
 fraction, at least half of it; the achieved slowdown is reported as for the delay kernel
-(``cycles`` holds 1 where a config was found, 0 where none fits).
+(``cycles`` holds 1 where a config was found, 0 where none fits). CONV3D_INJECT_BY=auto
+uses the delay kernel where it reaches the fraction and a slower config elsewhere, so one
+run slows every case.
 Each wrapper keeps the kernel's name (functools.wraps) and lives in this file, so the gate
 sees changed kernel source and settles a verdict by an A/B against the kernel as recorded
 at the baseline's commit, as it would for a pull request that slowed the kernel.
@@ -25,6 +27,7 @@ import functools
 import json
 import os
 
+import pytest
 import torch
 
 
@@ -95,7 +98,10 @@ def make_slowed_by_config(original, fraction: float, report: dict):
     return slowed
 
 
-def make_slowed(original, fraction: float, report: dict):
+def make_slowed(original, fraction: float, report: dict, fallback=None):
+    """The delay kernel after every launch; ``fallback`` (a slowed kernel) takes the
+    shapes where even the shortest delay costs more than the fraction."""
+
     def spin(cycles: int) -> None:
         if cycles > 0:
             torch.cuda._sleep(cycles)
@@ -133,6 +139,8 @@ def make_slowed(original, fraction: float, report: dict):
     @functools.wraps(original)
     def slowed(*args, **kwargs):
         cycles = cycles_for(args, kwargs)
+        if cycles == 0 and fallback is not None:
+            return fallback(*args, **kwargs)
         out = original(*args, **kwargs)
         spin(cycles)
         return out
@@ -177,8 +185,16 @@ def pytest_configure(config):
     from kernels import implicit_gemm
 
     report: dict = {}
-    slow = make_slowed_by_config if os.environ.get("CONV3D_INJECT_BY") == "config" else make_slowed
-    implicit_gemm.conv3d = slow(implicit_gemm.conv3d, fraction, report)
+    original, by = implicit_gemm.conv3d, os.environ.get("CONV3D_INJECT_BY", "delay")
+    if by == "config":
+        implicit_gemm.conv3d = make_slowed_by_config(original, fraction, report)
+    elif by == "auto":
+        fallback = make_slowed_by_config(original, fraction, report)
+        implicit_gemm.conv3d = make_slowed(original, fraction, report, fallback)
+    elif by == "delay":
+        implicit_gemm.conv3d = make_slowed(original, fraction, report)
+    else:
+        raise pytest.UsageError(f"CONV3D_INJECT_BY: expected delay, config or auto, got {by!r}")
     config._inject_report = report  # read back in pytest_unconfigure below
 
 

@@ -66,11 +66,15 @@ def test_relative_change_adds_halfwidths_in_quadrature():
     [
         (3.0, 0.2, Verdict.REGRESSION),
         (2.1, 0.2, Verdict.REGRESSION),  # best estimate above fail, surely above warn
+        (1.9, 0.2, Verdict.REGRESSION),  # surely above warn, not shown to be under fail
+        (1.7, 0.2, Verdict.WARNING),  # shown to be under fail
         (2.1, 1.2, Verdict.WARNING),  # above fail, maybe under warn: not a regression
         (1.5, 0.2, Verdict.WARNING),
         (1.1, 0.2, Verdict.WARNING),  # likely above warn, surely slower
         (1.1, 1.2, Verdict.UNSTABLE),  # maybe faster, maybe failing: cannot tell
-        (0.9, 0.2, Verdict.UNCHANGED),
+        (0.9, 0.2, Verdict.WARNING),  # surely slower, may reach warn
+        (0.7, 0.2, Verdict.UNCHANGED),  # surely slower, shown to be under warn
+        (0.5, 0.4, Verdict.UNCHANGED),
         (0.0, 0.2, Verdict.UNCHANGED),
         (0.0, 1.5, Verdict.UNCHANGED),  # wide, but a regression is excluded
         (0.5, 1.8, Verdict.UNSTABLE),  # a regression is not excluded
