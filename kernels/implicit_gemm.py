@@ -23,6 +23,39 @@ DEFAULT_PRECISION = "tf32x3"
 # tf32x3-2acc: an experiment, not timed yet (notes/kernel.md, v6).
 PRECISIONS = ("tf32x3", "ieee", "tf32", "tf32x3-2acc")
 
+# tf32x3 spends three TF32 tensor-core products on each product, so it beats plain fp32
+# FMA only where dense TF32 runs several times faster than FP32. NVIDIA's specifications
+# (TFLOP/s, dense TF32 vs FP32): A100 (sm_80) 156 vs 19.5, H100 (sm_90) 495 vs 67, B200
+# (sm_100) likewise; but RTX 3090 (sm_86) 35.6 vs 35.6, RTX 4090 (sm_89) 82.6 vs 82.6, RTX
+# 5090 (sm_120) 104.8 vs 104.8. On those plain FMA ("ieee", exact fp32) has three times
+# tf32x3's ceiling, and for sm_89 it also spills 8-12x fewer bytes on the 64-channel layers
+# (bench/kernel_static.py --capability 89, notes/kernel.md). Timed on the H100 only; the
+# 4090's choice is untimed (no such GPU at hand).
+TENSOR_CORE_FP32_ARCHS = frozenset({(8, 0), (9, 0), (10, 0)})
+
+# Mode per device index, filled on a device's first call: resolving it from the device
+# object on every call cost 3 us of a 42 us launch path, +7% call time on the smallest
+# cases (notes/kernel.md, v8); a dict lookup on ``x.get_device()`` does not.
+_MODE_BY_DEVICE: dict[int, str] = {}
+
+
+def mode_for_capability(capability: tuple[int, int]) -> str:
+    return DEFAULT_PRECISION if tuple(capability) in TENSOR_CORE_FP32_ARCHS else "ieee"
+
+
+def precision_for(index: int) -> str:
+    """The mode the kernel runs by default on the device of this index (-1: the CPU,
+    where only the interpreter runs it and every mode computes exact fp32)."""
+    mode = _MODE_BY_DEVICE.get(index)
+    if mode is None:
+        if index < 0 or interpreting():
+            mode = DEFAULT_PRECISION
+        else:
+            mode = mode_for_capability(torch.cuda.get_device_capability(index))
+        _MODE_BY_DEVICE[index] = mode
+    return mode
+
+
 # The RTX 4090 (sm_89) gives a block at most 99 KB of shared memory.
 SHARED_MEMORY_LIMIT = 99 * 1024
 
@@ -274,18 +307,21 @@ def conv3d(
     groups: int = 1,
     *,
     out: torch.Tensor | None = None,
-    precision: str = DEFAULT_PRECISION,
+    precision: str | None = None,
     config: triton.Config | None = None,
     compiled: list | None = None,
 ) -> torch.Tensor:
     """``torch.nn.functional.conv3d`` for float32 NCDHW tensors, groups=1.
 
     ``out``, when given, receives the result (the correctness check poisons it first).
+    ``precision`` None: the mode of ``x``'s device (``precision_for``).
     ``config`` launches that one config instead of autotuning (tests, tuning); its
     compiled kernel is appended to ``compiled`` when given.
     """
     if groups != 1:
         raise NotImplementedError(f"conv3d: only groups=1 is implemented, got groups={groups}")
+    if precision is None:
+        precision = precision_for(x.get_device())
     if precision not in PRECISIONS:
         raise ValueError(f"conv3d: precision must be one of {PRECISIONS}, got {precision!r}")
     if x.dim() != 5 or weight.dim() != 5:
@@ -501,9 +537,10 @@ def last_config() -> dict | None:
 class ModelNew(torch.nn.Module):
     """KernelBench's level-1 conv3d interface, computed by the Triton kernel."""
 
-    # The accuracy promised (the fp32 rule), and the mode that keeps it.
+    # The accuracy promised (the fp32 rule), and the mode that keeps it (None: the
+    # device's, ``precision_for``).
     precision = "fp32"
-    mode = DEFAULT_PRECISION
+    mode: str | None = None
 
     def __init__(
         self,

@@ -18,8 +18,7 @@ def test_every_autotune_config_fits_the_rtx_4090_shared_memory(variant):
     else:
         case = select(builtin_cases(), [variant])[0]
         padded, scalars = any(case.padding), ig.case_scalar_args(case)
-    # In the mode the kernel runs today (tf32x3) and in plain FMA, the mode the 4090 is
-    # to run (notes/kernel.md, round 2: precision per architecture).
+    # In the mode the 4090 runs (plain FMA) and in tf32x3 (what a caller may ask for).
     used = [
         max(pair)
         for pair in zip(
@@ -27,7 +26,7 @@ def test_every_autotune_config_fits_the_rtx_4090_shared_memory(variant):
                 ig.compiled_shared_bytes(
                     ig.AUTOTUNE_CONFIGS, 89, padded=padded, scalars=scalars, precision=mode
                 )
-                for mode in ("ieee", ig.DEFAULT_PRECISION)
+                for mode in (ig.mode_for_capability((8, 9)), ig.DEFAULT_PRECISION)
             )
         )
     ]
@@ -49,6 +48,46 @@ def test_every_autotune_config_computes_the_truth(conv3d_check, conv3d_device, c
         return conv3d(*args, out=out, config=config)
 
     conv3d_check(fn, name, trials=1)
+
+
+@pytest.mark.parametrize(
+    "capability, mode",
+    [((9, 0), "tf32x3"), ((8, 0), "tf32x3"), ((8, 9), "ieee"), ((8, 6), "ieee"), ((12, 0), "ieee")],
+)
+def test_each_architecture_runs_the_mode_its_throughput_favours(capability, mode):
+    assert ig.mode_for_capability(capability) == mode
+
+
+def test_the_mode_is_looked_up_once_per_device_and_an_explicit_one_wins(monkeypatch):
+    asked = []
+    monkeypatch.setattr(ig, "_MODE_BY_DEVICE", {})
+    monkeypatch.setattr(ig, "interpreting", lambda: False)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_capability", lambda index: asked.append(index) or (8, 9)
+    )
+    assert [ig.precision_for(1), ig.precision_for(1), ig.precision_for(0)] == ["ieee"] * 3
+    assert asked == [1, 0]
+    # The CPU (index -1) has only the interpreter, where every mode is exact.
+    assert ig.precision_for(-1) == ig.DEFAULT_PRECISION
+    assert asked == [1, 0]
+
+    launched = []
+    monkeypatch.setattr(ig, "interpreting", lambda: True)
+    monkeypatch.setattr(ig, "_conv3d_kernel", _Recorder(launched), raising=True)
+    x, w = torch.randn(1, 2, 3, 3, 3), torch.randn(2, 2, 1, 1, 1)
+    conv3d(x, w, precision="tf32")
+    conv3d(x, w)
+    assert [flags["PRECISION"] for flags in launched] == ["tf32", ig.DEFAULT_PRECISION]
+
+
+class _Recorder:
+    """Stands for the jitted kernel: records each launch's flags, launches nothing."""
+
+    def __init__(self, seen: list) -> None:
+        self.seen = seen
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.seen.append(kwargs)
 
 
 def test_the_shared_memory_check_sees_a_block_too_big_for_the_rtx_4090():
