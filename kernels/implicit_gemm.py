@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import NamedTuple
 
 import torch
 import triton
@@ -33,9 +34,7 @@ PRECISIONS = ("tf32x3", "ieee", "tf32", "tf32x3-2acc")
 # 4090's choice is untimed (no such GPU at hand).
 TENSOR_CORE_FP32_ARCHS = frozenset({(8, 0), (9, 0), (10, 0)})
 
-# Mode per device index, filled on a device's first call: resolving it from the device
-# object on every call cost 3 us of a 42 us launch path, +7% call time on the smallest
-# cases (notes/kernel.md, v8); a dict lookup on ``x.get_device()`` does not.
+# Mode per device index, resolved once per device; conv3d asks only on a key's first call.
 _MODE_BY_DEVICE: dict[int, str] = {}
 
 
@@ -207,8 +206,55 @@ _conv3d_autotuned = triton.autotune(
 # The config each autotuner key chose, so later calls launch the kernel directly: the
 # autotuner's own dispatch and triton.cdiv's host-side path cost tens of microseconds a
 # call, more than the device time of the suite's small cases (notes/kernel.md, round 2).
-_TUNED: dict[tuple, triton.Config] = {}
+_TUNED: dict[tuple, tuple[triton.Config, dict]] = {}
 _LAST: list[triton.Config] = []
+
+
+class _Plan(NamedTuple):
+    """Everything a launch needs that depends only on the call's shapes and options."""
+
+    out_shape: tuple[int, ...]
+    scalars: tuple[int, ...]
+    taps: torch.Tensor
+    grid: tuple[int]
+    config: triton.Config
+    launch: dict
+
+
+# A call whose shapes, options, dtypes and devices were seen before launches the plan made
+# then: checking, deriving the geometry and building the arguments again took about two
+# thirds of this wrapper's host time (profiled on the CPU with the launch stubbed), while a
+# call of the suite's smallest cases is mostly host time (notes/kernel.md, v9). Only calls
+# that passed every check reach the table, and the key holds everything the checks read.
+_PLANS: dict[tuple, _Plan] = {}
+_MAX_PLANS = 256
+
+
+def _plan_key(x, weight, bias, stride, padding, dilation, groups, precision) -> tuple | None:
+    key = (
+        x.shape,
+        weight.shape,
+        None if bias is None else (bias.shape, bias.dtype, bias.get_device()),
+        stride,
+        padding,
+        dilation,
+        groups,
+        precision,
+        x.dtype,
+        weight.dtype,
+        x.get_device(),
+        weight.get_device(),
+    )
+    try:
+        hash(key)
+    except TypeError:  # a list among the options: no plan, the checked path every call
+        return None
+    return key
+
+
+def _plan_for(x, weight, bias, stride, padding, dilation, groups, precision) -> _Plan | None:
+    key = _plan_key(x, weight, bias, stride, padding, dilation, groups, precision)
+    return None if key is None else _PLANS.get(key)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -318,11 +364,23 @@ def conv3d(
     ``config`` launches that one config instead of autotuning (tests, tuning); its
     compiled kernel is appended to ``compiled`` when given.
     """
+    if out is None and config is None:
+        plan = _plan_for(x, weight, bias, stride, padding, dilation, groups, precision)
+        if plan is not None:
+            x, weight = x.contiguous(), weight.contiguous()
+            out = x.new_empty(plan.out_shape)
+            b = weight if bias is None else bias
+            _conv3d_kernel[plan.grid](x, weight, b, out, plan.taps, *plan.scalars, **plan.launch)
+            _LAST[:] = [plan.config]
+            return out
+    plan_key = (
+        _plan_key(x, weight, bias, stride, padding, dilation, groups, precision)
+        if out is None and config is None
+        else None
+    )
     if groups != 1:
         raise NotImplementedError(f"conv3d: only groups=1 is implemented, got groups={groups}")
-    if precision is None:
-        precision = precision_for(x.get_device())
-    if precision not in PRECISIONS:
+    if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"conv3d: precision must be one of {PRECISIONS}, got {precision!r}")
     if x.dim() != 5 or weight.dim() != 5:
         raise ValueError(
@@ -367,32 +425,48 @@ def conv3d(
         *scalar_args(n, ic, (d, h, w), oc, (kd, kh, kw), stride_, padding_, out_dims),
     )
     spatial = out_dims[0] * out_dims[1] * out_dims[2]
-    flags = {"HAS_BIAS": bias is not None, "PADDED": any(padding_), "PRECISION": precision}
+    padded = any(padding_)
 
     def grid_of(cfg: triton.Config) -> tuple[int]:
         kw = cfg.kwargs
         return (n * _cdiv(spatial, kw["BLOCK_M"]) * _cdiv(oc, kw["BLOCK_N"]),)
 
+    def flags() -> dict:
+        mode = precision or precision_for(x.get_device())
+        return {"HAS_BIAS": bias is not None, "PADDED": padded, "PRECISION": mode}
+
     if config is not None or interpreting():
         cfg = config or INTERPRETER_CONFIG
         handle = _conv3d_kernel[grid_of(cfg)](
-            *args, **flags, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages
+            *args, **flags(), **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages
         )
         if compiled is not None:
             compiled.append(handle)
         _LAST[:] = [cfg]
         return out
-    key = (args[5], oc, args[7], *flags.values())
-    cfg = _TUNED.get(key)
-    if cfg is None:
+    # After the first call of a key a launch costs one dict lookup: the mode, the flags and
+    # the config's launch arguments were resolved then. Resolving the mode on every call
+    # cost 3 us of a 42 us launch path (notes/kernel.md, v8), a dict lookup on
+    # x.get_device() 0.6-0.8 us (v9); building the flags and the config's arguments anew
+    # each call cost about as much again.
+    key = (args[5], oc, args[7], bias is not None, padded, precision, x.get_device())
+    tuned = _TUNED.get(key)
+    if tuned is None:
 
         def grid(meta: dict) -> tuple[int]:
             return (n * _cdiv(spatial, meta["BLOCK_M"]) * _cdiv(oc, meta["BLOCK_N"]),)
 
-        _conv3d_autotuned[grid](*args, **flags)
-        cfg = _TUNED[key] = _conv3d_autotuned.best_config
+        resolved = flags()
+        _conv3d_autotuned[grid](*args, **resolved)
+        cfg = _conv3d_autotuned.best_config
+        _TUNED[key] = (cfg, {**resolved, **cfg.all_kwargs()})
     else:
-        _conv3d_kernel[grid_of(cfg)](*args, **flags, **cfg.all_kwargs())
+        cfg, launch = tuned
+        _conv3d_kernel[grid_of(cfg)](*args, **launch)
+    if plan_key is not None:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[plan_key] = _Plan(out_shape, args[5:], taps, grid_of(cfg), cfg, _TUNED[key][1])
     _LAST[:] = [cfg]
     return out
 

@@ -95,6 +95,13 @@ class BaselineEntry:
 # and a 4% slowdown hides inside it as `unstable` (an interval widened by processes that
 # disagreed by +-6% did exactly that). Twice the default fail threshold's resolution.
 MAX_HALFWIDTH_PCT = 2.0
+# The widest disagreement between the processes of one recording that is still stored. A
+# tiny kernel's median lands in one of two places from one process to the next (13-18 us
+# cases on the H100: ±2.5-3.5% at 95% over three processes, notes/gate-quality.md), so
+# refusing above ±2% kept such entries on old code for good; stored, the spread widens
+# every later comparison with them, and the A/B against the recorded code settles those.
+# Beyond ±5% a 4% slowdown would hide in the stored-number interval.
+MAX_PROCESS_SPREAD_PCT = 5.0
 # Deeper than any baseline file; json.loads on hostile nesting would raise RecursionError.
 _MAX_DEPTH = 32
 
@@ -329,16 +336,34 @@ def _action_for(
         return "refuse", "unstable measurement; rerun, or pass --conv3d-force"
     width = halfwidth_pct(new.entry)
     disagree = 100 * Z_95 * (new.entry.process_sd or 0.0)
-    if disagree > MAX_HALFWIDTH_PCT:
+    if disagree > MAX_PROCESS_SPREAD_PCT:
         return "refuse", (
             f"the {new.entry.processes} processes disagree (±{disagree:.2f}% at 95%), more "
-            f"than the ±{MAX_HALFWIDTH_PCT:g}% a baseline may hold; rerun on a quiet GPU"
+            f"than the ±{MAX_PROCESS_SPREAD_PCT:g}% a baseline may hold; rerun on a quiet GPU"
         )
     if width > MAX_HALFWIDTH_PCT:
         return "refuse", (
             f"interval ±{width:.2f}% is wider than the ±{MAX_HALFWIDTH_PCT:g}% a baseline may "
             "hold (the processes disagree); rerun on a quiet GPU"
         )
+    action, reason = _write_action(name, new, old, churn_pct, force, requested)
+    if disagree > MAX_HALFWIDTH_PCT and action in ("add", "update"):
+        reason += (
+            f"; the processes disagree (±{disagree:.2f}% at 95%): stored with that spread, "
+            "so comparisons with it are wider and the A/B against the recorded code settles "
+            "them"
+        )
+    return action, reason
+
+
+def _write_action(
+    name: str,
+    new: Measured,
+    old: BaselineEntry | None,
+    churn_pct: float,
+    force: bool,
+    requested: frozenset[str],
+) -> tuple[str, str]:
     if old is None:
         return "add", "new case"
     if old.case is not None and new.entry.case is not None and old.case != new.entry.case:

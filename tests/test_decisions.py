@@ -240,6 +240,17 @@ def test_plan_update_rules():
     assert {a.case: a.action for a in forced}["c"] == "update"
 
 
+@pytest.mark.parametrize("sd, action", [(0.004, "update"), (0.015, "update"), (0.03, "refuse")])
+def test_processes_that_disagree_are_stored_with_their_spread_up_to_a_bound(sd, action):
+    # 1.96 x 1.5% = ±2.9%: a tiny kernel's two places; 1.96 x 3% = ±5.9%: too far apart.
+    new = replace(entry(1.05), processes=3, process_sd=sd)
+    [done] = plan_update(
+        {"a": entry(1.0)}, {"a": Measured(new, Verdict.REGRESSION, 5.0)}, churn_pct=1 / 3
+    )
+    assert done.action == action
+    assert ("disagree" in done.reason) is (sd > 0.01)
+
+
 def test_an_unmoved_entry_measured_on_new_code_keeps_its_numbers_and_names_the_code():
     old = replace(entry(1.0), kernel_hash="sha256:old", environment={"commit": "aaa", "torch": "1"})
     new = replace(

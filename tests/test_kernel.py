@@ -81,13 +81,76 @@ def test_the_mode_is_looked_up_once_per_device_and_an_explicit_one_wins(monkeypa
 
 
 class _Recorder:
-    """Stands for the jitted kernel: records each launch's flags, launches nothing."""
+    """Stands for the jitted kernel (or the autotuner): records each launch's grid,
+    arguments and keywords, launches nothing."""
 
-    def __init__(self, seen: list) -> None:
+    def __init__(self, seen: list, best_config=None) -> None:
         self.seen = seen
+        self.best_config = best_config
 
     def __getitem__(self, grid):
-        return lambda *args, **kwargs: self.seen.append(kwargs)
+        def launch(*args, **kwargs):
+            self.seen.append(kwargs)
+            self.launches.append((grid, args, kwargs))
+
+        return launch
+
+    @property
+    def launches(self) -> list:
+        return self.__dict__.setdefault("_launches", [])
+
+
+@pytest.fixture
+def stubbed_gpu_path(monkeypatch):
+    """The GPU launch path with the kernel and the autotuner stubbed, on the CPU."""
+    monkeypatch.setattr(ig, "interpreting", lambda: False)
+    monkeypatch.setattr(ig, "_TUNED", {})
+    monkeypatch.setattr(ig, "_PLANS", {})
+    monkeypatch.setattr(ig, "_MODE_BY_DEVICE", {-1: "tf32x3"})
+    kernel = _Recorder([])
+    tuner = _Recorder([], best_config=ig.AUTOTUNE_CONFIGS[2])
+    monkeypatch.setattr(ig, "_conv3d_kernel", kernel)
+    monkeypatch.setattr(ig, "_conv3d_autotuned", tuner)
+    return kernel, tuner
+
+
+def _same_launch(a, b) -> bool:
+    (grid_a, args_a, kw_a), (grid_b, args_b, kw_b) = a, b
+    same_args = all(
+        (x is y) or (isinstance(x, torch.Tensor) and x.shape == y.shape) or x == y
+        for x, y in zip(args_a, args_b, strict=True)
+    )
+    return grid_a == grid_b and kw_a == kw_b and same_args
+
+
+def test_a_repeated_call_launches_what_the_checked_path_built(stubbed_gpu_path):
+    kernel, tuner = stubbed_gpu_path
+    x, w, b = torch.randn(2, 3, 5, 6, 7), torch.randn(4, 3, 3, 2, 1), torch.randn(4)
+    first = conv3d(x, w, b, (1, 2, 1), (1, 0, 1))  # autotunes, then stores a plan
+    assert len(tuner.launches) == 1 and len(ig._PLANS) == 1
+    ig._PLANS.clear()
+    conv3d(x, w, b, (1, 2, 1), (1, 0, 1))  # the checked path, from the tuned config
+    checked = kernel.launches[-1]
+    again = conv3d(x, w, b, (1, 2, 1), (1, 0, 1))  # the plan
+    assert _same_launch(kernel.launches[-1], checked)
+    assert again.shape == first.shape == (2, 4, 5, 3, 9)
+    assert again.data_ptr() != first.data_ptr()  # a fresh output every call
+    assert len(tuner.launches) == 1
+
+
+def test_a_plan_never_skips_a_check(stubbed_gpu_path):
+    x, w = torch.randn(1, 2, 4, 4, 4), torch.randn(3, 2, 3, 3, 3)
+    conv3d(x, w)
+    conv3d(x, w)
+    with pytest.raises(TypeError, match="float32"):
+        conv3d(x.double(), w)
+    with pytest.raises(ValueError, match="precision"):
+        conv3d(x, w, precision="fp8")
+    with pytest.raises(ValueError, match="bias"):
+        conv3d(x, w, torch.randn(5))
+    # Options given as lists cannot key a plan: every call takes the checked path.
+    assert conv3d(x, w, None, [1, 1, 1], [1, 1, 1]).shape == (1, 3, 4, 4, 4)
+    assert len(ig._PLANS) == 1
 
 
 def test_the_shared_memory_check_sees_a_block_too_big_for_the_rtx_4090():

@@ -140,7 +140,9 @@ warn_threshold = 8.0
     assert gate("--conv3d-update-baselines", *args, cases=()).ret == 0
     result = gate(*args, cases=(), FAKE_SLOWDOWN=0.05)
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["*lenient*+[45].*unchanged*"])
+    # 5% is under this case's 8% warn threshold; only the call time's wide interval,
+    # which reaches 8%, may still make it a warning.
+    result.stdout.re_match_lines([r"lenient .*\+[45]\.\d+% \[.*\b(unchanged|warning)\b"])
 
 
 def test_marker_threshold(pytester, monkeypatch):
