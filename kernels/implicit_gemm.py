@@ -142,12 +142,7 @@ def _conv3d_kernel(
     id0 = od * SD - PD
     ih0 = oh * SH - PH
     iw0 = ow * SW - PW
-    # The image's offset goes into the base pointers once per block; offsets inside an
-    # image are 32-bit (conv3d checks they fit), which halves the address arithmetic per
-    # gathered element: ALU was the busiest pipe on #54 (ncu, notes/kernel.md, v10).
-    x_img = x_ptr + batch.to(tl.int64) * X_BATCH_STRIDE
-    y_img = y_ptr + batch.to(tl.int64) * OC * out_spatial
-    x_row = (id0 * H + ih0) * W + iw0
+    x_row = batch.to(tl.int64) * X_BATCH_STRIDE + (id0 * H + ih0) * W + iw0
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_small = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -166,7 +161,7 @@ def _conv3d_kernel(
             ihh = ih0[:, None] + kh[None, :]
             iww = iw0[:, None] + kw[None, :]
             a_mask &= (idd >= 0) & (idd < D) & (ihh >= 0) & (ihh < H) & (iww >= 0) & (iww < W)
-        a = tl.load(x_img + (x_row[:, None] + tap[None, :]), mask=a_mask, other=0.0)
+        a = tl.load(x_ptr + x_row[:, None] + tap[None, :], mask=a_mask, other=0.0)
         b = tl.load(
             w_ptr + rn[None, :] * K + rk[:, None],
             mask=k_mask[:, None] & n_mask[None, :],
@@ -193,8 +188,10 @@ def _conv3d_kernel(
     if HAS_BIAS:
         acc += tl.load(b_ptr + rn, mask=n_mask, other=0.0)[None, :]
 
+    y_row = batch.to(tl.int64) * OC * out_spatial + pos
+    y_col = rn.to(tl.int64) * out_spatial
     tl.store(
-        y_img + (pos[:, None] + rn[None, :] * out_spatial),
+        y_ptr + y_row[:, None] + y_col[None, :],
         acc,
         mask=m_mask[:, None] & n_mask[None, :],
     )
@@ -411,11 +408,6 @@ def conv3d(
     if min(out_dims) < 1:
         raise ValueError(f"conv3d: the kernel does not fit the padded input (output {out_dims})")
     out_shape = (n, oc, *out_dims)
-    if ic * d * h * w >= 2**31 or oc * out_dims[0] * out_dims[1] * out_dims[2] >= 2**31:
-        raise ValueError(
-            "conv3d: one image of the input or output holds 2^31 elements or more, beyond "
-            "the kernel's 32-bit offsets within an image"
-        )
     if out is None:
         out = torch.empty(out_shape, device=x.device, dtype=torch.float32)
     elif tuple(out.shape) != out_shape or out.dtype != torch.float32 or not out.is_contiguous():
