@@ -274,13 +274,19 @@ def power(args: argparse.Namespace) -> dict:
     return result
 
 
+def _inject_key(c) -> str:
+    """A case's key in an injection report: its input and weight shapes, as
+    ``bench.inject_slowdown`` writes them."""
+    return f"{(c.n, c.ic, *c.input)} {(c.oc, c.ic, *c.kernel)}"
+
+
 def achieved_by_case(achieved: dict) -> dict[str, float]:
     """Case name -> the slowdown the delay achieved, in percent (do_bench medians)."""
     from pytest_conv3d_perf.cases import builtin_cases
 
     out = {}
     for c in builtin_cases():
-        key = f"{(c.n, c.ic, *c.input)} {(c.oc, c.ic, *c.kernel)}"
+        key = _inject_key(c)
         if key in achieved and achieved[key]["cycles"] > 0:
             out[c.name] = 100 * achieved[key]["achieved"]
     return out
@@ -297,7 +303,7 @@ def injected_cases(inject_report: Path) -> set[str]:
         x = str((c.n, c.ic, *c.input))
         # Reports before the weight shape was in the key named the input shape alone
         # (kb54 and kb60 share one); a shared key stands for every case it names.
-        names.setdefault(f"{x} {(c.oc, c.ic, *c.kernel)}", []).append(c.name)
+        names.setdefault(_inject_key(c), []).append(c.name)
         names.setdefault(x, []).append(c.name)
     return {n for k, v in data.items() if v["cycles"] > 0 for n in names.get(k, [])}
 
