@@ -34,7 +34,7 @@ def recorded_config(name: str) -> triton.Config:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("case", help="a suite case with an entry in the H100 baseline")
-    ap.add_argument("--precision", default="tf32x3", choices=PRECISIONS)
+    ap.add_argument("--precision", default="tf32x3-ws", choices=PRECISIONS)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("profile_case: needs a CUDA GPU", file=sys.stderr)

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import weakref
 from typing import NamedTuple
 
 import torch
@@ -18,11 +19,25 @@ import triton
 import triton.language as tl
 
 # Triton's float32 dot defaults to TF32, which misses the fp32 rule (atol=rtol=1e-4) by up
-# to 10x on KernelBench #66 (notes/kernel.md); tf32x3 splits each operand in two TF32 halves and
-# stays within it at three times the tensor-core work.
-DEFAULT_PRECISION = "tf32x3"
-# tf32x3-2acc: an experiment, not timed yet (notes/kernel.md, v6).
-PRECISIONS = ("tf32x3", "ieee", "tf32", "tf32x3-2acc")
+# to 10x on KernelBench #66 (notes/kernel.md). Splitting each operand in two TF32 halves
+# and summing three TF32 products stays within it at three times the tensor-core work.
+# Triton's own "tf32x3" splits both operands inside the K loop and adds each step's
+# products to the sum on the CUDA cores; "tf32x3-ws" splits the weight once, before the
+# launch, so the weight's halves reach the tensor cores from shared memory as a plain TF32
+# operand does, and splits only the gathered input in the loop: 35-51% faster on the
+# KernelBench problems, 10-25% on the other layers (H200, notes/kernel.md, v11).
+DEFAULT_PRECISION = "tf32x3-ws"
+# tf32x3-2acc: timed, not adopted (notes/kernel.md, v6).
+PRECISIONS = ("tf32x3-ws", "tf32x3", "ieee", "tf32", "tf32x3-2acc")
+
+# The tensor cores add each product to the accumulator cutting, not rounding, the bits
+# that do not fit, so summing a long K loop on them drifts: with all-positive weights
+# tf32x3-ws in one accumulator used 22% of the fp32 rule at K = 1026, 72% at 3456 and
+# 150% at 6912 (bench/kernel_modes.py --tolerance-only, notes/kernel.md, v11). Above this
+# K each step's products are summed apart and added on the CUDA cores (1.7% at 13824),
+# which costs 10-20% of the time where it is needed and would cost 20-30% on the
+# KernelBench problems, whose K is 27-315.
+PROMOTE_ABOVE_K = 1024
 
 # tf32x3 spends three TF32 tensor-core products on each product, so it beats plain fp32
 # FMA only where dense TF32 runs several times faster than FP32. NVIDIA's specifications
@@ -65,22 +80,21 @@ def _config(bm: int, bn: int, bk: int, warps: int, stages: int) -> triton.Config
     )
 
 
-# Chosen from bench/kernel_configs.py on an H100 (notes/kernel.md): 256x64x16 with 8 warps
-# wins the KernelBench problems, 128x64x16 problem 59, 64x64x64 the 64-channel layers.
+# The tf32x3-ws choices of bench/kernel_modes.py over 30 configs on an H200 (notes/kernel.md,
+# v11): 128x64x32 with 8 warps wins KernelBench #54, #60 and #66 and the 64-channel video
+# layer, 128x64x16 #59, 128x64x64 the U-Net layer, 64x64x64 the 128-channel and strided
+# layers, 128x32x32 the dilated one, 64x32x16 the odd small one; the rest came second.
 AUTOTUNE_CONFIGS = [
-    _config(256, 64, 16, 8, 4),
-    _config(256, 64, 16, 8, 3),
+    _config(128, 64, 32, 8, 2),
+    _config(128, 64, 16, 4, 3),
     _config(128, 64, 16, 4, 4),
+    _config(128, 64, 64, 4, 2),
+    _config(64, 64, 64, 4, 2),
     _config(64, 64, 64, 4, 3),
-    _config(128, 64, 32, 4, 3),
-    _config(128, 128, 16, 8, 3),
+    _config(64, 64, 64, 4, 4),
+    _config(128, 32, 32, 4, 2),
+    _config(128, 32, 32, 8, 3),
     _config(64, 32, 16, 4, 3),
-    # dilated2's choice (0.084 ms; 0.113 without it).
-    _config(128, 32, 32, 4, 3),
-    _config(128, 32, 32, 4, 2),  # conv3d-perf tune
-    _config(128, 32, 32, 8, 3),  # conv3d-perf tune
-    _config(128, 64, 32, 4, 2),  # conv3d-perf tune
-    _config(128, 64, 32, 8, 3),  # conv3d-perf tune
 ]
 
 # Triton's interpreter cannot autotune over several configs; the smallest blocks tl.dot
@@ -89,9 +103,77 @@ INTERPRETER_CONFIG = _config(32, 16, 16, 4, 1)
 
 
 @triton.jit
+def _split_kernel(src_ptr, big_ptr, small_ptr, N, BLOCK: tl.constexpr):
+    """big = src cut to TF32 (toward zero), small = the rest: big exact in a TF32
+    product, big + small equal to src, small as TF32 within 2^-21 of src.
+
+    Both halves have src's sign, and small is zero only where src is zero, infinite or
+    NaN, so an infinite input times them makes infinities of one sign, never inf - inf or
+    inf * 0, in the kernel's single accumulator.
+    """
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    v = tl.load(src_ptr + offs, mask=mask, other=0.0)
+    big = (v.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
+    rest = tl.where(big == v, 0.0, v - big)
+    # The smallest normal float (TF32 keeps it; a subnormal it would flush to zero) with
+    # src's sign: a negligible error, where a zero would make inf * 0 = NaN.
+    tiny = tl.where(v < 0, -1.1754943508222875e-38, 1.1754943508222875e-38)
+    small = tl.where((rest == 0) & (v != 0) & (tl.abs(v) < float("inf")), tiny, rest)
+    tl.store(big_ptr + offs, big, mask=mask)
+    tl.store(small_ptr + offs, small, mask=mask)
+
+
+_SPLIT_BLOCK = 1024
+
+
+def split_tf32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as two TF32 halves, stacked (``_split_kernel``)."""
+    t = t.contiguous()
+    out = t.new_empty((2, *t.shape))
+    n = t.numel()
+    _split_kernel[(_cdiv(n, _SPLIT_BLOCK),)](t, out[0], out[1], n, BLOCK=_SPLIT_BLOCK)
+    return out
+
+
+class _Split(NamedTuple):
+    tensor: weakref.ref
+    version: int
+    data_ptr: int
+    halves: tuple[torch.Tensor, torch.Tensor]
+
+
+# A weight's halves, kept while the weight object lives unchanged: a model's weight is
+# the same tensor call after call, and splitting it again would add a launch to each.
+# In-place changes bump ``_version``; a new storage changes ``data_ptr``.
+_WEIGHT_SPLITS: dict[int, _Split] = {}
+
+
+def weight_halves(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``split_tf32(weight)``'s two halves, made once per weight tensor and state."""
+    held = _WEIGHT_SPLITS.get(id(weight))
+    if (
+        held is not None
+        and held.tensor() is weight
+        and held.version == weight._version
+        and held.data_ptr == weight.data_ptr()
+    ):
+        return held.halves
+    big, small = split_tf32(weight)
+    halves = (big, small)
+    if len(_WEIGHT_SPLITS) >= _MAX_PLANS:
+        _WEIGHT_SPLITS.clear()
+    _WEIGHT_SPLITS[id(weight)] = _Split(
+        weakref.ref(weight), weight._version, weight.data_ptr(), halves
+    )
+    return halves
+
+
+@triton.jit
 def _conv3d_kernel(
     x_ptr,
     w_ptr,
+    ws_ptr,
     b_ptr,
     y_ptr,
     tap_ptr,
@@ -114,6 +196,7 @@ def _conv3d_kernel(
     HAS_BIAS: tl.constexpr,
     PADDED: tl.constexpr,
     PRECISION: tl.constexpr,
+    PROMOTE: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -162,12 +245,25 @@ def _conv3d_kernel(
             iww = iw0[:, None] + kw[None, :]
             a_mask &= (idd >= 0) & (idd < D) & (ihh >= 0) & (ihh < H) & (iww >= 0) & (iww < W)
         a = tl.load(x_ptr + x_row[:, None] + tap[None, :], mask=a_mask, other=0.0)
-        b = tl.load(
-            w_ptr + rn[None, :] * K + rk[:, None],
-            mask=k_mask[:, None] & n_mask[None, :],
-            other=0.0,
-        )
-        if PRECISION == "tf32x3-2acc":
+        b_offs = rn[None, :] * K + rk[:, None]
+        b_mask = k_mask[:, None] & n_mask[None, :]
+        b = tl.load(w_ptr + b_offs, mask=b_mask, other=0.0)
+        if PRECISION == "tf32x3-ws":
+            # w_ptr and ws_ptr hold the weight's halves (split_tf32), so both reach the
+            # tensor cores as loaded; the input is cut here, its small half zero where it
+            # is infinite. The small products first, into the same accumulator.
+            b_small = tl.load(ws_ptr + b_offs, mask=b_mask, other=0.0)
+            a_big = (a.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
+            a_small = tl.where(a_big == a, 0.0, a - a_big)
+            if PROMOTE:
+                step = tl.dot(a_small, b, input_precision="tf32")
+                step = tl.dot(a_big, b_small, step, input_precision="tf32")
+                acc += tl.dot(a_big, b, step, input_precision="tf32")
+            else:
+                acc = tl.dot(a_small, b, acc, input_precision="tf32")
+                acc = tl.dot(a_big, b_small, acc, input_precision="tf32")
+                acc = tl.dot(a_big, b, acc, input_precision="tf32")
+        elif PRECISION == "tf32x3-2acc":
             # Triton's tf32x3 sums the two small products into a fresh tile each step and
             # adds it, NaN-masked, to the running one: three elementwise passes over the
             # accumulator per K step, a third of the loop's instructions on #54
@@ -219,6 +315,7 @@ class _Plan(NamedTuple):
     grid: tuple[int]
     config: triton.Config
     launch: dict
+    split_weight: bool
 
 
 # A call whose shapes, options, dtypes and devices were seen before launches the plan made
@@ -370,7 +467,10 @@ def conv3d(
             x, weight = x.contiguous(), weight.contiguous()
             out = x.new_empty(plan.out_shape)
             b = weight if bias is None else bias
-            _conv3d_kernel[plan.grid](x, weight, b, out, plan.taps, *plan.scalars, **plan.launch)
+            w_big, w_small = weight_halves(weight) if plan.split_weight else (weight, weight)
+            _conv3d_kernel[plan.grid](
+                x, w_big, w_small, b, out, plan.taps, *plan.scalars, **plan.launch
+            )
             _LAST[:] = [plan.config]
             return out
     plan_key = (
@@ -416,13 +516,16 @@ def conv3d(
     x = x.contiguous()
     weight = weight.contiguous()
     taps = _tap_table(ic, (kd, kh, kw), dilation_, (d, h, w), x.device)
+    mode = precision or precision_for(x.get_device())
+    split_weight = mode == "tf32x3-ws"
+    scalars = scalar_args(n, ic, (d, h, w), oc, (kd, kh, kw), stride_, padding_, out_dims)
     args = (
         x,
-        weight,
+        *(weight_halves(weight) if split_weight else (weight, weight)),
         bias if bias is not None else weight,
         out,
         taps,
-        *scalar_args(n, ic, (d, h, w), oc, (kd, kh, kw), stride_, padding_, out_dims),
+        *scalars,
     )
     spatial = out_dims[0] * out_dims[1] * out_dims[2]
     padded = any(padding_)
@@ -432,8 +535,12 @@ def conv3d(
         return (n * _cdiv(spatial, kw["BLOCK_M"]) * _cdiv(oc, kw["BLOCK_N"]),)
 
     def flags() -> dict:
-        mode = precision or precision_for(x.get_device())
-        return {"HAS_BIAS": bias is not None, "PADDED": padded, "PRECISION": mode}
+        return {
+            "HAS_BIAS": bias is not None,
+            "PADDED": padded,
+            "PRECISION": mode,
+            "PROMOTE": split_weight and scalars[2] > PROMOTE_ABOVE_K,
+        }
 
     if config is not None or interpreting():
         cfg = config or INTERPRETER_CONFIG
@@ -449,7 +556,7 @@ def conv3d(
     # cost 3 us of a 42 us launch path (notes/kernel.md, v8), a dict lookup on
     # x.get_device() 0.6-0.8 us (v9); building the flags and the config's arguments anew
     # each call cost about as much again.
-    key = (args[5], oc, args[7], bias is not None, padded, precision, x.get_device())
+    key = (scalars[0], oc, scalars[2], bias is not None, padded, precision, x.get_device())
     tuned = _TUNED.get(key)
     if tuned is None:
 
@@ -466,7 +573,9 @@ def conv3d(
     if plan_key is not None:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
-        _PLANS[plan_key] = _Plan(out_shape, args[5:], taps, grid_of(cfg), cfg, _TUNED[key][1])
+        _PLANS[plan_key] = _Plan(
+            out_shape, scalars, taps, grid_of(cfg), cfg, _TUNED[key][1], split_weight
+        )
     _LAST[:] = [cfg]
     return out
 
@@ -486,6 +595,7 @@ def resources(*args: object, config: triton.Config, **kwargs: object) -> dict[st
 _ARG_TYPES = {
     "x_ptr": "*fp32",
     "w_ptr": "*fp32",
+    "ws_ptr": "*fp32",
     "b_ptr": "*fp32",
     "y_ptr": "*fp32",
     "tap_ptr": "*i32",
@@ -539,7 +649,15 @@ def compile_offline(
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    constexprs = {"HAS_BIAS": True, "PADDED": padded, "PRECISION": precision, **config.kwargs}
+    constexprs = {
+        "HAS_BIAS": True,
+        "PADDED": padded,
+        "PRECISION": precision,
+        "PROMOTE": precision == "tf32x3-ws"
+        and scalars is not None
+        and scalars[2] > PROMOTE_ABOVE_K,
+        **config.kwargs,
+    }
     names = _conv3d_kernel.arg_names
     signature = {
         name: "constexpr" if name in constexprs else _ARG_TYPES.get(name, "i32") for name in names

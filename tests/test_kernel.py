@@ -18,7 +18,7 @@ def test_every_autotune_config_fits_the_rtx_4090_shared_memory(variant):
     else:
         case = select(builtin_cases(), [variant])[0]
         padded, scalars = any(case.padding), ig.case_scalar_args(case)
-    # In the mode the 4090 runs (plain FMA) and in tf32x3 (what a caller may ask for).
+    # In the mode the 4090 runs (plain FMA) and in tf32x3-ws (what a caller may ask for).
     used = [
         max(pair)
         for pair in zip(
@@ -52,7 +52,13 @@ def test_every_autotune_config_computes_the_truth(conv3d_check, conv3d_device, c
 
 @pytest.mark.parametrize(
     "capability, mode",
-    [((9, 0), "tf32x3"), ((8, 0), "tf32x3"), ((8, 9), "ieee"), ((8, 6), "ieee"), ((12, 0), "ieee")],
+    [
+        ((9, 0), "tf32x3-ws"),
+        ((8, 0), "tf32x3-ws"),
+        ((8, 9), "ieee"),
+        ((8, 6), "ieee"),
+        ((12, 0), "ieee"),
+    ],
 )
 def test_each_architecture_runs_the_mode_its_throughput_favours(capability, mode):
     assert ig.mode_for_capability(capability) == mode
@@ -106,7 +112,7 @@ def stubbed_gpu_path(monkeypatch):
     monkeypatch.setattr(ig, "interpreting", lambda: False)
     monkeypatch.setattr(ig, "_TUNED", {})
     monkeypatch.setattr(ig, "_PLANS", {})
-    monkeypatch.setattr(ig, "_MODE_BY_DEVICE", {-1: "tf32x3"})
+    monkeypatch.setattr(ig, "_MODE_BY_DEVICE", {-1: "tf32x3-ws"})
     kernel = _Recorder([])
     tuner = _Recorder([], best_config=ig.AUTOTUNE_CONFIGS[2])
     monkeypatch.setattr(ig, "_conv3d_kernel", kernel)
@@ -191,22 +197,74 @@ def test_model_new_refuses_groups():
         ModelNew(4, 4, (3, 3, 3), groups=2)
 
 
+# The modes that split each operand in two TF32 halves, in the K loop or before it.
+SPLIT_MODES = ["tf32x3-ws", "tf32x3-2acc"]
+
+
+@pytest.mark.parametrize("mode", SPLIT_MODES)
+# kb66: K = 315, one accumulator; video_c128_s2_bias: K = 3456, each step's products
+# summed apart (PROMOTE_ABOVE_K).
 @pytest.mark.parametrize("name", ["kb66", "video_c128_s2_bias"])
-def test_tf32x3_with_its_own_small_accumulator_computes_the_truth(conv3d_check, name):
+def test_the_split_modes_compute_the_truth(conv3d_check, name, mode):
     # Under the interpreter tl.dot is exact, so this checks the split's algebra: both
-    # small products summed and added back once.
+    # small products computed and added.
     def fn(*args, out=None):
-        return conv3d(*args, out=out, precision="tf32x3-2acc")
+        return conv3d(*args, out=out, precision=mode)
 
     conv3d_check(fn, name, trials=1)
 
 
+@pytest.mark.parametrize("mode", SPLIT_MODES)
+@pytest.mark.parametrize("ic, k", [(2, 2), (40, 3)])  # K = 16 and 1080: both sides of PROMOTE
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
-def test_tf32x3_with_its_own_small_accumulator_keeps_infinities(conv3d_device):
-    x = torch.rand(1, 2, 5, 5, 5, device=conv3d_device)
+def test_the_split_modes_keep_infinities(conv3d_device, mode, ic, k):
+    x = torch.rand(1, ic, 5, 5, 5, device=conv3d_device)
     x[0, 1, 2, 2, 2] = float("inf")
-    w = torch.rand(3, 2, 2, 2, 2, device=conv3d_device)  # positive: inf stays inf
-    got = conv3d(x, w, precision="tf32x3-2acc")
+    # Both signs: one infinity per output meets one weight, so the truth is +-inf, never
+    # NaN; the weights' small halves of either sign must not make inf - inf.
+    w = torch.randn(3, ic, k, k, k, device=conv3d_device)
+    got = conv3d(x, w, precision=mode)
     want = torch.nn.functional.conv3d(x, w)
     assert torch.equal(torch.isinf(got), torch.isinf(want))
     assert torch.isinf(want).any() and not torch.isnan(got).any()
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
+def test_split_tf32_makes_two_halves_of_the_inputs_sign_that_sum_to_it(conv3d_device):
+    t = torch.randn(3, 1000, device=conv3d_device) * torch.logspace(-30, 30, 1000)
+    t[0, :4] = torch.tensor([float("inf"), float("-inf"), 0.0, 1.5])  # 1.5: exact in TF32
+    big, small = ig.split_tf32(t)
+    low_bits = 0x1FFF  # what TF32 drops of a float32's mantissa
+    assert not (big.view(torch.int32) & low_bits).any()
+    finite = torch.isfinite(t)
+    assert torch.equal(big[~finite], t[~finite]) and not small[~finite].any()
+    nonzero = finite & (t != 0)
+    # The small half as the tensor cores read it (cut to TF32) still sums to t closely.
+    small_tf32 = (small.view(torch.int32) & ~low_bits).view(torch.float32)
+    assert ((big + small_tf32 - t).abs() / t.abs())[nonzero].max() <= 2.0**-20
+    # Same sign as t, and zero only where t is zero or infinite: an infinite input times
+    # both halves never makes inf - inf or inf * 0.
+    assert (torch.sign(big) == torch.sign(t))[nonzero].all()
+    assert (torch.sign(small) == torch.sign(t))[nonzero].all()
+    assert small[0, 3] != 0  # 1.5 splits as 1.5 and the smallest normal float
+
+
+def test_a_weight_is_split_once_until_it_changes(conv3d_device):
+    w = torch.randn(4, 3, 2, 2, 2, device=conv3d_device)
+    first = ig.weight_halves(w)
+    assert ig.weight_halves(w) is first
+    assert torch.equal(first[0] + first[1], w)
+    with torch.no_grad():
+        w.mul_(2)  # in place: a new version
+    second = ig.weight_halves(w)
+    assert second is not first and torch.equal(second[0] + second[1], w)
+    other = w.clone()
+    assert ig.weight_halves(other) is not second
+
+
+def test_the_sum_is_promoted_above_the_k_the_tensor_cores_keep_within_the_rule(stubbed_gpu_path):
+    _, tuner = stubbed_gpu_path
+    few = conv3d(torch.randn(1, 37, 4, 4, 4), torch.randn(2, 37, 3, 3, 3))  # K = 999
+    many = conv3d(torch.randn(1, 38, 4, 4, 4), torch.randn(2, 38, 3, 3, 3))  # K = 1026
+    assert few.shape == many.shape == (1, 2, 2, 2, 2)
+    assert [launch["PROMOTE"] for launch in tuner.seen] == [False, True]
