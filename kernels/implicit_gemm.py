@@ -140,7 +140,7 @@ class _Split(NamedTuple):
     tensor: weakref.ref
     version: int
     data_ptr: int
-    halves: torch.Tensor
+    halves: tuple[torch.Tensor, torch.Tensor]
 
 
 # A weight's halves, kept while the weight object lives unchanged: a model's weight is
@@ -149,8 +149,8 @@ class _Split(NamedTuple):
 _WEIGHT_SPLITS: dict[int, _Split] = {}
 
 
-def weight_halves(weight: torch.Tensor) -> torch.Tensor:
-    """``split_tf32(weight)``, made once per weight tensor and state."""
+def weight_halves(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``split_tf32(weight)``'s two halves, made once per weight tensor and state."""
     held = _WEIGHT_SPLITS.get(id(weight))
     if (
         held is not None
@@ -159,7 +159,8 @@ def weight_halves(weight: torch.Tensor) -> torch.Tensor:
         and held.data_ptr == weight.data_ptr()
     ):
         return held.halves
-    halves = split_tf32(weight)
+    big, small = split_tf32(weight)
+    halves = (big, small)
     if len(_WEIGHT_SPLITS) >= _MAX_PLANS:
         _WEIGHT_SPLITS.clear()
     _WEIGHT_SPLITS[id(weight)] = _Split(
@@ -172,6 +173,7 @@ def weight_halves(weight: torch.Tensor) -> torch.Tensor:
 def _conv3d_kernel(
     x_ptr,
     w_ptr,
+    ws_ptr,
     b_ptr,
     y_ptr,
     tap_ptr,
@@ -247,10 +249,10 @@ def _conv3d_kernel(
         b_mask = k_mask[:, None] & n_mask[None, :]
         b = tl.load(w_ptr + b_offs, mask=b_mask, other=0.0)
         if PRECISION == "tf32x3-ws":
-            # w_ptr holds the weight's halves, stacked (split_tf32), so both reach the
+            # w_ptr and ws_ptr hold the weight's halves (split_tf32), so both reach the
             # tensor cores as loaded; the input is cut here, its small half zero where it
             # is infinite. The small products first, into the same accumulator.
-            b_small = tl.load(w_ptr + OC * K + b_offs, mask=b_mask, other=0.0)
+            b_small = tl.load(ws_ptr + b_offs, mask=b_mask, other=0.0)
             a_big = (a.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
             a_small = tl.where(a_big == a, 0.0, a - a_big)
             if PROMOTE:
@@ -462,14 +464,12 @@ def conv3d(
     if out is None and config is None:
         plan = _plan_for(x, weight, bias, stride, padding, dilation, groups, precision)
         if plan is not None:
-            # Each argument costs launch time (Triton inspects every tensor), so the
-            # weight's halves travel as one tensor and the weight itself, once split,
-            # is not made contiguous again (notes/kernel.md, v11b).
-            x = x.contiguous()
+            x, weight = x.contiguous(), weight.contiguous()
             out = x.new_empty(plan.out_shape)
-            w = weight_halves(weight) if plan.split_weight else weight.contiguous()
+            b = weight if bias is None else bias
+            w_big, w_small = weight_halves(weight) if plan.split_weight else (weight, weight)
             _conv3d_kernel[plan.grid](
-                x, w, w if bias is None else bias, out, plan.taps, *plan.scalars, **plan.launch
+                x, w_big, w_small, b, out, plan.taps, *plan.scalars, **plan.launch
             )
             _LAST[:] = [plan.config]
             return out
@@ -521,7 +521,7 @@ def conv3d(
     scalars = scalar_args(n, ic, (d, h, w), oc, (kd, kh, kw), stride_, padding_, out_dims)
     args = (
         x,
-        weight_halves(weight) if split_weight else weight,
+        *(weight_halves(weight) if split_weight else (weight, weight)),
         bias if bias is not None else weight,
         out,
         taps,
@@ -595,6 +595,7 @@ def resources(*args: object, config: triton.Config, **kwargs: object) -> dict[st
 _ARG_TYPES = {
     "x_ptr": "*fp32",
     "w_ptr": "*fp32",
+    "ws_ptr": "*fp32",
     "b_ptr": "*fp32",
     "y_ptr": "*fp32",
     "tap_ptr": "*i32",
