@@ -31,18 +31,21 @@ import pytest
 import torch
 
 
-def _median_ms(fn, rounds: int = 60) -> float:
-    """Median device time as the gate's own timer sees it (L2 flushed, the stream held, the
-    trailing delay launch inside the events). Calibrated with triton.testing.do_bench
-    instead, kb54's delay came out at about twice the fraction in the gate's A/B, and
-    video_c64's and unet3d_n1's under it (notes/gate-quality.md, round 2, third session)."""
+def _medians_ms(fns, rounds: int = 60) -> list[float]:
+    """Median device times as the gate's own timer sees them (L2 flushed, the stream held,
+    the trailing delay launch inside the events), the callables interleaved. Calibrated
+    with triton.testing.do_bench instead, kb54's delay came out at about twice the fraction
+    in the gate's A/B (notes/gate-quality.md, round 2, third session); timed one after
+    another, a drift of 2% between two medians read as the delay launch's own cost and
+    sent kb66 and unet3d_n1 to a config 8% slower (fourth session)."""
     import statistics
 
-    for _ in range(3):
-        fn()
+    for fn in fns:
+        for _ in range(3):
+            fn()
     timer = _timer()
-    timer.calibrate([fn])
-    return statistics.median(timer.sample([fn], rounds)[0])
+    timer.calibrate(list(fns))
+    return [statistics.median(times) for times in timer.sample(list(fns), rounds)]
 
 
 @functools.cache
@@ -79,13 +82,9 @@ def make_slowed_by_config(original, fraction: float, report: dict):
     from kernels import implicit_gemm
 
     def calibrate(args, kwargs):
-        times = []
-        for cfg in implicit_gemm.AUTOTUNE_CONFIGS:
-
-            def run(cfg=cfg):
-                return original(*args, config=cfg, **kwargs)
-
-            times.append((_median_ms(run), cfg))
+        configs = implicit_gemm.AUTOTUNE_CONFIGS
+        runs = [functools.partial(original, *args, config=cfg, **kwargs) for cfg in configs]
+        times = list(zip(_medians_ms(runs), configs, strict=True))
         best = min(t for t, _ in times)
         fits = [(t, c) for t, c in times if t / best - 1 >= fraction / 2]
         t, cfg = min(fits, key=lambda tc: abs(tc[0] / best - 1 - fraction), default=(best, None))
@@ -130,14 +129,16 @@ def make_slowed(original, fraction: float, report: dict, fallback=None):
 
             return run
 
-        t0 = _median_ms(base)
         probe = 200_000
-        t_zero = _median_ms(with_cycles(0))
-        t_probe = _median_ms(with_cycles(probe))
+        t0, t_zero, t_probe = _medians_ms([base, with_cycles(0), with_cycles(probe)])
         per_cycle = max((t_probe - t_zero) / probe, 1e-9)
         overhead = t_zero - t0
         cycles = max(0, int((fraction * t0 - overhead) / per_cycle))
-        achieved = _median_ms(with_cycles(cycles)) / t0 - 1 if cycles else overhead / t0
+        if cycles:
+            t0, slowed_ms = _medians_ms([base, with_cycles(cycles)])
+            achieved = slowed_ms / t0 - 1
+        else:
+            achieved = overhead / t0
         report[_report_key(args)] = {
             "kernel_ms": t0,
             "target": fraction,
