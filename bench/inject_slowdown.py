@@ -109,6 +109,9 @@ def make_slowed_by_config(original, fraction: float, report: dict):
     return slowed
 
 
+_CORRECTIONS = 4
+
+
 def make_slowed(original, fraction: float, report: dict, fallback=None):
     """The delay kernel after every launch; ``fallback`` (a slowed kernel) takes the
     shapes where even the shortest delay costs more than the fraction."""
@@ -137,6 +140,15 @@ def make_slowed(original, fraction: float, report: dict, fallback=None):
         if cycles:
             t0, slowed_ms = _medians_ms([base, with_cycles(cycles)])
             achieved = slowed_ms / t0 - 1
+            # One estimate of the delay launch's cost is off by up to a microsecond, a
+            # fifth of 2% of a 0.2 ms kernel: video_c128_s2_bias came out at 1.6-1.9%
+            # (fifth session). Corrected from the slowdown measured, until within 5%.
+            for _ in range(_CORRECTIONS):
+                if abs(achieved - fraction) <= 0.05 * fraction:
+                    break
+                cycles = max(1, cycles + round((fraction - achieved) * t0 / per_cycle))
+                t0, slowed_ms = _medians_ms([base, with_cycles(cycles)], rounds=120)
+                achieved = slowed_ms / t0 - 1
         else:
             achieved = overhead / t0
         report[_report_key(args)] = {
