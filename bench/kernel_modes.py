@@ -58,7 +58,23 @@ _MORE = (
     (128, 64, 32, 4, 2, 168),
     (128, 64, 16, 4, 3, 168),
 )
-_EXTRA = {"autotune": (), "wide": _WIDE, "more": _WIDE + _MORE}
+# small: narrower tiles and longer K steps for the layers of tens of microseconds, where a
+# block's time is a chain of dependent loads, one per K step (odd_sizes_oc24, tiny_odd).
+_SMALL = (
+    (64, 32, 32, 4, 2),
+    (64, 32, 64, 4, 2),
+    (64, 32, 128, 4, 2),
+    (32, 32, 32, 4, 2),
+    (32, 32, 64, 4, 2),
+    (32, 32, 64, 2, 2),
+    (64, 16, 32, 4, 2),
+    (64, 16, 64, 4, 2),
+    (32, 16, 64, 2, 2),
+    (64, 64, 32, 4, 2),
+    (128, 32, 64, 4, 2),
+    (64, 32, 16, 2, 3),
+)
+_EXTRA = {"autotune": (), "wide": _WIDE, "more": _WIDE + _MORE, "small": _SMALL}
 
 
 def _tile_config(bm, bn, bk, warps, stages, maxnreg=None) -> triton.Config:
@@ -71,10 +87,12 @@ def _tile_config(bm, bn, bk, warps, stages, maxnreg=None) -> triton.Config:
 
 
 def config_set(name: str) -> list[triton.Config]:
-    """``autotune``: the kernel's own list; ``wide`` and ``more``: that list and
-    ``_WIDE`` (and ``_MORE``), each config once."""
+    """``autotune``: the kernel's own list; ``wide``, ``more`` and ``small``: that list and
+    ``_WIDE`` (and ``_MORE``), or ``_SMALL``, each config once."""
     if name not in _EXTRA:
-        raise SystemExit(f"kernel_modes: --configs must be autotune, wide or more, got {name!r}")
+        raise SystemExit(
+            f"kernel_modes: --configs must be autotune, wide, more or small, got {name!r}"
+        )
     configs = [*ig.AUTOTUNE_CONFIGS, *(_tile_config(*c) for c in _EXTRA[name])]
     # The kernel's list took some of these in v11: a config listed twice is timed once.
     return list({str(c): c for c in configs}.values())
@@ -125,24 +143,20 @@ def warm_in_children(task_list, procs: int, config_name: str) -> float:
 
 
 def resources(case, inputs, cfg, mode) -> dict:
-    handles: list = []
-    x, w, b = inputs.x, inputs.weight, inputs.bias
-    ig.conv3d(
-        x,
-        w,
-        b,
+    used = ig.resources(
+        inputs.x,
+        inputs.weight,
+        inputs.bias,
         case.stride,
         case.padding,
         case.dilation,
-        precision=mode,
         config=cfg,
-        compiled=handles,
+        precision=mode,
     )
-    h = handles[0]
     return {
-        "regs": int(getattr(h, "n_regs", 0) or 0),
-        "spills": int(getattr(h, "n_spills", 0) or 0),
-        "smem_kb": round(int(getattr(h.metadata, "shared", 0) or 0) / 1024, 1),
+        "regs": used["registers"],
+        "spills": used["spilled_bytes"],
+        "smem_kb": round(used["shared_bytes"] / 1024, 1),
     }
 
 
@@ -254,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         default="tf32x3,tf32x3-ws",
         help=f"comma-separated modes, the first the reference ({', '.join(ig.PRECISIONS)})",
     )
-    ap.add_argument("--configs", default="autotune", help="autotune, wide or more")
+    ap.add_argument("--configs", default="autotune", help="autotune, wide, more or small")
     ap.add_argument("--warm-procs", type=int, default=0, help="compile in N child processes")
     ap.add_argument("--rep-ms", type=int, default=30, help="do_bench time per config")
     ap.add_argument("--json", default="")

@@ -39,6 +39,12 @@ PRECISIONS = ("tf32x3-ws", "tf32x3", "ieee", "tf32", "tf32x3-2acc")
 # KernelBench problems, whose K is 27-315.
 PROMOTE_ABOVE_K = 1024
 
+
+def promotes(mode: str, k: int) -> bool:
+    """Whether ``mode`` adds each K step's products on the CUDA cores at this K."""
+    return mode == "tf32x3-ws" and k > PROMOTE_ABOVE_K
+
+
 # tf32x3 spends three TF32 tensor-core products on each product, so it beats plain fp32
 # FMA only where dense TF32 runs several times faster than FP32. NVIDIA's specifications
 # (TFLOP/s, dense TF32 vs FP32): A100 (sm_80) 156 vs 19.5, H100 (sm_90) 495 vs 67, B200
@@ -83,18 +89,26 @@ def _config(bm: int, bn: int, bk: int, warps: int, stages: int) -> triton.Config
 # The tf32x3-ws choices of bench/kernel_modes.py over 30 configs on an H200 (notes/kernel.md,
 # v11): 128x64x32 with 8 warps wins KernelBench #54, #60 and #66 and the 64-channel video
 # layer, 128x64x16 #59, 128x64x64 the U-Net layer, 64x64x64 the 128-channel and strided
-# layers, 128x32x32 the dilated one, 64x32x16 the odd small one; the rest came second.
+# layers, 128x32x32 the dilated one, 64x32x16 the odd small one; the rest came second
+# (64x64x64 with 3 stages, chosen by no case on the H100, left out since v12).
+# The last four, from `--configs small` on an H100 (v12), take 12-28% off the layers of
+# tens of microseconds, whose few blocks each wait on one K step after another: 64x32x32
+# (odd_sizes_oc24, dilated2), 64x16x32 (tiny_odd, n1_oc17_bias), 64x32x128
+# (pointwise_c512_few), 64x64x32 (pointwise_bias).
 AUTOTUNE_CONFIGS = [
     _config(128, 64, 32, 8, 2),
     _config(128, 64, 16, 4, 3),
     _config(128, 64, 16, 4, 4),
     _config(128, 64, 64, 4, 2),
     _config(64, 64, 64, 4, 2),
-    _config(64, 64, 64, 4, 3),
     _config(64, 64, 64, 4, 4),
     _config(128, 32, 32, 4, 2),
     _config(128, 32, 32, 8, 3),
     _config(64, 32, 16, 4, 3),
+    _config(64, 32, 32, 4, 2),
+    _config(64, 16, 32, 4, 2),
+    _config(64, 32, 128, 4, 2),
+    _config(64, 64, 32, 4, 2),
 ]
 
 # Triton's interpreter cannot autotune over several configs; the smallest blocks tl.dot
@@ -127,13 +141,18 @@ def _split_kernel(src_ptr, big_ptr, small_ptr, N, BLOCK: tl.constexpr):
 _SPLIT_BLOCK = 1024
 
 
-def split_tf32(t: torch.Tensor) -> torch.Tensor:
-    """``t`` as two TF32 halves, stacked (``_split_kernel``)."""
+def split_tf32(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``t`` as two TF32 halves (``_split_kernel``), in one allocation."""
     t = t.contiguous()
-    out = t.new_empty((2, *t.shape))
     n = t.numel()
-    _split_kernel[(_cdiv(n, _SPLIT_BLOCK),)](t, out[0], out[1], n, BLOCK=_SPLIT_BLOCK)
-    return out
+    # The small half starts on a 16-byte boundary, as a tensor of its own would: Triton
+    # specialises a launch on each pointer's alignment, and a plan's direct launch
+    # reuses one compiled kernel only while every pointer keeps it.
+    stride = _cdiv(n, 4) * 4
+    both = t.new_empty(2 * stride)
+    big, small = both[:n].view(t.shape), both[stride : stride + n].view(t.shape)
+    _split_kernel[(_cdiv(n, _SPLIT_BLOCK),)](t, big, small, n, BLOCK=_SPLIT_BLOCK)
+    return big, small
 
 
 class _Split(NamedTuple):
@@ -159,8 +178,7 @@ def weight_halves(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         and held.data_ptr == weight.data_ptr()
     ):
         return held.halves
-    big, small = split_tf32(weight)
-    halves = (big, small)
+    halves = split_tf32(weight)
     if len(_WEIGHT_SPLITS) >= _MAX_PLANS:
         _WEIGHT_SPLITS.clear()
     _WEIGHT_SPLITS[id(weight)] = _Split(
@@ -293,6 +311,9 @@ def _conv3d_kernel(
     )
 
 
+# The kernel's parameters in order: the direct launch passes its constexprs by position.
+_ARG_NAMES = tuple(_conv3d_kernel.arg_names)
+
 # Every constexpr that changes the compiled code is in the key: without PRECISION a
 # second precision mode reused the first one's choice (notes/kernel.md, round 2).
 _conv3d_autotuned = triton.autotune(
@@ -312,10 +333,16 @@ class _Plan(NamedTuple):
     out_shape: tuple[int, ...]
     scalars: tuple[int, ...]
     taps: torch.Tensor
-    grid: tuple[int]
+    grid: tuple[int, int, int]
     config: triton.Config
     launch: dict
     split_weight: bool
+    # The kernel's constexpr arguments in its parameter order, for the direct launch.
+    constexprs: tuple
+    # The compiled kernel's launcher (``CompiledKernel[grid]``) and the alignment of the
+    # pointers it was specialised for, once a call through the plan has compiled it.
+    direct: object = None
+    aligned: int = -1
 
 
 # A call whose shapes, options, dtypes and devices were seen before launches the plan made
@@ -349,9 +376,44 @@ def _plan_key(x, weight, bias, stride, padding, dilation, groups, precision) -> 
     return key
 
 
-def _plan_for(x, weight, bias, stride, padding, dilation, groups, precision) -> _Plan | None:
-    key = _plan_key(x, weight, bias, stride, padding, dilation, groups, precision)
-    return None if key is None else _PLANS.get(key)
+def _alignment(pointers) -> int:
+    """One bit per pointer argument: set where it is 16-byte aligned, as Triton's
+    specialisation sees it."""
+    bits = 0
+    for i, t in enumerate(pointers):
+        if t.data_ptr() % 16 == 0:
+            bits |= 1 << i
+    return bits
+
+
+def _direct_launcher(handle, grid):
+    """``handle[grid]``, the compiled kernel's own launcher, or None where this Triton's
+    launch returned no compiled kernel."""
+    try:
+        return handle[grid]
+    except (TypeError, AttributeError, KeyError):
+        return None
+
+
+def _launch_plan(key: tuple, plan: _Plan, x, weight, bias) -> torch.Tensor:
+    """A call of known shapes and options. After its first call the plan launches the
+    compiled kernel directly: Triton's ``JITFunction.run`` binds and specialises all 31
+    arguments and looks the kernel up again on every call, which on the suite's smallest
+    cases costs more host time than the kernel takes on the GPU (notes/kernel.md, v12).
+    Every pointer's alignment is compared with the compiled kernel's, the rest of its
+    specialisation (the integers, the constexprs, the dtypes) is fixed by the plan's key."""
+    x, weight = x.contiguous(), weight.contiguous()
+    out = x.new_empty(plan.out_shape)
+    w_big, w_small = weight_halves(weight) if plan.split_weight else (weight, weight)
+    args = (x, w_big, w_small, weight if bias is None else bias, out, plan.taps, *plan.scalars)
+    aligned = _alignment(args[:5])
+    if plan.direct is not None and aligned == plan.aligned:
+        plan.direct(*args, *plan.constexprs)
+    else:
+        handle = _conv3d_kernel[plan.grid](*args, **plan.launch)
+        _PLANS[key] = plan._replace(direct=_direct_launcher(handle, plan.grid), aligned=aligned)
+    _LAST[:] = [plan.config]
+    return out
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -461,23 +523,15 @@ def conv3d(
     ``config`` launches that one config instead of autotuning (tests, tuning); its
     compiled kernel is appended to ``compiled`` when given.
     """
-    if out is None and config is None:
-        plan = _plan_for(x, weight, bias, stride, padding, dilation, groups, precision)
-        if plan is not None:
-            x, weight = x.contiguous(), weight.contiguous()
-            out = x.new_empty(plan.out_shape)
-            b = weight if bias is None else bias
-            w_big, w_small = weight_halves(weight) if plan.split_weight else (weight, weight)
-            _conv3d_kernel[plan.grid](
-                x, w_big, w_small, b, out, plan.taps, *plan.scalars, **plan.launch
-            )
-            _LAST[:] = [plan.config]
-            return out
     plan_key = (
         _plan_key(x, weight, bias, stride, padding, dilation, groups, precision)
         if out is None and config is None
         else None
     )
+    if plan_key is not None:
+        plan = _PLANS.get(plan_key)
+        if plan is not None:
+            return _launch_plan(plan_key, plan, x, weight, bias)
     if groups != 1:
         raise NotImplementedError(f"conv3d: only groups=1 is implemented, got groups={groups}")
     if precision is not None and precision not in PRECISIONS:
@@ -530,16 +584,17 @@ def conv3d(
     spatial = out_dims[0] * out_dims[1] * out_dims[2]
     padded = any(padding_)
 
-    def grid_of(cfg: triton.Config) -> tuple[int]:
+    def grid_of(cfg: triton.Config) -> tuple[int, int, int]:
+        # Three dimensions: a compiled kernel's own launcher reads all three.
         kw = cfg.kwargs
-        return (n * _cdiv(spatial, kw["BLOCK_M"]) * _cdiv(oc, kw["BLOCK_N"]),)
+        return (n * _cdiv(spatial, kw["BLOCK_M"]) * _cdiv(oc, kw["BLOCK_N"]), 1, 1)
 
     def flags() -> dict:
         return {
             "HAS_BIAS": bias is not None,
             "PADDED": padded,
             "PRECISION": mode,
-            "PROMOTE": split_weight and scalars[2] > PROMOTE_ABOVE_K,
+            "PROMOTE": promotes(mode, scalars[2]),
         }
 
     if config is not None or interpreting():
@@ -573,8 +628,16 @@ def conv3d(
     if plan_key is not None:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
+        launch = _TUNED[key][1]
         _PLANS[plan_key] = _Plan(
-            out_shape, scalars, taps, grid_of(cfg), cfg, _TUNED[key][1], split_weight
+            out_shape,
+            scalars,
+            taps,
+            grid_of(cfg),
+            cfg,
+            launch,
+            split_weight,
+            tuple(launch[name] for name in _ARG_NAMES[len(args) :]),
         )
     _LAST[:] = [cfg]
     return out
@@ -588,6 +651,7 @@ def resources(*args: object, config: triton.Config, **kwargs: object) -> dict[st
     handle = handles[0]
     return {
         "registers": int(getattr(handle, "n_regs", 0) or 0),
+        "spilled_bytes": int(getattr(handle, "n_spills", 0) or 0),
         "shared_bytes": int(getattr(handle.metadata, "shared", 0) or 0),
     }
 
@@ -653,9 +717,7 @@ def compile_offline(
         "HAS_BIAS": True,
         "PADDED": padded,
         "PRECISION": precision,
-        "PROMOTE": precision == "tf32x3-ws"
-        and scalars is not None
-        and scalars[2] > PROMOTE_ABOVE_K,
+        "PROMOTE": scalars is not None and promotes(precision, scalars[2]),
         **config.kwargs,
     }
     names = _conv3d_kernel.arg_names

@@ -5,6 +5,7 @@ import torch
 
 from kernels import ModelNew, conv3d
 from kernels import implicit_gemm as ig
+from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
 
 
@@ -98,12 +99,32 @@ class _Recorder:
         def launch(*args, **kwargs):
             self.seen.append(kwargs)
             self.launches.append((grid, args, kwargs))
+            return _Compiled(self.direct)
 
         return launch
 
     @property
+    def direct(self) -> list:
+        """The launches made through the compiled kernel's own launcher."""
+        return self.__dict__.setdefault("_direct", [])
+
+    @property
     def launches(self) -> list:
         return self.__dict__.setdefault("_launches", [])
+
+
+class _Compiled:
+    """Stands for the compiled kernel a launch returns: ``[grid]`` gives its launcher,
+    which takes every argument by position."""
+
+    def __init__(self, seen: list) -> None:
+        self.seen = seen
+
+    def __getitem__(self, grid):
+        def launch(*args):
+            self.seen.append((grid, args))
+
+        return launch
 
 
 @pytest.fixture
@@ -142,6 +163,59 @@ def test_a_repeated_call_launches_what_the_checked_path_built(stubbed_gpu_path):
     assert again.shape == first.shape == (2, 4, 5, 3, 9)
     assert again.data_ptr() != first.data_ptr()  # a fresh output every call
     assert len(tuner.launches) == 1
+
+
+def test_after_its_first_call_a_plan_launches_the_compiled_kernel_directly(stubbed_gpu_path):
+    kernel, _ = stubbed_gpu_path
+    x, w, b = torch.randn(2, 3, 5, 6, 7), torch.randn(4, 3, 3, 2, 1), torch.randn(4)
+    conv3d(x, w, b, (1, 2, 1), (1, 0, 1))  # autotunes, stores the plan
+    conv3d(x, w, b, (1, 2, 1), (1, 0, 1))  # the plan, through Triton's JIT: compiles
+    [(grid, args, keywords)] = kernel.launches
+    assert kernel.direct == []
+    third = conv3d(x, w, b, (1, 2, 1), (1, 0, 1))
+    [(direct_grid, direct_args)] = kernel.direct
+    assert len(kernel.launches) == 1 and direct_grid == grid
+    # The same arguments by position, then each constexpr under its parameter's name.
+    assert len(direct_args) == len(ig._ARG_NAMES)
+    assert _same_launch((grid, direct_args[: len(args)], {}), (grid, args, {}))
+    assert direct_args[4] is third
+    named = dict(zip(ig._ARG_NAMES, direct_args, strict=True))
+    constexprs = {k: v for k, v in keywords.items() if k in named}
+    assert constexprs and all(named[k] == v for k, v in constexprs.items())
+    assert set(constexprs) == set(ig._ARG_NAMES[len(args) :])
+
+
+def test_a_pointer_of_other_alignment_goes_back_through_triton(stubbed_gpu_path):
+    # Triton compiles a kernel for pointers 16-byte aligned or not: an input one float
+    # off the boundary needs the kernel compiled for it, which only the JIT finds.
+    kernel, _ = stubbed_gpu_path
+    w = torch.randn(4, 3, 3, 3, 3)
+    aligned = torch.randn(1, 3, 6, 6, 6)
+    shifted = torch.randn(aligned.numel() + 1)[1:].view(aligned.shape)
+    assert shifted.data_ptr() % 16 != 0
+    for x in (aligned, aligned, aligned, shifted, shifted, aligned, aligned):
+        conv3d(x, w)
+    via_jit = [args[0].data_ptr() % 16 == 0 for _, args, _ in kernel.launches]
+    via_direct = [args[0].data_ptr() % 16 == 0 for _, args in kernel.direct]
+    assert via_jit == [True, False, True]  # each first call of an alignment
+    assert via_direct == [True, False, True]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="plans are made on a GPU only")
+@pytest.mark.parametrize("name", ["n1_oc17_bias", "odd_sizes_oc24", "pointwise_bias"])
+def test_the_direct_launch_computes_the_truth_call_after_call(name):
+    # On the GPU: the JIT's first launch, then the compiled kernel's own launcher, with
+    # an input off the 16-byte boundary between (a second compiled kernel).
+    [case] = select(builtin_cases(), [name])
+    inputs = check.random_inputs(case, torch.device("cuda"), 5)
+    shifted = torch.empty(inputs.x.numel() + 1, device="cuda")[1:].view(inputs.x.shape)
+    shifted.copy_(inputs.x)
+    for x in (inputs.x, inputs.x, inputs.x, shifted, shifted, shifted, inputs.x):
+        got = conv3d(x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
+        report = check.CheckReport(case.name, check.rule_for("fp32"))
+        check.compare_with_truth(got, inputs, case, report)
+        assert report.ok, report.message()
+    assert any(plan.direct is not None for plan in ig._PLANS.values())
 
 
 def test_a_plan_never_skips_a_check(stubbed_gpu_path):
@@ -231,7 +305,9 @@ def test_the_split_modes_keep_infinities(conv3d_device, mode, ic, k):
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
 def test_split_tf32_makes_two_halves_of_the_inputs_sign_that_sum_to_it(conv3d_device):
-    t = torch.randn(3, 1000, device=conv3d_device) * torch.logspace(-30, 30, 1000)
+    t = torch.randn(3, 1000, device=conv3d_device) * torch.logspace(
+        -30, 30, 1000, device=conv3d_device
+    )
     t[0, :4] = torch.tensor([float("inf"), float("-inf"), 0.0, 1.5])  # 1.5: exact in TF32
     big, small = ig.split_tf32(t)
     low_bits = 0x1FFF  # what TF32 drops of a float32's mantissa
@@ -247,6 +323,16 @@ def test_split_tf32_makes_two_halves_of_the_inputs_sign_that_sum_to_it(conv3d_de
     assert (torch.sign(big) == torch.sign(t))[nonzero].all()
     assert (torch.sign(small) == torch.sign(t))[nonzero].all()
     assert small[0, 3] != 0  # 1.5 splits as 1.5 and the smallest normal float
+
+
+def test_split_tf32_starts_each_half_16_byte_aligned(conv3d_device):
+    # 1377 floats (n1_oc17_bias's weight) end 4 bytes past a boundary.
+    t = torch.randn(17, 3, 3, 3, 3, device=conv3d_device)
+    big, small = ig.split_tf32(t)
+    assert big.shape == small.shape == t.shape
+    assert big.data_ptr() % 16 == 0 and small.data_ptr() % 16 == 0
+    assert big.is_contiguous() and small.is_contiguous()
+    assert torch.equal(big + small, t)
 
 
 def test_a_weight_is_split_once_until_it_changes(conv3d_device):
