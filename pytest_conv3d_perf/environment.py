@@ -129,3 +129,22 @@ def autotune_config(fn: object) -> dict[str, Any] | None:
     module = inspect.getmodule(fn)
     getter = getattr(fn, "last_config", None) or getattr(module, "last_config", None)
     return getter() if callable(getter) else None
+
+
+def config_note(today: dict[str, Any] | None, recorded: dict[str, Any] | None) -> str | None:
+    """A reason line when the two kernels of an A/B ran different autotune configs.
+
+    An autotuner picks among near-equal configs by a timing of its own, so two modules of
+    one kernel can pick differently in one process: on the H100 Triton's autotuner took
+    configs 1.9% apart for KernelBench #54, and the gate flagged a change that never
+    touched that case's code path (notes/gate-quality.md, fifth session)."""
+    if not today or not recorded or today == recorded:
+        return None
+
+    def label(cfg: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={v}" for k, v in cfg.items())
+
+    return (
+        f"the autotuner ran {label(today)} for today's kernel and {label(recorded)} for the "
+        "recorded one: part of the change may be its pick, not the code"
+    )

@@ -25,7 +25,13 @@ from pytest_conv3d_perf.baseline import (
     prior_entries,
 )
 from pytest_conv3d_perf.cases import CaseError, Conv3dCase, case_from_mapping, load_suite, select
-from pytest_conv3d_perf.environment import autotune_config, git_commit, now_utc, source_hash
+from pytest_conv3d_perf.environment import (
+    autotune_config,
+    config_note,
+    git_commit,
+    now_utc,
+    source_hash,
+)
 from pytest_conv3d_perf.gate import CaseResult, FailPolicy, case_result, run_gate
 from pytest_conv3d_perf.measure import Plan
 from pytest_conv3d_perf.recorded import SOFTWARE, Recorded, load_recorded, repository_path
@@ -279,6 +285,11 @@ class Conv3dRun:
             flop=flop,
             policy=policy,
         )
+        if out.settled_by == "recorded" and base is not None:
+            found = self._recorded(fn, base, today_hash)
+            note = config_note(entry.autotune, autotune_config(found.fn))
+            if note:
+                result.reasons = (*result.reasons, note)
         self.results.append(result)
         return result
 

@@ -159,3 +159,47 @@ def test_same_source_on_other_software_is_not_called_the_machines(tmp_path):
     moved = load_recorded(mod.kernel, entry, tmp_path, "sha256:x", {"triton": "3.7.0"})
     assert not moved.same_code and moved.fn is None
     assert "triton 3.6.0 -> 3.7.0" in moved.why and "stored number decides" in moved.why
+
+
+def test_the_note_on_configs_names_both_picks_only_when_they_differ():
+    from pytest_conv3d_perf.environment import config_note
+
+    a, b = {"BLOCK_M": 128, "num_warps": 8}, {"BLOCK_M": 128, "num_warps": 4}
+    note = config_note(a, b)
+    assert note is not None
+    assert "BLOCK_M=128, num_warps=8 for today's kernel" in note
+    assert "BLOCK_M=128, num_warps=4 for the recorded one" in note
+    assert config_note(a, dict(a)) is None
+    assert config_note(None, b) is None and config_note(a, None) is None
+
+
+def test_an_ab_whose_kernels_ran_other_configs_says_so(pytester, monkeypatch, request):
+    # A kernel module that reports its autotuner's pick (``last_config``): the recorded
+    # version picked 64, today's 128; the A/B's verdict carries a line that says so.
+    monkeypatch.delenv("GITHUB_SHA", raising=False)
+    processes = FakeProcesses(monkeypatch, request.node.name)
+    pytester.makeconftest(CONFTEST)
+    picks = "\n\ndef last_config():\n    return {'BLOCK_M': %d, 'num_warps': 4}\n"
+    pytester.makepyfile(test_gate=TEST_FILE + picks % 64)
+    git(pytester.path, "init", "-q")
+    commit_all(pytester.path)
+    args = ("-p", "no:cacheprovider", "--conv3d-perf", "--conv3d-budget=0.5")
+    args += ("--conv3d-case=n1_oc17_bias",)
+    processes.next()
+    assert pytester.runpytest(*args, "--conv3d-update-baselines").ret == 0
+    entry = json.loads((pytester.path / "baselines/fake-gpu-9000.json").read_text())
+    assert entry["cases"]["n1_oc17_bias"]["autotune"] == {"BLOCK_M": 64, "num_warps": 4}
+    pytester.makepyfile(test_gate=TEST_FILE + picks % 128)
+    processes.next(FAKE_SLOWDOWN=0.05)
+    result = pytester.runpytest(*args)
+    result.stdout.fnmatch_lines(
+        [
+            "*-> regression (this decides)*",
+            "*the autotuner ran BLOCK_M=128, num_warps=4 for today's kernel and BLOCK_M=64, "
+            "num_warps=4 for the recorded one*",
+        ]
+    )
+    # Same pick on both sides: no such line.
+    pytester.makepyfile(test_gate=TEST_FILE + picks % 64 + "\n# today's version\n")
+    processes.next(FAKE_SLOWDOWN=0.05)
+    assert "the autotuner ran" not in pytester.runpytest(*args).stdout.str()
