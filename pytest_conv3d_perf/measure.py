@@ -22,6 +22,11 @@ class Plan:
     # Long enough for the clocks to ramp up from idle and for caches and allocator to
     # settle; the first samples of a cold GPU ran several percent off on an H100.
     warmup_s: float = 0.3
+    # The GPU kept busy this long before a case's first call, where the timer can: that
+    # call autotunes, and configs timed while the clocks still ramp up from idle lose.
+    # Triton's autotuner picked 128x64x16 over 128x64x32 for KernelBench #54 (1.9% slower
+    # there) when #54 was a process's first case (notes/gate-quality.md, fifth session).
+    gpu_warm_s: float = 0.2
     batch_s: float = 0.05
     # Call time: a sample is the mean of back-to-back calls over about this long (at least
     # min_calls of them, so a slow kernel's launch overlaps the previous call as in a real
@@ -88,6 +93,9 @@ def measure(
     fns = [fn] if reference is None else [fn, reference]
     say = progress or (lambda text: None)
     say("warming up")
+    warm_gpu = getattr(timer, "warm_gpu", None)
+    if warm_gpu is not None:
+        warm_gpu(plan.gpu_warm_s)
     started = now()
     calls = 0
     while calls < plan.warmup_calls or now() - started < plan.warmup_s:

@@ -24,9 +24,10 @@ class Timer(Protocol):
     def clock(self) -> ClockState: ...
 
 
-# A timer may also offer ``calibrate(fns)``, called once after warm-up, and
-# ``call_sample(fns, rounds, calls)``: per round and callable, the mean time per call in ms
-# of ``calls`` back-to-back calls as a caller's loop makes them (the call time).
+# A timer may also offer ``warm_gpu(seconds)``, called before a case's first call,
+# ``calibrate(fns)``, called once after warm-up, and ``call_sample(fns, rounds, calls)``:
+# per round and callable, the mean time per call in ms of ``calls`` back-to-back calls as a
+# caller's loop makes them (the call time).
 
 
 class CudaTimer:
@@ -59,6 +60,18 @@ class CudaTimer:
         end.record()
         end.synchronize()
         return max(1, int(1_000_000 / (start.elapsed_time(end) * 1000)))
+
+    def warm_gpu(self, seconds: float) -> None:
+        """Keep every SM busy for ``seconds`` (float32 matrix products), so the clocks
+        have left idle when the case's first call autotunes. Ones, not random numbers:
+        drawing them would move the caller's random stream."""
+        torch = self._torch
+        a = torch.ones(2048, 2048, device="cuda")
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            for _ in range(4):
+                torch.mm(a, a)
+            torch.cuda.synchronize()
 
     def calibrate(self, fns: Sequence[Callable[[], object]]) -> None:
         """Hold the stream for three times the slowest host launch (at least 100 us): the
