@@ -1,0 +1,84 @@
+"""Which config the kernel's autotuner picks for a case, in fresh processes, with the GPU
+idle before the first call and with it kept busy first (``CudaTimer.warm_gpu``). Needs a
+CUDA GPU.
+
+    python3 -m bench.autotune_pick [--case kb54] [--processes 4]
+
+Each child process makes the case's inputs, optionally warms the GPU, calls the kernel once
+(the autotune), and prints the pick and the do_bench median of each config Triton timed.
+Triton's on-disk autotune cache is switched off in the children, so each one decides anew.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+
+CHILD = """
+import json, sys, time, torch
+from kernels import implicit_gemm as ig
+from pytest_conv3d_perf import check
+from pytest_conv3d_perf.cases import builtin_cases, select
+from pytest_conv3d_perf.timer import CudaTimer
+name, warm, idle_s = sys.argv[1], sys.argv[2] == "1", float(sys.argv[3])
+[case] = select(builtin_cases(), [name])
+inputs = check.random_inputs(case, torch.device("cuda"), 1)
+if warm:
+    CudaTimer().warm_gpu(0.2)
+else:
+    torch.cuda.synchronize()
+    time.sleep(idle_s)  # the GPU idles, as between a process's start and its first case
+ig.conv3d(inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
+timed = getattr(ig._conv3d_autotuned, "configs_timings", None) or {}
+timings = {str(c): round(float(t[0]), 4) for c, t in timed.items()}
+print(json.dumps({"pick": str(ig._LAST[0]), "timings": timings}))
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", default="kb54")
+    ap.add_argument("--processes", type=int, default=4, help="fresh processes per setting")
+    ap.add_argument("--idle-s", type=float, default=2.0, help="idle time before the call")
+    args = ap.parse_args(argv)
+    env = {**os.environ, "TRITON_CACHE_AUTOTUNING": "0"}
+    picks = {"idle": collections.Counter(), "warmed": collections.Counter()}
+    for i in range(args.processes):
+        for setting in ("idle", "warmed"):
+            start = time.perf_counter()
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    CHILD,
+                    args.case,
+                    str(int(setting == "warmed")),
+                    str(args.idle_s),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                print(done.stderr[-2000:], file=sys.stderr)
+                return 1
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            picks[setting][row["pick"]] += 1
+            fastest = sorted(row["timings"].items(), key=lambda kv: kv[1])[:3]
+            took = time.perf_counter() - start
+            print(f"# {setting} {i}: {took:.0f} s, picked {row['pick']}", flush=True)
+            print(f"#   fastest three as it timed them: {fastest}", flush=True)
+    print(f"\n{args.case}: autotune picks in {args.processes} fresh processes each")
+    for setting, counts in picks.items():
+        for pick, n in counts.most_common():
+            print(f"  {setting:7s} {n}x {pick}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
