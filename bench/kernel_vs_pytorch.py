@@ -10,7 +10,8 @@ PyTorch in true fp32 (`torch.backends.cudnn.allow_tf32 = False`, the like-for-li
 `x cl+tf32` channels-last with TF32, layout changes included (PyTorch's fastest setting);
 above 1 the kernel is faster. `call us` is what a caller in a loop sees per call
 (back-to-back calls, host work included, one synchronisation at the end), beside PyTorch's
-as called.
+as called; `host us` the host's time per call alone (calls queued behind a spin kernel, so
+none waits for the GPU): where it is near `call us`, the call is bound by the host.
 """
 
 from __future__ import annotations
@@ -55,6 +56,22 @@ def call_us(fn, calls: int = 100, repeats: int = 7) -> float:
     return sorted(per_call)[len(per_call) // 2]
 
 
+def host_us(fn, calls: int = 100, repeats: int = 5) -> float:
+    """Median over ``repeats`` of the host time per call of ``calls`` calls issued while
+    a spin kernel holds the GPU (about 30 ms at 1.7 GHz), so no call waits for it."""
+    fn()
+    torch.cuda.synchronize()
+    per_call = []
+    for _ in range(repeats):
+        torch.cuda._sleep(50_000_000)
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        per_call.append((time.perf_counter() - t0) / calls * 1e6)
+        torch.cuda.synchronize()
+    return sorted(per_call)[len(per_call) // 2]
+
+
 def pytorch_settings(case, x, w, b):
     f = torch.nn.functional.conv3d
     args = (case.stride, case.padding, case.dilation)
@@ -89,6 +106,7 @@ def run_case(case, rep_ms: int, precisions: list[str]) -> list[dict]:
         torch_row[name] = bench(fn, rep_ms)
         if name == "as_called":
             torch_row["torch_call_us"] = call_us(fn)
+            torch_row["torch_host_us"] = host_us(fn)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.allow_tf32 = default_tf32
 
@@ -108,6 +126,7 @@ def run_case(case, rep_ms: int, precisions: list[str]) -> list[dict]:
 
         row["ms"] = bench(kernel, rep_ms)
         row["call_us"] = call_us(kernel)
+        row["host_us"] = host_us(kernel)
         floor_s = max(case.min_bytes / BANDWIDTH, case.flop * PRECISION_COST[precision] / TF32_PEAK)
         row["floor_ms"] = floor_s * 1e3
         row["tflops"] = case.flop / row["ms"] / 1e9
@@ -154,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     head = (
         f"{'case':20s} {'precision':12s} {'ms':>8s} {'TFLOP/s':>7s} {'floor%':>6s} "
         f"{'x called':>8s} {'x fp32':>7s} {'x cl+tf32':>9s} {'call us':>8s} "
-        f"{'torch us':>8s} {'max abs':>9s} ok"
+        f"{'torch us':>8s} {'host us':>7s} {'torch':>6s} {'max abs':>9s} ok"
     )
     print(head)
     for r in rows:
@@ -162,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['case']:20s} {r['precision']:12s} {r['ms']:8.4f} {r['tflops']:7.1f} "
             f"{100 * r['floor_ms'] / r['ms']:6.1f} {r['as_called'] / r['ms']:8.2f} "
             f"{r['fp32'] / r['ms']:7.2f} {r['cl_tf32'] / r['ms']:9.2f} {r['call_us']:8.1f} "
-            f"{r['torch_call_us']:8.1f} {r['max_abs']:9.2e} {r['ok']}"
+            f"{r['torch_call_us']:8.1f} {r['host_us']:7.1f} {r['torch_host_us']:6.1f} "
+            f"{r['max_abs']:9.2e} {r['ok']}"
         )
     for p in precisions:
         mine = [r for r in rows if r["precision"] == p]
