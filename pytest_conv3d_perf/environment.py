@@ -136,8 +136,9 @@ def config_note(today: dict[str, Any] | None, recorded: dict[str, Any] | None) -
 
     An autotuner picks among near-equal configs by a timing of its own, so two modules of
     one kernel can pick differently in one process: on the H100 Triton's autotuner took
-    configs 1.9% apart for KernelBench #54, and the gate flagged a change that never
-    touched that case's code path (notes/gate-quality.md, fifth session)."""
+    configs 1.9% apart for KernelBench #54, and the gate flagged a change whose compiled
+    code for that case, at either pick, was the same (notes/gate-quality.md, fifth
+    session)."""
     if not today or not recorded or today == recorded:
         return None
 

@@ -22,10 +22,11 @@ class Plan:
     # Long enough for the clocks to ramp up from idle and for caches and allocator to
     # settle; the first samples of a cold GPU ran several percent off on an H100.
     warmup_s: float = 0.3
-    # The GPU kept busy this long before a case's first call, where the timer can: that
-    # call autotunes, and configs timed while the clocks still ramp up from idle lose.
-    # Triton's autotuner picked 128x64x16 over 128x64x32 for KernelBench #54 (1.9% slower
-    # there) when #54 was a process's first case (notes/gate-quality.md, fifth session).
+    # The GPU kept busy this long before each measurement's first call, where the timer
+    # can: a case's first call autotunes, and configs timed while the clocks still ramp up
+    # from idle may lose. Suspected, not measured: Triton's autotuner picked 128x64x16 over
+    # 128x64x32 for KernelBench #54 (1.9% slower there) when #54 was the first case tuned
+    # (notes/gate-quality.md, fifth session; bench/autotune_pick.py is the check).
     gpu_warm_s: float = 0.2
     batch_s: float = 0.05
     # Call time: a sample is the mean of back-to-back calls over about this long (at least
