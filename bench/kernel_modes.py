@@ -4,7 +4,7 @@ On each case, each mode's best launch config is checked against the float64 trut
 Needs a CUDA GPU.
 
     python3 -m bench.kernel_modes --modes tf32x3,tf32x3-split [--cases kb54,kb66]
-        [--configs autotune|wide] [--warm-procs 12] [--json out.json]
+        [--configs autotune|wide|more|small|small8] [--warm-procs 12] [--json out.json]
 
 Compiling every (case, mode, config) takes most of a fresh machine's time, so with
 ``--warm-procs N`` N child processes compile them first (Triton's on-disk cache), and this
@@ -74,7 +74,28 @@ _SMALL = (
     (128, 32, 64, 4, 2),
     (64, 32, 16, 2, 3),
 )
-_EXTRA = {"autotune": (), "wide": _WIDE, "more": _WIDE + _MORE, "small": _SMALL}
+# small8: the small tiles with 8 warps. A 64x32x32 K step of odd_sizes_oc24 is 716 SASS
+# instructions per thread with 4 warps and 470 with 8 (Triton 3.9, sm_90): its 312 blocks
+# fill 0.6 of a wave, so more warps a block is the one way to more warps an SM.
+_SMALL8 = (
+    (64, 32, 32, 8, 2),
+    (64, 32, 64, 8, 2),
+    (64, 32, 128, 8, 2),
+    (64, 16, 32, 8, 2),
+    (64, 16, 64, 8, 2),
+    (64, 16, 128, 8, 2),
+    (64, 16, 128, 4, 2),
+    (64, 64, 32, 8, 2),
+    (64, 32, 32, 8, 3),
+    (64, 32, 16, 8, 3),
+)
+_EXTRA = {
+    "autotune": (),
+    "wide": _WIDE,
+    "more": _WIDE + _MORE,
+    "small": _SMALL,
+    "small8": _SMALL + _SMALL8,
+}
 
 
 def _tile_config(bm, bn, bk, warps, stages, maxnreg=None) -> triton.Config:
@@ -87,11 +108,11 @@ def _tile_config(bm, bn, bk, warps, stages, maxnreg=None) -> triton.Config:
 
 
 def config_set(name: str) -> list[triton.Config]:
-    """``autotune``: the kernel's own list; ``wide``, ``more`` and ``small``: that list and
-    ``_WIDE`` (and ``_MORE``), or ``_SMALL``, each config once."""
+    """``autotune``: the kernel's own list; the others: that list and the named extra
+    tiles (``_EXTRA``), each config once."""
     if name not in _EXTRA:
         raise SystemExit(
-            f"kernel_modes: --configs must be autotune, wide, more or small, got {name!r}"
+            f"kernel_modes: --configs must be one of {', '.join(_EXTRA)}, got {name!r}"
         )
     configs = [*ig.AUTOTUNE_CONFIGS, *(_tile_config(*c) for c in _EXTRA[name])]
     # The kernel's list took some of these in v11: a config listed twice is timed once.
@@ -190,6 +211,8 @@ def run_case(case, modes, configs, dev, rep: int) -> list[dict]:
             "max_abs": report.max_abs.value,
             "max_rel": report.max_rel.value,
             "runner_up": [(round(t, 4), str(c)) for t, c in timed[1:3]],
+            # Every config's first timing, for reading a tile's effect across cases.
+            "timed": [(round(t, 5), str(c)) for t, c in timed],
             **resources(case, inputs, best, mode),
         }
         rows.append(row)
@@ -268,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         default="tf32x3,tf32x3-ws",
         help=f"comma-separated modes, the first the reference ({', '.join(ig.PRECISIONS)})",
     )
-    ap.add_argument("--configs", default="autotune", help="autotune, wide, more or small")
+    ap.add_argument("--configs", default="autotune", help=", ".join(_EXTRA))
     ap.add_argument("--warm-procs", type=int, default=0, help="compile in N child processes")
     ap.add_argument("--rep-ms", type=int, default=30, help="do_bench time per config")
     ap.add_argument("--json", default="")
