@@ -168,8 +168,19 @@ class _Split(NamedTuple):
 _WEIGHT_SPLITS: dict[int, _Split] = {}
 
 
+# The split weight is kept as an (OC, K) matrix padded with zeros to a multiple of this in
+# both dimensions, so no block of any config (BLOCK_N and BLOCK_K at most this) reads past
+# it and the kernel loads it without masks, 16 bytes at a time (v13).
+WEIGHT_PAD = 128
+
+
+def padded_k(k: int) -> int:
+    return _cdiv(k, WEIGHT_PAD) * WEIGHT_PAD
+
+
 def weight_halves(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``split_tf32(weight)``'s two halves, made once per weight tensor and state."""
+    """``split_tf32`` of ``weight`` as an (OC, K) matrix padded with zeros to multiples of
+    ``WEIGHT_PAD``, made once per weight tensor and state."""
     held = _WEIGHT_SPLITS.get(id(weight))
     if (
         held is not None
@@ -178,7 +189,12 @@ def weight_halves(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         and held.data_ptr == weight.data_ptr()
     ):
         return held.halves
-    halves = split_tf32(weight)
+    oc = weight.shape[0]
+    k = weight.numel() // oc
+    matrix = torch.nn.functional.pad(
+        weight.reshape(oc, k), (0, padded_k(k) - k, 0, _cdiv(oc, WEIGHT_PAD) * WEIGHT_PAD - oc)
+    )
+    halves = split_tf32(matrix)
     if len(_WEIGHT_SPLITS) >= _MAX_PLANS:
         _WEIGHT_SPLITS.clear()
     _WEIGHT_SPLITS[id(weight)] = _Split(
@@ -211,10 +227,12 @@ def _conv3d_kernel(
     PH,
     PW,
     X_BATCH_STRIDE,
+    WK,
     HAS_BIAS: tl.constexpr,
     PADDED: tl.constexpr,
     PRECISION: tl.constexpr,
     PROMOTE: tl.constexpr,
+    W_PADDED: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -263,14 +281,23 @@ def _conv3d_kernel(
             iww = iw0[:, None] + kw[None, :]
             a_mask &= (idd >= 0) & (idd < D) & (ihh >= 0) & (ihh < H) & (iww >= 0) & (iww < W)
         a = tl.load(x_ptr + x_row[:, None] + tap[None, :], mask=a_mask, other=0.0)
-        b_offs = rn[None, :] * K + rk[:, None]
+        # WK: the weight matrix's row stride. A padded weight (the split halves, zeros to
+        # a multiple of WEIGHT_PAD both ways) needs no mask: each row starts 16-byte
+        # aligned and every block's rows and columns lie inside it.
+        b_offs = rn[None, :] * WK + rk[:, None]
         b_mask = k_mask[:, None] & n_mask[None, :]
-        b = tl.load(w_ptr + b_offs, mask=b_mask, other=0.0)
+        if W_PADDED:
+            b = tl.load(w_ptr + b_offs)
+        else:
+            b = tl.load(w_ptr + b_offs, mask=b_mask, other=0.0)
         if PRECISION == "tf32x3-ws":
             # w_ptr and ws_ptr hold the weight's halves (split_tf32), so both reach the
             # tensor cores as loaded; the input is cut here, its small half zero where it
             # is infinite. The small products first, into the same accumulator.
-            b_small = tl.load(ws_ptr + b_offs, mask=b_mask, other=0.0)
+            if W_PADDED:
+                b_small = tl.load(ws_ptr + b_offs)
+            else:
+                b_small = tl.load(ws_ptr + b_offs, mask=b_mask, other=0.0)
             a_big = (a.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
             a_small = tl.where(a_big == a, 0.0, a - a_big)
             if PROMOTE:
@@ -468,8 +495,10 @@ def scalar_args(
     stride: tuple[int, int, int],
     padding: tuple[int, int, int],
     out_dims: tuple[int, ...],
+    padded_weight: bool = False,
 ) -> tuple[int, ...]:
-    """The kernel's integer arguments, after its five pointers."""
+    """The kernel's integer arguments, after its six pointers (``padded_weight``: the
+    weight's row stride is ``padded_k(K)``, as ``weight_halves`` lays it out)."""
     d, h, w = dhw
     kd, kh, kw = kernel
     spatial = out_dims[0] * out_dims[1] * out_dims[2]
@@ -485,11 +514,13 @@ def scalar_args(
         *stride,
         *padding,
         ic * d * h * w,
+        padded_k(ic * kd * kh * kw) if padded_weight else ic * kd * kh * kw,
     )
 
 
-def case_scalar_args(case) -> tuple[int, ...]:
-    """``scalar_args`` of a suite case (``pytest_conv3d_perf.cases.Conv3dCase``)."""
+def case_scalar_args(case, precision: str = DEFAULT_PRECISION) -> tuple[int, ...]:
+    """``scalar_args`` of a suite case (``pytest_conv3d_perf.cases.Conv3dCase``) in
+    ``precision``."""
     return scalar_args(
         case.n,
         case.ic,
@@ -499,6 +530,7 @@ def case_scalar_args(case) -> tuple[int, ...]:
         tuple(case.stride),
         tuple(case.padding),
         tuple(case.output_shape[2:]),
+        padded_weight=precision == "tf32x3-ws",
     )
 
 
@@ -572,7 +604,9 @@ def conv3d(
     taps = _tap_table(ic, (kd, kh, kw), dilation_, (d, h, w), x.device)
     mode = precision or precision_for(x.get_device())
     split_weight = mode == "tf32x3-ws"
-    scalars = scalar_args(n, ic, (d, h, w), oc, (kd, kh, kw), stride_, padding_, out_dims)
+    scalars = scalar_args(
+        n, ic, (d, h, w), oc, (kd, kh, kw), stride_, padding_, out_dims, padded_weight=split_weight
+    )
     args = (
         x,
         *(weight_halves(weight) if split_weight else (weight, weight)),
@@ -595,10 +629,15 @@ def conv3d(
             "PADDED": padded,
             "PRECISION": mode,
             "PROMOTE": promotes(mode, scalars[2]),
+            "W_PADDED": split_weight,
         }
 
     if config is not None or interpreting():
         cfg = config or INTERPRETER_CONFIG
+        if split_weight and max(cfg.kwargs["BLOCK_K"], cfg.kwargs["BLOCK_N"]) > WEIGHT_PAD:
+            raise ValueError(
+                f"conv3d: {mode} reads the weight in blocks of at most {WEIGHT_PAD}, got {cfg}"
+            )
         handle = _conv3d_kernel[grid_of(cfg)](
             *args, **flags(), **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages
         )
@@ -718,6 +757,7 @@ def compile_offline(
         "PADDED": padded,
         "PRECISION": precision,
         "PROMOTE": scalars is not None and promotes(precision, scalars[2]),
+        "W_PADDED": precision == "tf32x3-ws",
         **config.kwargs,
     }
     names = _conv3d_kernel.arg_names

@@ -335,15 +335,37 @@ def test_split_tf32_starts_each_half_16_byte_aligned(conv3d_device):
     assert torch.equal(big + small, t)
 
 
+def _unpadded(halves, w):
+    total = halves[0] + halves[1]
+    return total[: w.shape[0], : w[0].numel()].reshape(w.shape)
+
+
+def test_the_split_weight_is_padded_with_zeros_for_unmasked_loads(conv3d_device):
+    w = torch.randn(17, 3, 3, 3, 3, device=conv3d_device)  # OC 17, K 81
+    big, small = ig.weight_halves(w)
+    assert big.shape == small.shape == (ig.WEIGHT_PAD, ig.WEIGHT_PAD)
+    assert torch.equal(_unpadded((big, small), w), w)
+    for half in (big, small):
+        assert not half[17:].any() and not half[:, 81:].any()
+    # Every config's blocks stay inside the padding.
+    assert all(
+        max(c.kwargs["BLOCK_K"], c.kwargs["BLOCK_N"]) <= ig.WEIGHT_PAD for c in ig.AUTOTUNE_CONFIGS
+    )
+    wide = ig._config(64, 256, 32, 4, 2)
+    x = torch.rand(1, 3, 5, 5, 5, device=conv3d_device)
+    with pytest.raises(ValueError, match="blocks of at most"):
+        conv3d(x, w, precision="tf32x3-ws", config=wide)
+
+
 def test_a_weight_is_split_once_until_it_changes(conv3d_device):
     w = torch.randn(4, 3, 2, 2, 2, device=conv3d_device)
     first = ig.weight_halves(w)
     assert ig.weight_halves(w) is first
-    assert torch.equal(first[0] + first[1], w)
+    assert torch.equal(_unpadded(first, w), w)
     with torch.no_grad():
         w.mul_(2)  # in place: a new version
     second = ig.weight_halves(w)
-    assert second is not first and torch.equal(second[0] + second[1], w)
+    assert second is not first and torch.equal(_unpadded(second, w), w)
     other = w.clone()
     assert ig.weight_halves(other) is not second
 
