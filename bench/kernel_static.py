@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = os.path.join(tempfile.mkdtemp(prefix="kernel_static_"), "kernel.cubin")
     for case in cases:
         cfg = configs.get(case.name, ig.AUTOTUNE_CONFIGS[0])
-        scalars = ig.case_scalar_args(case)
+        scalars = ig.case_scalar_args(case, args.precision)
         kernel = ig.compile_offline(
             cfg,
             args.capability,

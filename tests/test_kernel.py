@@ -14,18 +14,19 @@ def test_every_autotune_config_fits_the_rtx_4090_shared_memory(variant):
     # Compiled for sm_89 by the installed Triton: what a block really takes there. The
     # specialised variants are compiled as a launch on those cases would be (kb54: no
     # padding, unaligned sizes; video_c64: padded, sizes that allow 128-bit stores).
-    if variant.startswith("generic"):
-        padded, scalars = variant.endswith("padded"), None
-    else:
-        case = select(builtin_cases(), [variant])[0]
-        padded, scalars = any(case.padding), ig.case_scalar_args(case)
+    case = None if variant.startswith("generic") else select(builtin_cases(), [variant])[0]
+    padded = variant.endswith("padded") if case is None else any(case.padding)
+
+    def scalars(mode: str):
+        return None if case is None else ig.case_scalar_args(case, mode)
+
     # In the mode the 4090 runs (plain FMA) and in tf32x3-ws (what a caller may ask for).
     used = [
         max(pair)
         for pair in zip(
             *(
                 ig.compiled_shared_bytes(
-                    ig.AUTOTUNE_CONFIGS, 89, padded=padded, scalars=scalars, precision=mode
+                    ig.AUTOTUNE_CONFIGS, 89, padded=padded, scalars=scalars(mode), precision=mode
                 )
                 for mode in (ig.mode_for_capability((8, 9)), ig.DEFAULT_PRECISION)
             )
