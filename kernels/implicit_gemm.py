@@ -255,9 +255,12 @@ def _conv3d_kernel(
     m_mask = pos < out_spatial
     n_mask = rn < OC
 
-    od = pos // (OH * OW)
-    oh = (pos // OW) % OH
-    ow = pos % OW
+    # Rows past the image's end read the last position's patch, so the input loads need
+    # no row mask (the store keeps it).
+    pos_in = tl.minimum(pos, out_spatial - 1)
+    od = pos_in // (OH * OW)
+    oh = (pos_in // OW) % OH
+    ow = pos_in % OW
     id0 = od * SD - PD
     ih0 = oh * SH - PH
     iw0 = ow * SW - PW
@@ -271,15 +274,21 @@ def _conv3d_kernel(
         # The tap table replaces a division and modulo per K element: row 0 holds the
         # input offset of (ic, kd, kh, kw), rows 1-3 the dilated kernel offsets.
         tap = tl.load(tap_ptr + rk, mask=k_mask, other=0)
-        a_mask = m_mask[:, None] & k_mask[None, :]
         if PADDED:
-            kd = tl.load(tap_ptr + K + rk, mask=k_mask, other=0)
+            # Past K, a depth offset no input has: the bounds check masks those columns.
+            kd = tl.load(tap_ptr + K + rk, mask=k_mask, other=1 << 30)
             kh = tl.load(tap_ptr + 2 * K + rk, mask=k_mask, other=0)
             kw = tl.load(tap_ptr + 3 * K + rk, mask=k_mask, other=0)
             idd = id0[:, None] + kd[None, :]
             ihh = ih0[:, None] + kh[None, :]
             iww = iw0[:, None] + kw[None, :]
-            a_mask &= (idd >= 0) & (idd < D) & (ihh >= 0) & (ihh < H) & (iww >= 0) & (iww < W)
+            a_mask = (
+                (idd.to(tl.uint32, bitcast=True) < tl.cast(D, tl.uint32))
+                & (ihh.to(tl.uint32, bitcast=True) < tl.cast(H, tl.uint32))
+                & (iww.to(tl.uint32, bitcast=True) < tl.cast(W, tl.uint32))
+            )
+        else:
+            a_mask = k_mask[None, :]
         a = tl.load(x_ptr + x_row[:, None] + tap[None, :], mask=a_mask, other=0.0)
         # WK: the weight matrix's row stride. A padded weight (the split halves, zeros to
         # a multiple of WEIGHT_PAD both ways) needs no mask: each row starts 16-byte
@@ -760,7 +769,7 @@ def compile_offline(
         "W_PADDED": precision == "tf32x3-ws",
         **config.kwargs,
     }
-    names = _conv3d_kernel.arg_names
+    names = _ARG_NAMES
     signature = {
         name: "constexpr" if name in constexprs else _ARG_TYPES.get(name, "i32") for name in names
     }

@@ -234,6 +234,16 @@ def test_a_plan_never_skips_a_check(stubbed_gpu_path):
     assert len(ig._PLANS) == 1
 
 
+def test_a_padded_layer_with_inputs_one_deep_compiles():
+    # Triton passes an integer argument equal to 1 as a constant, not a tensor: the bounds
+    # check must not call tensor methods on the input's sizes.
+    scalars = ig.scalar_args(2, 4, (1, 1, 7), 8, (1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 7))
+    [nbytes] = ig.compiled_shared_bytes(
+        [ig._config(64, 32, 32, 4, 2)], 90, padded=True, scalars=scalars
+    )
+    assert nbytes > 0
+
+
 def test_the_shared_memory_check_sees_a_block_too_big_for_the_rtx_4090():
     # One 128x128 tile of each operand alone is 128 KB of float32.
     too_big = ig._config(128, 128, 128, 8, 2)
