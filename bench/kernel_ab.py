@@ -36,6 +36,13 @@ def load(path: Path, name: str):
     return module
 
 
+def _label(config) -> str:
+    if config is None:
+        return "?"
+    k = config.kwargs
+    return f"{k['BLOCK_M']}x{k['BLOCK_N']}x{k['BLOCK_K']}/{config.num_warps}w/{config.num_stages}s"
+
+
 def median(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
@@ -71,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         fns = {k: (lambda m=m, a=a: m.conv3d(*a)) for k, m in versions.items()}
         for fn in fns.values():
             fn()
+        # Each version's autotuner pick: a change of pick moves a case by a few percent
+        # with no change to the code it runs (notes/kernel.md, v12).
+        picks = {k: _label(getattr(m, "_LAST", [None])[0]) for k, m in versions.items()}
         ms: dict[str, list[float]] = {k: [] for k in fns}
         us: dict[str, list[float]] = {k: [] for k in fns}
         for r in range(args.rounds):
@@ -91,9 +101,14 @@ def main(argv: list[str] | None = None) -> int:
             "base_call_us": median(us["base"]),
             "today_call_us": median(us["today"]),
             "call_change_pct": median(call_change),
+            "base_config": picks["base"],
+            "today_config": picks["today"],
         }
         rows.append(row)
-        print(f"# {case.name}: {row['change_pct']:+.2f}%, call {row['call_change_pct']:+.1f}%")
+        print(
+            f"# {case.name}: {row['change_pct']:+.2f}%, call {row['call_change_pct']:+.1f}%, "
+            f"configs {picks['base']} -> {picks['today']}"
+        )
     print(f"\n{torch.cuda.get_device_name()}, triton {triton.__version__}, base {args.base}")
     print(
         f"{'case':20s} {'base ms':>9s} {'today ms':>9s} {'change':>8s} {'range':>16s} "
