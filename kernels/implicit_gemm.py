@@ -91,10 +91,12 @@ def _config(bm: int, bn: int, bk: int, warps: int, stages: int) -> triton.Config
 # layer, 128x64x16 #59, 128x64x64 the U-Net layer, 64x64x64 the 128-channel and strided
 # layers, 128x32x32 the dilated one, 64x32x16 the odd small one; the rest came second
 # (64x64x64 with 3 stages, chosen by no case on the H100, left out since v12).
-# The last four, from `--configs small` on an H100 (v12), take 12-28% off the layers of
+# The next four, from `--configs small` on an H100 (v12), take 12-28% off the layers of
 # tens of microseconds, whose few blocks each wait on one K step after another: 64x32x32
 # (odd_sizes_oc24, dilated2), 64x16x32 (tiny_odd, n1_oc17_bias), 64x32x128
-# (pointwise_c512_few), 64x64x32 (pointwise_bias).
+# (pointwise_c512_few), 64x64x32 (pointwise_bias). The last three, from `--configs small8`
+# on v14 (notes/kernel.md, round 2, sixth session): 32x32x32 (tiny_odd), 64x16x128
+# (pointwise_c512_few), 64x32x64 (n1_oc17_bias); 8 warps won no small layer.
 AUTOTUNE_CONFIGS = [
     _config(128, 64, 32, 8, 2),
     _config(128, 64, 16, 4, 3),
@@ -272,6 +274,7 @@ def _conv3d_kernel(
     id0 = od * SD - PD
     ih0 = oh * SH - PH
     if PADDED:
+        # x_row wraps around for these rows; their loads are all masked.
         ih0 = tl.where(m_mask, ih0, -(1 << 30))
     iw0 = ow * SW - PW
     x_row = batch.to(tl.int64) * X_BATCH_STRIDE + (id0 * H + ih0) * W + iw0
