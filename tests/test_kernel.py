@@ -290,6 +290,16 @@ def test_model_new_refuses_groups():
         ModelNew(4, 4, (3, 3, 3), groups=2)
 
 
+@pytest.mark.parametrize("name", ["kb66", "odd_sizes_oc24", "pointwise_c512_few"])
+def test_the_rtx_4090s_mode_computes_the_truth(conv3d_check, name):
+    # The 4090's mode reads the weight as it is (masked, row stride K), not the padded
+    # split halves: unpadded and padded layers, K a multiple of no block and of 128.
+    def fn(*args, out=None):
+        return conv3d(*args, out=out, precision=ig.mode_for_capability((8, 9)))
+
+    conv3d_check(fn, name, trials=1)
+
+
 # The modes that split each operand in two TF32 halves, in the K loop or before it.
 SPLIT_MODES = ["tf32x3-ws", "tf32x3-2acc"]
 
