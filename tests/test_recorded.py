@@ -203,3 +203,31 @@ def test_an_ab_whose_kernels_ran_other_configs_says_so(pytester, monkeypatch, re
     pytester.makepyfile(test_gate=TEST_FILE + picks % 64 + "\n# today's version\n")
     processes.next(FAKE_SLOWDOWN=0.05)
     assert "the autotuner ran" not in pytester.runpytest(*args).stdout.str()
+
+
+def test_the_same_source_at_another_autotune_pick_says_so(pytester, monkeypatch, request):
+    # Unchanged source, recorded at one pick and run at another: the verdict stays the
+    # machine's, and a line names both picks.
+    monkeypatch.delenv("GITHUB_SHA", raising=False)
+    processes = FakeProcesses(monkeypatch, request.node.name)
+    pytester.makeconftest(CONFTEST)
+    picks = "\n\n_PICK = [64]\n\ndef last_config():\n    return {'BLOCK_M': _PICK[0]}\n"
+    pytester.makepyfile(test_gate=TEST_FILE + picks)
+    git(pytester.path, "init", "-q")
+    commit_all(pytester.path)
+    args = ("-p", "no:cacheprovider", "--conv3d-perf", "--conv3d-budget=0.5")
+    args += ("--conv3d-case=n1_oc17_bias",)
+    processes.next()
+    assert pytester.runpytest(*args, "--conv3d-update-baselines").ret == 0
+    # The pick moves without a change to the source: the conftest sets it for this run.
+    pytester.makeconftest(CONFTEST + "\nimport test_gate\ntest_gate._PICK[0] = 128\n")
+    processes.next(FAKE_SLOWDOWN=0.05)
+    result = pytester.runpytest(*args)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "*the kernel's source is the one the baseline recorded*",
+            "*the autotuner ran BLOCK_M=128 for today's kernel and BLOCK_M=64 for the "
+            "recorded one*",
+        ]
+    )
