@@ -66,6 +66,11 @@ def test_each_architecture_runs_the_mode_its_throughput_favours(capability, mode
     assert ig.mode_for_capability(capability) == mode
 
 
+def _split_on_the_host(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    big = (t.contiguous().view(torch.int32) & ~0x1FFF).view(torch.float32)
+    return big, t - big
+
+
 def test_the_mode_is_looked_up_once_per_device_and_an_explicit_one_wins(monkeypatch):
     asked = []
     monkeypatch.setattr(ig, "_MODE_BY_DEVICE", {})
@@ -82,6 +87,7 @@ def test_the_mode_is_looked_up_once_per_device_and_an_explicit_one_wins(monkeypa
     launched = []
     monkeypatch.setattr(ig, "interpreting", lambda: True)
     monkeypatch.setattr(ig, "_conv3d_kernel", _Recorder(launched), raising=True)
+    monkeypatch.setattr(ig, "split_tf32", _split_on_the_host)  # CPU tensors, on any machine
     x, w = torch.randn(1, 2, 3, 3, 3), torch.randn(2, 2, 1, 1, 1)
     conv3d(x, w, precision="tf32")
     conv3d(x, w)
@@ -126,11 +132,6 @@ class _Compiled:
             self.seen.append((grid, args))
 
         return launch
-
-
-def _split_on_the_host(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    big = (t.contiguous().view(torch.int32) & ~0x1FFF).view(torch.float32)
-    return big, t - big
 
 
 @pytest.fixture
