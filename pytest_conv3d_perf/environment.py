@@ -143,7 +143,8 @@ def config_note(today: dict[str, Any] | None, recorded: dict[str, Any] | None) -
         return None
 
     def label(cfg: dict[str, Any]) -> str:
-        return ", ".join(f"{k}={v}" for k, v in cfg.items())
+        # Sorted: a config read back from a baseline file has its keys in JSON's order.
+        return ", ".join(f"{k}={v}" for k, v in sorted(cfg.items()))
 
     return (
         f"the autotuner ran {label(today)} for today's kernel and {label(recorded)} for the "
