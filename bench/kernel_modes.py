@@ -4,7 +4,7 @@ On each case, each mode's best launch config is checked against the float64 trut
 Needs a CUDA GPU.
 
     python3 -m bench.kernel_modes --modes tf32x3,tf32x3-split [--cases kb54,kb66]
-        [--configs autotune|wide|more|small|small8] [--warm-procs 12] [--json out.json]
+        [--configs autotune|wide|more|small|small8|stages] [--warm-procs 12] [--json out.json]
 
 Compiling every (case, mode, config) takes most of a fresh machine's time, so with
 ``--warm-procs N`` N child processes compile them first (Triton's on-disk cache), and this
@@ -89,12 +89,29 @@ _SMALL8 = (
     (64, 32, 32, 8, 3),
     (64, 32, 16, 8, 3),
 )
+# stages: the small tiles with deeper pipelines. odd_sizes_oc24's loop is 5 K steps of
+# dependent gathers (ncu, v15: no eligible warp half the cycles): more steps' loads in flight
+# at once may hide more of their latency.
+_STAGES = (
+    (64, 32, 32, 4, 3),
+    (64, 32, 32, 4, 4),
+    (64, 32, 64, 4, 3),
+    (64, 32, 16, 4, 4),
+    (64, 32, 16, 4, 6),
+    (32, 32, 32, 4, 3),
+    (32, 32, 32, 4, 4),
+    (64, 16, 32, 4, 3),
+    (64, 16, 64, 4, 3),
+    (64, 64, 32, 4, 3),
+    (32, 32, 64, 4, 3),
+)
 _EXTRA = {
     "autotune": (),
     "wide": _WIDE,
     "more": _WIDE + _MORE,
     "small": _SMALL,
     "small8": _SMALL + _SMALL8,
+    "stages": _STAGES,
 }
 
 
