@@ -173,20 +173,27 @@ def test_the_note_on_configs_names_both_picks_only_when_they_differ():
     assert config_note(None, b) is None and config_note(a, None) is None
 
 
-def test_an_ab_whose_kernels_ran_other_configs_says_so(pytester, monkeypatch, request):
-    # A kernel module that reports its autotuner's pick (``last_config``): the recorded
-    # version picked 64, today's 128; the A/B's verdict carries a line that says so.
+def _recorded_repo(pytester, monkeypatch, request, kernel_tail: str):
+    """A git repository whose kernel module is the fake one plus ``kernel_tail``, its
+    baseline recorded at the first commit; the fake processes and the gate's arguments."""
     monkeypatch.delenv("GITHUB_SHA", raising=False)
     processes = FakeProcesses(monkeypatch, request.node.name)
     pytester.makeconftest(CONFTEST)
-    picks = "\n\ndef last_config():\n    return {'BLOCK_M': %d, 'num_warps': 4}\n"
-    pytester.makepyfile(test_gate=TEST_FILE + picks % 64)
+    pytester.makepyfile(test_gate=TEST_FILE + kernel_tail)
     git(pytester.path, "init", "-q")
     commit_all(pytester.path)
     args = ("-p", "no:cacheprovider", "--conv3d-perf", "--conv3d-budget=0.5")
     args += ("--conv3d-case=n1_oc17_bias",)
     processes.next()
     assert pytester.runpytest(*args, "--conv3d-update-baselines").ret == 0
+    return processes, args
+
+
+def test_an_ab_whose_kernels_ran_other_configs_says_so(pytester, monkeypatch, request):
+    # A kernel module that reports its autotuner's pick (``last_config``): the recorded
+    # version picked 64, today's 128; the A/B's verdict carries a line that says so.
+    picks = "\n\ndef last_config():\n    return {'BLOCK_M': %d, 'num_warps': 4}\n"
+    processes, args = _recorded_repo(pytester, monkeypatch, request, picks % 64)
     entry = json.loads((pytester.path / "baselines/fake-gpu-9000.json").read_text())
     assert entry["cases"]["n1_oc17_bias"]["autotune"] == {"BLOCK_M": 64, "num_warps": 4}
     pytester.makepyfile(test_gate=TEST_FILE + picks % 128)
@@ -208,17 +215,8 @@ def test_an_ab_whose_kernels_ran_other_configs_says_so(pytester, monkeypatch, re
 def test_the_same_source_at_another_autotune_pick_says_so(pytester, monkeypatch, request):
     # Unchanged source, recorded at one pick and run at another: the verdict stays the
     # machine's, and a line names both picks.
-    monkeypatch.delenv("GITHUB_SHA", raising=False)
-    processes = FakeProcesses(monkeypatch, request.node.name)
-    pytester.makeconftest(CONFTEST)
     picks = "\n\n_PICK = [64]\n\ndef last_config():\n    return {'BLOCK_M': _PICK[0]}\n"
-    pytester.makepyfile(test_gate=TEST_FILE + picks)
-    git(pytester.path, "init", "-q")
-    commit_all(pytester.path)
-    args = ("-p", "no:cacheprovider", "--conv3d-perf", "--conv3d-budget=0.5")
-    args += ("--conv3d-case=n1_oc17_bias",)
-    processes.next()
-    assert pytester.runpytest(*args, "--conv3d-update-baselines").ret == 0
+    processes, args = _recorded_repo(pytester, monkeypatch, request, picks)
     # The pick moves without a change to the source: the conftest sets it for this run.
     pytester.makeconftest(CONFTEST + "\nimport test_gate\ntest_gate._PICK[0] = 128\n")
     processes.next(FAKE_SLOWDOWN=0.05)
