@@ -95,12 +95,11 @@ def test_the_mode_is_looked_up_once_per_device_and_an_explicit_one_wins(monkeypa
 
 
 class _Recorder:
-    """Stands for the jitted kernel (or the autotuner): records each launch's grid,
-    arguments and keywords, launches nothing."""
+    """Stands for the jitted kernel: records each launch's grid, arguments and keywords,
+    launches nothing."""
 
-    def __init__(self, seen: list, best_config=None) -> None:
+    def __init__(self, seen: list) -> None:
         self.seen = seen
-        self.best_config = best_config
 
     def __getitem__(self, grid):
         def launch(*args, **kwargs):
@@ -134,9 +133,25 @@ class _Compiled:
         return launch
 
 
+class _TunerStub:
+    """Stands for the tuner: records each tuning's resolved flags, picks ``config``."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+        self.seen: list[dict] = []
+
+    def __call__(self, args, resolved, grid_of, key):
+        self.seen.append(resolved)
+        return self.config
+
+    @property
+    def launches(self) -> list:
+        return self.seen
+
+
 @pytest.fixture
 def stubbed_gpu_path(monkeypatch):
-    """The GPU launch path with the kernel and the autotuner stubbed, on the CPU. The
+    """The GPU launch path with the kernel and the tuner stubbed, on the CPU. The
     weight's split runs on the host too: where a GPU is present Triton runs compiled
     kernels, which cannot read the CPU tensors these tests pass."""
     monkeypatch.setattr(ig, "interpreting", lambda: False)
@@ -145,9 +160,9 @@ def stubbed_gpu_path(monkeypatch):
     monkeypatch.setattr(ig, "_PLANS", {})
     monkeypatch.setattr(ig, "_MODE_BY_DEVICE", {-1: "tf32x3-ws"})
     kernel = _Recorder([])
-    tuner = _Recorder([], best_config=ig.AUTOTUNE_CONFIGS[2])
+    tuner = _TunerStub(ig.AUTOTUNE_CONFIGS[2])
     monkeypatch.setattr(ig, "_conv3d_kernel", kernel)
-    monkeypatch.setattr(ig, "_conv3d_autotuned", tuner)
+    monkeypatch.setattr(ig, "_tune", tuner)
     return kernel, tuner
 
 
@@ -163,7 +178,7 @@ def _same_launch(a, b) -> bool:
 def test_a_repeated_call_launches_what_the_checked_path_built(stubbed_gpu_path):
     kernel, tuner = stubbed_gpu_path
     x, w, b = torch.randn(2, 3, 5, 6, 7), torch.randn(4, 3, 3, 2, 1), torch.randn(4)
-    first = conv3d(x, w, b, (1, 2, 1), (1, 0, 1))  # autotunes, then stores a plan
+    first = conv3d(x, w, b, (1, 2, 1), (1, 0, 1))  # tunes, then stores a plan
     assert len(tuner.launches) == 1 and len(ig._PLANS) == 1
     ig._PLANS.clear()
     conv3d(x, w, b, (1, 2, 1), (1, 0, 1))  # the checked path, from the tuned config
@@ -178,13 +193,13 @@ def test_a_repeated_call_launches_what_the_checked_path_built(stubbed_gpu_path):
 def test_after_its_first_call_a_plan_launches_the_compiled_kernel_directly(stubbed_gpu_path):
     kernel, _ = stubbed_gpu_path
     x, w, b = torch.randn(2, 3, 5, 6, 7), torch.randn(4, 3, 3, 2, 1), torch.randn(4)
-    conv3d(x, w, b, (1, 2, 1), (1, 0, 1))  # autotunes, stores the plan
+    conv3d(x, w, b, (1, 2, 1), (1, 0, 1))  # tunes, launches, stores the plan
     conv3d(x, w, b, (1, 2, 1), (1, 0, 1))  # the plan, through Triton's JIT: compiles
-    [(grid, args, keywords)] = kernel.launches
-    assert kernel.direct == []
+    assert len(kernel.launches) == 2 and kernel.direct == []
+    grid, args, keywords = kernel.launches[-1]
     third = conv3d(x, w, b, (1, 2, 1), (1, 0, 1))
     [(direct_grid, direct_args)] = kernel.direct
-    assert len(kernel.launches) == 1 and direct_grid == grid
+    assert len(kernel.launches) == 2 and direct_grid == grid
     # The same arguments by position, then each constexpr under its parameter's name.
     assert len(direct_args) == len(ig._ARG_NAMES)
     assert _same_launch((grid, direct_args[: len(args)], {}), (grid, args, {}))
@@ -207,7 +222,8 @@ def test_a_pointer_of_other_alignment_goes_back_through_triton(stubbed_gpu_path)
         conv3d(x, w)
     via_jit = [args[0].data_ptr() % 16 == 0 for _, args, _ in kernel.launches]
     via_direct = [args[0].data_ptr() % 16 == 0 for _, args in kernel.direct]
-    assert via_jit == [True, False, True]  # each first call of an alignment
+    # The tuned first call, then each plan's first call of an alignment.
+    assert via_jit == [True, True, False, True]
     assert via_direct == [True, False, True]
 
 
@@ -406,3 +422,13 @@ def test_the_sum_is_promoted_above_the_k_the_tensor_cores_keep_within_the_rule(s
     many = conv3d(torch.randn(1, 38, 4, 4, 4), torch.randn(2, 38, 3, 3, 3))  # K = 1026
     assert few.shape == many.shape == (1, 2, 2, 2, 2)
     assert [launch["PROMOTE"] for launch in tuner.seen] == [False, True]
+
+
+def test_the_tuner_takes_the_first_config_within_the_margin_of_the_fastest():
+    # Medians, not single timings: config 2's one fast round does not make it the fastest.
+    timings = {0: [1.0, 1.004, 1.002], 1: [1.3, 1.31, 1.29], 2: [0.9, 1.2, 1.2], 3: [0.995] * 3}
+    assert ig.pick_config(timings, margin=0.01) == 0  # 1.002 is within 1% of 0.995
+    assert ig.pick_config(timings, margin=0.001) == 3
+    assert ig.pick_config({4: [2.0], 5: [1.0]}, margin=0.01) == 5
+    with pytest.raises(RuntimeError, match="no autotune config could run"):
+        ig.pick_config({0: []})
