@@ -24,6 +24,7 @@ import triton.testing
 from bench.kernel_vs_pytorch import call_us
 from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
+from pytest_conv3d_perf.tune import LaunchConfig
 
 KERNEL = "kernels/implicit_gemm.py"
 
@@ -39,8 +40,8 @@ def load(path: Path, name: str):
 def _label(config) -> str:
     if config is None:
         return "?"
-    k = config.kwargs
-    return f"{k['BLOCK_M']}x{k['BLOCK_N']}x{k['BLOCK_K']}/{config.num_warps}w/{config.num_stages}s"
+    cfg = {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
+    return LaunchConfig.from_dict(cfg).label()
 
 
 def median(values: list[float]) -> float:
