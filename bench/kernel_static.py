@@ -4,9 +4,10 @@ Compiles each case's config (the one its baseline recorded, else the first autot
 config), specialised to the case's sizes as a launch would be, for a GPU architecture with
 the installed Triton and its bundled ptxas, and reads the result: registers and spill
 stack per thread, shared memory per block, the global stores per thread by width, the
-tensor-core and async-copy instructions, and the layout of the output store (which lanes
-of a warp write neighbouring addresses). On the H100 the registers it gives for #54 and
-the 64-channel layers match what `conv3d-perf tune` read from the GPU's own compile.
+tensor-core and async-copy instructions and the waits on the tensor cores, and the layout
+of the output store (which lanes of a warp write neighbouring addresses). On the H100 the
+registers it gives for #54 and the 64-channel layers match what `conv3d-perf tune` read
+from the GPU's own compile.
 
     python3 -m bench.kernel_static [--capability 90] [--cases kb54,kb59] [--baseline FILE]
 """
@@ -62,6 +63,9 @@ def sass_facts(cubin: bytes, scratch: str) -> dict:
         "spill_stack_bytes": int(stack.group(1)) if stack else -1,
         "stores": {op: n for op, n in opcodes.items() if op.startswith("STG")},
         "mma": count("HGMMA") + count("HMMA"),
+        # Waits on the Hopper tensor cores' async products: one per HGMMA where ptxas
+        # serialised them (its C7515), a few per K step where it pipelined them.
+        "mma_waits": count("WARPGROUP.DEPBAR"),
         "async_copies": count("LDGSTS"),
     }
 
@@ -143,11 +147,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {case.name}: compiled", file=sys.stderr, flush=True)
     shutil.rmtree(os.path.dirname(scratch))
     print(f"Triton {triton.__version__}, sm_{args.capability}, {args.precision}; per thread:")
-    header = ["case", "config", "regs", "spill B", "shared B", "mma", "cp.async", "stores"]
+    header = [
+        "case",
+        "config",
+        "regs",
+        "spill B",
+        "shared B",
+        "mma",
+        "mma waits",
+        "cp.async",
+        "stores",
+    ]
     body = []
     for r in rows:
         cfg = LaunchConfig.from_dict(r["config"]).label()
-        counts = (r["registers"], r["spill_stack_bytes"], r["shared_bytes"], r["mma"])
+        counts = (
+            r["registers"],
+            r["spill_stack_bytes"],
+            r["shared_bytes"],
+            r["mma"],
+            r["mma_waits"],
+        )
         stores = " ".join(f"{op} {n}" for op, n in sorted(r["stores"].items()))
         body.append(
             [r["case"], cfg, *map(str, counts), str(r["async_copies"]), stores, r["store_layout"]]

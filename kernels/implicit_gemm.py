@@ -241,11 +241,17 @@ def _conv3d_kernel(
     PADDED: tl.constexpr,
     PRECISION: tl.constexpr,
     PROMOTE: tl.constexpr,
-    W_PADDED: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
+    # Without it the loop may run zero times, and on that path the accumulator's zeros
+    # reach the wait for the loop's last tensor-core product; ptxas then serialises every
+    # wgmma of the loop ("C7515: non wgmma instructions defining accumulator registers"),
+    # waiting out each one: 24 WARPGROUP instructions a K step instead of 5 on the
+    # KernelBench layers and odd_sizes_oc24 (Triton 3.9, sm_90, notes/kernel.md, v17).
+    # conv3d never launches with K = 0.
+    tl.assume(K > 0)
     pid = tl.program_id(0)
     num_pid_n = tl.cdiv(OC, BLOCK_N)
     # The OC blocks of one row block run next to each other, so its input patches are
@@ -307,23 +313,19 @@ def _conv3d_kernel(
         else:
             a_mask = k_mask[None, :]
         a = tl.load(x_ptr + x_row[:, None] + tap[None, :], mask=a_mask, other=0.0)
-        # WK: the weight matrix's row stride. A padded weight (the split halves, zeros to
-        # a multiple of WEIGHT_PAD both ways) needs no mask: each row starts 16-byte
+        # WK: the weight matrix's row stride. tf32x3-ws's weight (the split halves, zeros
+        # to a multiple of WEIGHT_PAD both ways) needs no mask: each row starts 16-byte
         # aligned and every block's rows and columns lie inside it.
         b_offs = rn[None, :] * WK + rk[:, None]
-        b_mask = k_mask[:, None] & n_mask[None, :]
-        if W_PADDED:
+        if PRECISION == "tf32x3-ws":
             b = tl.load(w_ptr + b_offs)
         else:
-            b = tl.load(w_ptr + b_offs, mask=b_mask, other=0.0)
+            b = tl.load(w_ptr + b_offs, mask=k_mask[:, None] & n_mask[None, :], other=0.0)
         if PRECISION == "tf32x3-ws":
             # w_ptr and ws_ptr hold the weight's halves (split_tf32), so both reach the
             # tensor cores as loaded; the input is cut here, its small half zero where it
             # is infinite. The small products first, into the same accumulator.
-            if W_PADDED:
-                b_small = tl.load(ws_ptr + b_offs)
-            else:
-                b_small = tl.load(ws_ptr + b_offs, mask=b_mask, other=0.0)
+            b_small = tl.load(ws_ptr + b_offs)
             a_big = (a.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
             a_small = tl.where(a_big == a, 0.0, a - a_big)
             if PROMOTE:
@@ -646,6 +648,9 @@ def conv3d(
     oc, wic, kd, kh, kw = weight.shape
     if wic != ic:
         raise ValueError(f"conv3d: input has {ic} channels but the weight expects {wic}")
+    if weight.numel() == 0:
+        # The kernel assumes a K loop of at least one step (tl.assume in _conv3d_kernel).
+        raise ValueError(f"conv3d: the weight {tuple(weight.shape)} has no elements")
     if bias is not None and bias.shape != (oc,):
         raise ValueError(f"conv3d: bias must have shape ({oc},), got {tuple(bias.shape)}")
     stride_, padding_, dilation_ = (
@@ -695,7 +700,6 @@ def conv3d(
             "PADDED": padded,
             "PRECISION": mode,
             "PROMOTE": promotes(mode, scalars[2]),
-            "W_PADDED": split_weight,
         }
 
     if config is not None or interpreting():
@@ -727,7 +731,6 @@ def conv3d(
     if plan_key is not None:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
-        launch = _TUNED[key][1]
         _PLANS[plan_key] = _Plan(
             out_shape,
             scalars,
@@ -817,7 +820,6 @@ def compile_offline(
         "PADDED": padded,
         "PRECISION": precision,
         "PROMOTE": scalars is not None and promotes(precision, scalars[2]),
-        "W_PADDED": precision == "tf32x3-ws",
         **config.kwargs,
     }
     names = _ARG_NAMES

@@ -289,6 +289,9 @@ def test_model_new_draws_nn_conv3d_weights():
         (lambda x, w: conv3d(x, w[:, :1]), ValueError, "input has 2 channels"),
         (lambda x, w: conv3d(x, w, precision="fp8"), ValueError, "precision must be one of"),
         (lambda x, w: conv3d(x, w, out=torch.empty(1)), ValueError, "out must be"),
+        # The kernel assumes at least one K step (tl.assume): no empty weight reaches it.
+        (lambda x, w: conv3d(x[:, :0], w[:, :0]), ValueError, "has no elements"),
+        (lambda x, w: conv3d(x, w[:0]), ValueError, "has no elements"),
     ],
 )
 def test_bad_calls_raise_clear_errors(call, error, message):
