@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 
@@ -93,7 +94,26 @@ def pytorch_settings(case, x, w, b):
     }
 
 
-def run_case(case, rep_ms: int, precisions: list[str]) -> list[dict]:
+def fp32_rounds(kernel, fp32, rounds: int, rep_ms: int) -> tuple[list[float], list[float]]:
+    """The kernel's and PyTorch's true-fp32 device times (ms) in ``rounds`` interleaved
+    rounds, for a ratio near 1 that one pair of timings cannot settle."""
+    mine, theirs = [], []
+    default_tf32 = torch.backends.cudnn.allow_tf32
+    for _ in range(rounds):
+        torch.backends.cudnn.allow_tf32 = False
+        theirs.append(bench(fp32, rep_ms))
+        torch.backends.cudnn.allow_tf32 = default_tf32
+        mine.append(bench(kernel, rep_ms))
+    return mine, theirs
+
+
+def ratio_summary(mine: list[float], theirs: list[float]) -> dict:
+    """Each round's PyTorch time over the kernel's: the median and the range."""
+    ratios = sorted(t / m for m, t in zip(mine, theirs, strict=True))
+    return {"x_fp32_median": statistics.median(ratios), "x_fp32_range": [ratios[0], ratios[-1]]}
+
+
+def run_case(case, rep_ms: int, precisions: list[str], rounds: int = 1) -> list[dict]:
     dev = torch.device("cuda")
     inputs = check.random_inputs(case, dev, seed=1)
     x, w, b = inputs.x, inputs.weight, inputs.bias
@@ -125,6 +145,10 @@ def run_case(case, rep_ms: int, precisions: list[str]) -> list[dict]:
             return conv3d(*args, precision=precision)
 
         row["ms"] = bench(kernel, rep_ms)
+        if rounds > 1:
+            fp32_fn = pytorch_settings(case, x, w, b)["fp32"][0]
+            mine, theirs = fp32_rounds(kernel, fp32_fn, rounds, rep_ms)
+            row.update(ratio_summary(mine, theirs), ms_rounds=mine, fp32_rounds=theirs)
         row["call_us"] = call_us(kernel)
         row["host_us"] = host_us(kernel)
         floor_s = max(case.min_bytes / BANDWIDTH, case.flop * PRECISION_COST[precision] / TF32_PEAK)
@@ -151,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         default="tf32x3-ws",
         help=f"comma-separated precision modes of the kernel ({', '.join(PRECISIONS)})",
     )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="also time the kernel and PyTorch in true fp32 in this many interleaved rounds "
+        "and print each case's median ratio and its range (for ratios near 1)",
+    )
     ap.add_argument("--json", default="", help="write the rows as JSON here")
     args = ap.parse_args(argv)
     precisions = [p for p in args.precision.split(",") if p]
@@ -158,13 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"kernel_vs_pytorch: unknown precision {unknown[0]!r}", file=sys.stderr)
         return 2
+    if args.rounds < 1:
+        print(f"kernel_vs_pytorch: --rounds must be at least 1, got {args.rounds}", file=sys.stderr)
+        return 2
     if not torch.cuda.is_available():
         print("kernel_vs_pytorch: needs a CUDA GPU", file=sys.stderr)
         return 2
     names = [n for n in args.cases.split(",") if n]
     rows = []
     for case in select(builtin_cases(), names):
-        for row in run_case(case, args.rep_ms, precisions):
+        for row in run_case(case, args.rep_ms, precisions, args.rounds):
             rows.append(row)
             print(f"# {case.name} {row['precision']}: {row['ms']:.4f} ms", flush=True)
     print(
@@ -184,6 +218,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['torch_call_us']:8.1f} {r['host_us']:7.1f} {r['torch_host_us']:6.1f} "
             f"{r['max_abs']:9.2e} {r['ok']}"
         )
+    ranged = [r for r in rows if "x_fp32_median" in r]
+    if ranged:
+        print(f"\nx fp32 over {args.rounds} interleaved rounds (median, range):")
+        for r in ranged:
+            low, high = r["x_fp32_range"]
+            print(
+                f"{r['case']:20s} {r['precision']:12s} {r['x_fp32_median']:6.3f} "
+                f"[{low:.3f}, {high:.3f}]"
+            )
     for p in precisions:
         mine = [r for r in rows if r["precision"] == p]
         kb = [r for r in mine if r["case"].startswith("kb")]
