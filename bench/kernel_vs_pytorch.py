@@ -231,12 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         mine = [r for r in rows if r["precision"] == p]
         kb = [r for r in mine if r["case"].startswith("kb")]
         fp32_all = geomean([r["fp32"] / r["ms"] for r in mine])
-        fp32_kb = geomean([r["fp32"] / r["ms"] for r in kb])
-        called_kb = geomean([r["as_called"] / r["ms"] for r in kb])
-        print(
-            f"{p}: geometric mean vs PyTorch in true fp32 {fp32_all:.2f}x over {len(mine)} "
-            f"cases (KernelBench: {fp32_kb:.2f}x; vs as called {called_kb:.2f}x)"
-        )
+        line = f"{p}: geometric mean vs PyTorch in true fp32 {fp32_all:.2f}x over {len(mine)} cases"
+        if kb:
+            fp32_kb = geomean([r["fp32"] / r["ms"] for r in kb])
+            called_kb = geomean([r["as_called"] / r["ms"] for r in kb])
+            line += f" (KernelBench: {fp32_kb:.2f}x; vs as called {called_kb:.2f}x)"
+        print(line)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)
