@@ -22,6 +22,7 @@ import torch
 import triton.testing
 
 from bench.kernel_vs_pytorch import call_us
+from kernels.implicit_gemm import _config_dict
 from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
 from pytest_conv3d_perf.tune import LaunchConfig
@@ -38,10 +39,7 @@ def load(path: Path, name: str):
 
 
 def _label(config) -> str:
-    if config is None:
-        return "?"
-    cfg = {**config.kwargs, "num_warps": config.num_warps, "num_stages": config.num_stages}
-    return LaunchConfig.from_dict(cfg).label()
+    return "?" if config is None else LaunchConfig.from_dict(_config_dict(config)).label()
 
 
 def median(values: list[float]) -> float:

@@ -94,15 +94,17 @@ def pytorch_settings(case, x, w, b):
     }
 
 
-def fp32_rounds(kernel, fp32, rounds: int, rep_ms: int) -> tuple[list[float], list[float]]:
-    """The kernel's and PyTorch's true-fp32 device times (ms) in ``rounds`` interleaved
-    rounds, for a ratio near 1 that one pair of timings cannot settle."""
+def fp32_rounds(kernel, setting, rounds: int, rep_ms: int) -> tuple[list[float], list[float]]:
+    """The kernel's and PyTorch's device times (ms) in ``rounds`` interleaved rounds, PyTorch
+    in ``setting`` (one of ``pytorch_settings``), for a ratio near 1 that one pair of
+    timings cannot settle."""
+    fn, benchmark, tf32 = setting
     mine, theirs = [], []
-    default_tf32 = torch.backends.cudnn.allow_tf32
+    defaults = torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32
     for _ in range(rounds):
-        torch.backends.cudnn.allow_tf32 = False
-        theirs.append(bench(fp32, rep_ms))
-        torch.backends.cudnn.allow_tf32 = default_tf32
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = benchmark, tf32
+        theirs.append(bench(fn, rep_ms))
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = defaults
         mine.append(bench(kernel, rep_ms))
     return mine, theirs
 
@@ -120,7 +122,8 @@ def run_case(case, rep_ms: int, precisions: list[str], rounds: int = 1) -> list[
     args = (x, w, b, case.stride, case.padding, case.dilation)
     torch_row: dict = {}
     default_tf32 = torch.backends.cudnn.allow_tf32
-    for name, (fn, benchmark, tf32) in pytorch_settings(case, x, w, b).items():
+    settings = pytorch_settings(case, x, w, b)
+    for name, (fn, benchmark, tf32) in settings.items():
         torch.backends.cudnn.benchmark = benchmark
         torch.backends.cudnn.allow_tf32 = tf32
         torch_row[name] = bench(fn, rep_ms)
@@ -146,8 +149,7 @@ def run_case(case, rep_ms: int, precisions: list[str], rounds: int = 1) -> list[
 
         row["ms"] = bench(kernel, rep_ms)
         if rounds > 1:
-            fp32_fn = pytorch_settings(case, x, w, b)["fp32"][0]
-            mine, theirs = fp32_rounds(kernel, fp32_fn, rounds, rep_ms)
+            mine, theirs = fp32_rounds(kernel, settings["fp32"], rounds, rep_ms)
             row.update(ratio_summary(mine, theirs), ms_rounds=mine, fp32_rounds=theirs)
         row["call_us"] = call_us(kernel)
         row["host_us"] = host_us(kernel)
