@@ -5,7 +5,9 @@ CUDA GPU.
     python3 -m bench.autotune_pick [--case kb54] [--processes 4]
 
 Each child process makes the case's inputs, optionally warms the GPU, calls the kernel once
-(the autotune), and prints the pick and the do_bench median of each config Triton timed.
+(the autotune), and prints the pick and each config's median do_bench time over the
+tuner's rounds (the kernel's tuner judges each config against the fastest of each round,
+`relative_times`; a kernel still tuned by Triton's autotuner: its one timing a config).
 Triton's on-disk autotune cache is switched off in the children, so each one decides anew.
 """
 
