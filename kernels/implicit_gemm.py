@@ -123,6 +123,12 @@ AUTOTUNE_CONFIGS = [
     _config(32, 32, 32, 4, 2),
     _config(64, 16, 128, 4, 2),
     _config(64, 32, 64, 4, 2),
+    # Three stages, which pipeline the padded layers' gathers since v20 (taps loaded a
+    # step ahead): the padded cases' picks above with one more stage.
+    _config(64, 32, 32, 4, 3),
+    _config(64, 64, 32, 4, 3),
+    _config(64, 64, 64, 4, 3),
+    _config(32, 32, 32, 4, 3),
 ]
 
 # Triton's interpreter cannot autotune over several configs; the smallest blocks tl.dot
@@ -299,19 +305,35 @@ def _conv3d_kernel(
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_small = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    # The tap table replaces a division and modulo per K element: the input offset of
+    # (ic, kd, kh, kw) and, with padding, the dilated kernel offsets beside it.
+    # A padded layer loads a column's four in one 16-byte load, where four loads of one
+    # word each made Triton 3.6 load every column's four apart in each thread
+    # (odd_sizes_oc24: 64 LDG a K step, 631 SASS instructions against 533; v19). Past K, a
+    # depth offset no input has: the bounds check masks those columns.
+    # A padded layer's taps are loaded a step ahead (v20). Loaded in the step that used them,
+    # Triton 3.6's pipeliner made the tap load a stage of its own and waited for every
+    # copy in flight at the top of each step, so three stages kept no step's gather in
+    # flight (odd_sizes_oc24 at 64x32x32: 699 SASS instructions a step, the gather's whole
+    # latency exposed); loaded ahead, the gather of the next step is in flight while this
+    # one multiplies (547 instructions), and with two stages the tap load's latency hides
+    # behind the whole step instead of the tensor-core products.
+    if PADDED:
+        rq = tl.arange(0, BLOCK_K)
+        quad_next = tl.load(
+            tap_ptr + rq[:, None] * 4 + tl.arange(0, 4)[None, :],
+            mask=(rq < K)[:, None],
+            other=1 << 30,
+        )
     for k0 in range(0, K, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
         k_mask = rk < K
-        # The tap table replaces a division and modulo per K element: the input offset of
-        # (ic, kd, kh, kw) and, with padding, the dilated kernel offsets beside it.
         if PADDED:
-            # One 16-byte load a column, (offset, kd, kh, kw), where four loads of one
-            # word each made Triton 3.6 load every column's four apart in each thread
-            # (odd_sizes_oc24: 64 LDG a K step, 631 SASS instructions against 533; v19).
-            # Past K, a depth offset no input has: the bounds check masks those columns.
-            quad = tl.load(
-                tap_ptr + rk[:, None] * 4 + tl.arange(0, 4)[None, :],
-                mask=k_mask[:, None],
+            quad = quad_next
+            rq = rk + BLOCK_K
+            quad_next = tl.load(
+                tap_ptr + rq[:, None] * 4 + tl.arange(0, 4)[None, :],
+                mask=(rq < K)[:, None],
                 other=1 << 30,
             )
             # Split on the last axis: columns 0 and 2, then 1 and 3.
