@@ -255,6 +255,7 @@ def _conv3d_kernel(
     PRECISION: tl.constexpr,
     PROMOTE: tl.constexpr,
     ASSUME_K: tl.constexpr,
+    AHEAD: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -320,6 +321,10 @@ def _conv3d_kernel(
     # latency exposed); loaded ahead, the gather of the next step is in flight while this
     # one multiplies (547 instructions), and with two stages the tap load's latency hides
     # behind the whole step instead of the tensor-core products.
+    # An unpadded layer's taps are loaded ahead only where the pipeline is deeper than two
+    # stages (AHEAD): its offsets are loaded a column at a time in each thread, and with
+    # two stages carrying them from step to step took the KernelBench layers' K step from
+    # 288 SASS instructions to 399 and made #60 and #66 10% slower (v20).
     if PADDED:
         rq = tl.arange(0, BLOCK_K)
         quad_next = tl.load(
@@ -327,6 +332,9 @@ def _conv3d_kernel(
             mask=(rq < K)[:, None],
             other=1 << 30,
         )
+    elif AHEAD:
+        rq = tl.arange(0, BLOCK_K)
+        tap_next = tl.load(tap_ptr + rq, mask=rq < K, other=0)
     for k0 in range(0, K, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
         k_mask = rk < K
@@ -352,7 +360,12 @@ def _conv3d_kernel(
                 & (iww.to(tl.uint32, bitcast=True) < tl.cast(W, tl.uint32))
             )
         else:
-            tap = tl.load(tap_ptr + rk, mask=k_mask, other=0)
+            if AHEAD:
+                tap = tap_next
+                rq = rk + BLOCK_K
+                tap_next = tl.load(tap_ptr + rq, mask=rq < K, other=0)
+            else:
+                tap = tl.load(tap_ptr + rk, mask=k_mask, other=0)
             a_mask = k_mask[None, :]
         a = tl.load(x_ptr + x_row[:, None] + tap[None, :], mask=a_mask, other=0.0)
         # WK: the weight matrix's row stride. tf32x3-ws's weight (the split halves, zeros
@@ -411,6 +424,17 @@ def _conv3d_kernel(
 # The kernel's parameters in order: the direct launch passes its constexprs by position.
 _ARG_NAMES = tuple(_conv3d_kernel.arg_names)
 
+
+def loads_taps_ahead(config: triton.Config) -> bool:
+    """Whether an unpadded layer's taps are loaded a K step ahead with this config (the
+    kernel's AHEAD): only where the pipeline keeps more than one step in flight."""
+    return config.num_stages > 2
+
+
+def launch_kwargs(flags: dict, config: triton.Config) -> dict:
+    """The keyword arguments of a launch: the call's flags, AHEAD and the config's."""
+    return {**flags, "AHEAD": loads_taps_ahead(config), **config.all_kwargs()}
+
 # The tuner. Triton's autotuner times each config once, in list order, and on the H100
 # every config timed later in such a sequence ran slower: KernelBench #66's pick followed
 # its config's place in the list, between two configs 4-9% apart in steady state
@@ -457,7 +481,7 @@ def _tune(args: tuple, resolved: dict, grid_of, key: tuple) -> triton.Config:
     for i, cfg in enumerate(AUTOTUNE_CONFIGS):
 
         def run(cfg: triton.Config = cfg) -> None:
-            _conv3d_kernel[grid_of(cfg)](*args, **resolved, **cfg.all_kwargs())
+            _conv3d_kernel[grid_of(cfg)](*args, **launch_kwargs(resolved, cfg))
 
         try:
             run()  # compiles it, and leaves the timing out of it
@@ -777,7 +801,12 @@ def conv3d(
                 f"conv3d: {mode} reads the weight in blocks of at most {WEIGHT_PAD}, got {cfg}"
             )
         handle = _conv3d_kernel[grid_of(cfg)](
-            *args, **flags(), **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages
+            *args,
+            **flags(),
+            **cfg.kwargs,
+            AHEAD=loads_taps_ahead(cfg),
+            num_warps=cfg.num_warps,
+            num_stages=cfg.num_stages,
         )
         if compiled is not None:
             compiled.append(handle)
@@ -793,7 +822,7 @@ def conv3d(
     if tuned is None:
         resolved = flags()
         cfg = _tune(args, resolved, grid_of, key)
-        tuned = _TUNED[key] = (cfg, {**resolved, **cfg.all_kwargs()})
+        tuned = _TUNED[key] = (cfg, launch_kwargs(resolved, cfg))
     cfg, launch = tuned
     _conv3d_kernel[grid_of(cfg)](*args, **launch)
     if plan_key is not None:
@@ -889,6 +918,7 @@ def compile_offline(
         "PRECISION": precision,
         "PROMOTE": scalars is not None and promotes(precision, scalars[2]),
         "ASSUME_K": ASSUME_NONEMPTY_K,
+        "AHEAD": loads_taps_ahead(config),
         **config.kwargs,
     }
     names = _ARG_NAMES

@@ -48,10 +48,13 @@ def test_every_autotune_config_fits_the_rtx_4090_shared_memory(variant):
 
 
 @pytest.mark.parametrize("config", ig.AUTOTUNE_CONFIGS, ids=str)
-@pytest.mark.parametrize("name", ["odd_sizes_oc24", "mixed_stride", "video_c128_s2_bias"])
+@pytest.mark.parametrize(
+    "name", ["odd_sizes_oc24", "mixed_stride", "video_c128_s2_bias", "n1_oc17_bias"]
+)
 def test_every_autotune_config_computes_the_truth(conv3d_check, conv3d_device, config, name):
     # Block shapes decide the masking; each config runs alone here, on padded, strided and
-    # biased cases whose sizes are no multiple of any block.
+    # biased cases whose sizes are no multiple of any block, and on an unpadded one, whose
+    # taps are loaded a step ahead only by the configs of more than two stages.
     def fn(*args, out=None):
         return conv3d(*args, out=out, config=config)
 
