@@ -435,6 +435,7 @@ def launch_kwargs(flags: dict, config: triton.Config) -> dict:
     """The keyword arguments of a launch: the call's flags, AHEAD and the config's."""
     return {**flags, "AHEAD": loads_taps_ahead(config), **config.all_kwargs()}
 
+
 # The tuner. Triton's autotuner times each config once, in list order, and on the H100
 # every config timed later in such a sequence ran slower: KernelBench #66's pick followed
 # its config's place in the list, between two configs 4-9% apart in steady state
