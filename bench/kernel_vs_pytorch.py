@@ -17,6 +17,7 @@ none waits for the GPU): where it is near `call us`, the call is bound by the ho
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -94,17 +95,27 @@ def pytorch_settings(case, x, w, b):
     }
 
 
+@contextlib.contextmanager
+def cudnn_flags(benchmark: bool, tf32: bool):
+    """cuDNN's ``benchmark`` and ``allow_tf32`` as a setting of ``pytorch_settings`` wants
+    them, restored afterwards, so the kernel's timings run under the defaults."""
+    saved = torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = benchmark, tf32
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = saved
+
+
 def fp32_rounds(kernel, setting, rounds: int, rep_ms: int) -> tuple[list[float], list[float]]:
     """The kernel's and PyTorch's device times (ms) in ``rounds`` interleaved rounds, PyTorch
     in ``setting`` (one of ``pytorch_settings``), for a ratio near 1 that one pair of
     timings cannot settle."""
     fn, benchmark, tf32 = setting
     mine, theirs = [], []
-    defaults = torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32
     for _ in range(rounds):
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = benchmark, tf32
-        theirs.append(bench(fn, rep_ms))
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = defaults
+        with cudnn_flags(benchmark, tf32):
+            theirs.append(bench(fn, rep_ms))
         mine.append(bench(kernel, rep_ms))
     return mine, theirs
 
@@ -121,17 +132,13 @@ def run_case(case, rep_ms: int, precisions: list[str], rounds: int = 1) -> list[
     x, w, b = inputs.x, inputs.weight, inputs.bias
     args = (x, w, b, case.stride, case.padding, case.dilation)
     torch_row: dict = {}
-    default_tf32 = torch.backends.cudnn.allow_tf32
     settings = pytorch_settings(case, x, w, b)
     for name, (fn, benchmark, tf32) in settings.items():
-        torch.backends.cudnn.benchmark = benchmark
-        torch.backends.cudnn.allow_tf32 = tf32
-        torch_row[name] = bench(fn, rep_ms)
-        if name == "as_called":
-            torch_row["torch_call_us"] = call_us(fn)
-            torch_row["torch_host_us"] = host_us(fn)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.allow_tf32 = default_tf32
+        with cudnn_flags(benchmark, tf32):
+            torch_row[name] = bench(fn, rep_ms)
+            if name == "as_called":
+                torch_row["torch_call_us"] = call_us(fn)
+                torch_row["torch_host_us"] = host_us(fn)
 
     rows = []
     for precision in precisions:
