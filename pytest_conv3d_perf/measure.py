@@ -97,12 +97,16 @@ def measure(
     warm_gpu = getattr(timer, "warm_gpu", None)
     if warm_gpu is not None:
         warm_gpu(plan.gpu_warm_s)
-    started = now()
-    calls = 0
-    while calls < plan.warmup_calls or now() - started < plan.warmup_s:
-        for f in fns:
-            f()
-        calls += 1
+    warm_up = getattr(timer, "warm_up", None)
+    if warm_up is not None:
+        warm_up(fns, plan.warmup_calls, plan.warmup_s)
+    else:
+        started = now()
+        calls = 0
+        while calls < plan.warmup_calls or now() - started < plan.warmup_s:
+            for f in fns:
+                f()
+            calls += 1
     calibrate = getattr(timer, "calibrate", None)
     if calibrate is not None:
         calibrate(fns)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,6 +254,7 @@ class Conv3dRun:
             self.settings.l2,
             progress=self.live(name),
             recorded=recorded,
+            now=getattr(self.timer, "now", time.perf_counter),
         )
         m = out.measurement
         entry = BaselineEntry(

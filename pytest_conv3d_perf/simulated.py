@@ -94,7 +94,6 @@ class SimulatedGpu:
         machine_offset: float = 0.0,
         noise: Noise | None = None,
         seed: int | None = None,
-        on_time: Callable[[float], None] | None = None,
     ) -> None:
         self.noise = noise = noise or Noise()
         self.rng = random.Random(seed)
@@ -124,7 +123,6 @@ class SimulatedGpu:
         self.sm_mhz = sm_mhz
         self.throttle = throttle
         self.elapsed_s = 0.0
-        self._on_time = on_time
 
     def now(self) -> float:
         return self.elapsed_s
@@ -141,16 +139,21 @@ class SimulatedGpu:
         run.conv3d_role = role  # type: ignore[attr-defined]
         return run
 
+    def warm_up(self, fns: Sequence[Callable[[], object]], calls: int, seconds: float) -> None:
+        """Each callable called ``calls`` times for real (a kernel compiles and tunes at its
+        first call), the warm-up's ``seconds`` spent on the simulated clock."""
+        for _ in range(calls):
+            for fn in fns:
+                fn()
+        self.elapsed_s += seconds
+
     def _variant(self, index: int, fn: object) -> Variant:
         if getattr(fn, "conv3d_role", "") == "recorded":
             return self.recorded
         return self.kernel if index == 0 else self.reference
 
     def _spend(self, ms: float) -> None:
-        seconds = ms / 1e3 + self.noise.batch_overhead_s
-        self.elapsed_s += seconds
-        if self._on_time is not None:
-            self._on_time(seconds)
+        self.elapsed_s += ms / 1e3 + self.noise.batch_overhead_s
 
     def sample(self, fns: Sequence[Callable[[], object]], rounds: int) -> list[list[float]]:
         n = self.noise

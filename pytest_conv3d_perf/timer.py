@@ -25,9 +25,12 @@ class Timer(Protocol):
 
 
 # A timer may also offer ``warm_gpu(seconds)``, called before a case's first call,
-# ``calibrate(fns)``, called once after warm-up, and ``call_sample(fns, rounds, calls)``:
-# per round and callable, the mean time per call in ms of ``calls`` back-to-back calls as a
-# caller's loop makes them (the call time).
+# ``warm_up(fns, calls, seconds)``, which replaces the warm-up loop (each callable called
+# at least ``calls`` times and for at least ``seconds``), ``calibrate(fns)``, called once
+# after warm-up, ``call_sample(fns, rounds, calls)``: per round and callable, the mean time
+# per call in ms of ``calls`` back-to-back calls as a caller's loop makes them (the call
+# time), and ``now()``: the clock the case's budget is spent on, in seconds (a simulated
+# GPU's own, so a simulated budget costs no wall time; the default is the host's clock).
 
 
 class CudaTimer:

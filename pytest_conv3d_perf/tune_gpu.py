@@ -51,6 +51,13 @@ def writable_source(fn: object, cwd: Path) -> Path:
             f"--write edits the kernel's source, and {path} is outside this repository "
             f"({root}); run it in the repository that holds the kernel"
         )
+    # A virtual environment inside the work tree (.venv, ignored) holds installed copies.
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=root)
+    if ignored.returncode == 0:
+        raise TuneError(
+            f"--write edits the kernel's source, and {path} is outside this repository's "
+            f"sources ({root}): git ignores it (an installed copy in a virtual environment?)"
+        )
     return path
 
 

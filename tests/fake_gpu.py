@@ -8,13 +8,13 @@ time), FAKE_REF_SLOWDOWN (the same for the reference), FAKE_RECORDED_SLOWDOWN (t
 as recorded at the baseline's commit, when the gate times it beside today's),
 FAKE_HOST_MS (host work the launcher adds to each call: seen in the call time only),
 FAKE_NOISE and FAKE_BATCH_NOISE (override the per-sample and per-batch relative standard
-deviations), FAKE_THROTTLE (a reason name), FAKE_MHZ (the SM clock). The simulated GPU
-takes as long as its simulated work, so budgets behave as on a GPU."""
+deviations), FAKE_THROTTLE (a reason name), FAKE_MHZ (the SM clock). Budgets are spent on
+the simulated GPU's own clock (its ``now``), so a simulated 10-second budget costs
+milliseconds of wall time and the decisions are those a GPU of that noise would get."""
 
 CONFTEST = """
 import dataclasses
 import os
-import time
 
 import pytest
 
@@ -45,7 +45,6 @@ def pytest_conv3d_perf_make_timer(config, l2):
         throttle=(reason,) if reason else (),
         noise=noise,
         seed=int(seed) if seed else None,
-        on_time=time.sleep,
     )
 
 

@@ -13,31 +13,22 @@ from kernels import ModelNew, conv3d
 from kernels import implicit_gemm as ig
 from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
+from tests.offline_shared import shared_bytes
 
 
+@pytest.mark.parametrize("mode", [ig.mode_for_capability((8, 9)), ig.DEFAULT_PRECISION])
 @pytest.mark.parametrize("variant", ["generic", "generic padded", "kb54", "video_c64"])
-def test_every_autotune_config_fits_the_rtx_4090_shared_memory(variant):
+def test_every_autotune_config_fits_the_rtx_4090_shared_memory(variant, mode):
     # Compiled for sm_89 by the installed Triton: what a block really takes there. The
     # specialised variants are compiled as a launch on those cases would be (kb54: no
-    # padding, unaligned sizes; video_c64: padded, sizes that allow 128-bit stores).
+    # padding, unaligned sizes; video_c64: padded, sizes that allow 128-bit stores). In the
+    # mode the 4090 runs (plain FMA) and in tf32x3-ws (what a caller may ask for). Lowered
+    # to LLVM IR only, where Triton fixes the number, in two child processes
+    # (tests/offline_shared.py; the test below checks that count against a full compile).
     case = None if variant.startswith("generic") else select(builtin_cases(), [variant])[0]
     padded = variant.endswith("padded") if case is None else any(case.padding)
-
-    def scalars(mode: str):
-        return None if case is None else ig.case_scalar_args(case, mode)
-
-    # In the mode the 4090 runs (plain FMA) and in tf32x3-ws (what a caller may ask for).
-    used = [
-        max(pair)
-        for pair in zip(
-            *(
-                ig.compiled_shared_bytes(
-                    ig.AUTOTUNE_CONFIGS, 89, padded=padded, scalars=scalars(mode), precision=mode
-                )
-                for mode in (ig.mode_for_capability((8, 9)), ig.DEFAULT_PRECISION)
-            )
-        )
-    ]
+    scalars = None if case is None else ig.case_scalar_args(case, mode)
+    used = shared_bytes(ig.AUTOTUNE_CONFIGS, 89, padded=padded, scalars=scalars, precision=mode)
     too_big = [
         f"{cfg}: {nbytes} bytes"
         for cfg, nbytes in zip(ig.AUTOTUNE_CONFIGS, used)
@@ -45,6 +36,12 @@ def test_every_autotune_config_fits_the_rtx_4090_shared_memory(variant):
     ]
     assert not too_big, f"over the RTX 4090's {ig.SHARED_MEMORY_LIMIT} bytes: {too_big}"
     assert all(nbytes > 0 for nbytes in used)
+
+
+def test_the_count_at_llvm_ir_is_the_compiled_kernels():
+    configs = [ig.AUTOTUNE_CONFIGS[0], ig.AUTOTUNE_CONFIGS[-1]]
+    lowered = shared_bytes(configs, 89, padded=True, precision="ieee", workers=1)
+    assert lowered == ig.compiled_shared_bytes(configs, 89, padded=True, precision="ieee")
 
 
 @pytest.mark.parametrize("config", ig.AUTOTUNE_CONFIGS, ids=str)
@@ -298,7 +295,7 @@ def test_with_the_k_assumption_the_hopper_products_are_not_waited_out_one_by_one
 def test_the_shared_memory_check_sees_a_block_too_big_for_the_rtx_4090():
     # One 128x128 tile of each operand alone is 128 KB of float32.
     too_big = ig._config(128, 128, 128, 8, 2)
-    [nbytes] = ig.compiled_shared_bytes([too_big], 89, padded=False)
+    [nbytes] = shared_bytes([too_big], 89, padded=False, precision="ieee", workers=1)
     assert nbytes > ig.SHARED_MEMORY_LIMIT
 
 
