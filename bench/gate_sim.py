@@ -26,9 +26,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from pytest_conv3d_perf.baseline import BaselineEntry, median_process
-from pytest_conv3d_perf.gate import run_gate
+from pytest_conv3d_perf.gate import Other, run_gate
 from pytest_conv3d_perf.measure import Measurement, Plan, measure
-from pytest_conv3d_perf.recorded import Recorded
 from pytest_conv3d_perf.simulated import Noise, SimulatedGpu, process_seed
 from pytest_conv3d_perf.verdict import Thresholds, Verdict
 
@@ -104,10 +103,10 @@ def trial(
     kernel = gpu.runner("kernel")
     recorded_run = gpu.runner("recorded")
 
-    def recorded() -> tuple[Recorded, object]:
+    def other() -> Other:
         if args.history == "none":
-            return Recorded(None, "no history"), None
-        return Recorded(recorded_run), recorded_run
+            return Other(None, why="no history")
+        return Other(recorded_run, "the recorded kernel")
 
     out = run_gate(
         gpu,
@@ -117,8 +116,9 @@ def trial(
         t,
         plan,
         "flush",
-        recorded=recorded,
+        other=other,
         now=gpu.now,
+        ab_first=getattr(args, "mode", "stored") == "against",
     )
     truth = 100 * slowdown
     a, s = out.assessment, out.stored
@@ -151,6 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail", type=float, default=2.0)
     parser.add_argument("--warn", type=float, default=1.0)
     parser.add_argument("--history", choices=("git", "none"), default="git")
+    parser.add_argument(
+        "--mode",
+        choices=("stored", "against"),
+        default="stored",
+        help="stored: the stored number first, the A/B settles (pytest --conv3d-perf); "
+        "against: the A/B decides every case (--conv3d-against, the pull-request gate)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     noise = Noise()
@@ -226,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print(
-        f"summary: history={args.history} trials/cell={args.trials} "
+        f"summary: mode={args.mode} history={args.history} trials/cell={args.trials} "
         f"false regressions {totals['null:regression']}/{totals['null:n']}; "
         f"unstable on unchanged <50us {totals['small-null:unstable']}/{totals['small-null:n']}; "
         f"1% flagged on >=0.2 ms {_pct(totals['1%-big:flagged'], totals['1%-big:n'])}; "

@@ -126,12 +126,16 @@ def source_hash(fn: object) -> str:
 def autotune_config(fn: object) -> dict[str, Any] | None:
     """The config the kernel's autotuner used last, where its module offers
     ``last_config()``."""
-    module = inspect.getmodule(fn)
-    getter = getattr(fn, "last_config", None) or getattr(module, "last_config", None)
+    # The function's own globals first: another revision's kernel, loaded beside today's
+    # under the same module name, is not the module sys.modules holds.
+    module_globals = getattr(fn, "__globals__", None) or vars(inspect.getmodule(fn) or fn)
+    getter = getattr(fn, "last_config", None) or module_globals.get("last_config")
     return getter() if callable(getter) else None
 
 
-def config_note(today: dict[str, Any] | None, recorded: dict[str, Any] | None) -> str | None:
+def config_note(
+    today: dict[str, Any] | None, recorded: dict[str, Any] | None, label: str = "the recorded one"
+) -> str | None:
     """A reason line when the two kernels of an A/B ran different autotune configs.
 
     An autotuner picks among near-equal configs by a timing of its own, so two modules of
@@ -142,11 +146,11 @@ def config_note(today: dict[str, Any] | None, recorded: dict[str, Any] | None) -
     if not today or not recorded or today == recorded:
         return None
 
-    def label(cfg: dict[str, Any]) -> str:
+    def text(cfg: dict[str, Any]) -> str:
         # Sorted: a config read back from a baseline file has its keys in JSON's order.
         return ", ".join(f"{k}={v}" for k, v in sorted(cfg.items()))
 
     return (
-        f"the autotuner ran {label(today)} for today's kernel and {label(recorded)} for the "
-        "recorded one: part of the change may be its pick, not the code"
+        f"the autotuner ran {text(today)} for today's kernel and {text(recorded)} for "
+        f"{label}: part of the change may be its pick, not the code"
     )

@@ -1,17 +1,26 @@
-"""One case through the gate: measure, assess against the baseline, confirm a change by
-measuring again, and say whether the result fails the run."""
+"""One case through the gate: measure, assess, confirm a change by measuring again, and say
+whether the result fails the run.
+
+Two ways to a verdict. Against a revision (``--conv3d-against REV``, the pull-request
+gate): today's kernel and REV's, each with its own import closure, are timed interleaved
+in this process on every case, and that A/B decides; the stored baseline is reported (the
+machine's move: REV's kernel today against its stored time). Without one: the stored
+number first, and a case that is anything but `unchanged` against it is settled by the
+same A/B against the code the entry recorded, or measured again where that code cannot
+be had. No verdict is excused by a hash of the kernel's source: the same file can import
+other helpers, read another configuration, or run under another Triton.
+"""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pytest_conv3d_perf import spread
 from pytest_conv3d_perf.baseline import BaselineEntry
 from pytest_conv3d_perf.measure import Measurement, Plan, measure
-from pytest_conv3d_perf.recorded import Recorded
 from pytest_conv3d_perf.stats import Change, Summary, relative_change
 from pytest_conv3d_perf.timer import Timer
 from pytest_conv3d_perf.verdict import (
@@ -21,10 +30,9 @@ from pytest_conv3d_perf.verdict import (
     Verdict,
     assess_with_call,
     combine_call,
-    confirm,
     decide,
     fails_run,
-    needs_third,
+    settle,
 )
 
 
@@ -47,11 +55,14 @@ class CaseResult:
     fails: bool = False
     call_change: Change | None = None
     # The verdict against the stored number alone, and what settled the final one:
-    # "stored" (that verdict stands), "recorded" (an A/B against the recorded kernel),
-    # "same-code" (the kernel's source is the recorded one) or "repeat" (measured again).
+    # "stored" (that verdict stands), "ab" (an A/B against another revision's kernel,
+    # interleaved in this process) or "repeat" (the stored number, measured again).
     stored_verdict: Verdict | None = None
     stored_change: Change | None = None
     settled_by: str = "stored"
+    # The revision the A/B ran against, and its kernel's time in that A/B.
+    against: str = ""
+    other: Summary | None = None
 
     @property
     def ms(self) -> float:
@@ -90,8 +101,26 @@ class FailPolicy:
         )
 
 
-def timing_of(m: Measurement) -> Timing:
-    ref = m.reference
+@dataclass(frozen=True)
+class Other:
+    """The other side of an A/B: a callable that makes today's call with that revision's
+    code, or why there is none. ``missing``: that revision has no such code (the case is
+    `new` to it), as opposed to code that cannot run it (the stored number decides)."""
+
+    call: Callable[[], object] | None
+    label: str = ""
+    why: str = ""
+    missing: bool = False
+    notes: tuple[str, ...] = ()
+    # Today's call as the A/B makes it (wrapped alike when the sides' environments
+    # differ); None: the plain one.
+    today: Callable[[], object] | None = None
+
+
+def timing_of(m: Measurement, *, reference: bool = True) -> Timing:
+    """``reference``: whether ``m``'s reference slot holds the reference (PyTorch), not
+    the other side of an A/B."""
+    ref = m.reference if reference else None
     return Timing(
         median_ms=m.kernel.median,
         halfwidth=m.kernel.rel_halfwidth,
@@ -113,6 +142,8 @@ class GateOutcome:
     measurements: int
     stored: Assessment | None = None  # against the stored number alone
     settled_by: str = "stored"
+    against: str = ""
+    other: Summary | None = None
 
 
 def run_gate(
@@ -124,45 +155,72 @@ def run_gate(
     plan: Plan,
     l2: str,
     progress: Callable[[str], None] | None = None,
-    recorded: Callable[[], tuple[Recorded, Callable[[], object] | None]] | None = None,
+    other: Callable[[], Other] | None = None,
     now: Callable[[], float] = time.perf_counter,
+    ab_first: bool = False,
 ) -> GateOutcome:
-    """Measure against the stored number; anything but `unchanged` is settled by an A/B
-    against the recorded code where it can be had, else measured again (confirmation).
-    ``now`` is the clock budgets are spent on (a simulation passes its own)."""
+    """``other()`` loads the other side of an A/B (called at most once, when needed).
+    ``ab_first``: the A/B decides every case (``--conv3d-against``); else the stored
+    number first. ``now`` is the clock budgets are spent on (a simulation passes its
+    own)."""
+
+    def measured(a: Callable[[], object], b: Callable[[], object] | None) -> Measurement:
+        return measure(timer, a, b, plan, l2=l2, progress=progress, now=now)
+
+    found: Other | None = None
+    if ab_first and other is not None:
+        found = other()
+        if found.call is not None:
+            return _ab_outcome(measured, call, found, base, thresholds, None)
+    m1 = measured(call, reference)
     base_timing = base.timing() if base else None
-    m1 = measure(timer, call, reference, plan, l2=l2, progress=progress, now=now)
     a1 = assess_with_call(timing_of(m1), base_timing, thresholds, throttle=m1.throttle)
-    if base is None or a1.settled:
-        return GateOutcome(a1.verdict, m1, a1, 1, a1)
-    # Loaded only now: most cases are unchanged and never need the recorded kernel.
-    found, recorded_call = recorded() if recorded is not None else (None, None)
-    if found is not None and found.same_code and not a1.machine:
-        note = (
-            f"the kernel's source is the one the baseline recorded, so the move of "
-            f"{_said(a1)} is the machine's or the software's around it, not the kernel's"
-        )
-        a = Assessment(Verdict.UNCHANGED, a1.change, a1.drift, (*a1.reasons, note), a1.call_change)
-        return GateOutcome(Verdict.UNCHANGED, m1, a, 1, a1, "same-code")
-    if recorded_call is not None and base is not None:
-        return _against_recorded(
-            timer, call, recorded_call, base, thresholds, plan, l2, m1, a1, now
-        )
     why = (found.why,) if found is not None and found.why else ()
-    # Interleaved with the reference again, in the same process: asv and nvbench's
-    # robust comparison also re-measure before calling a change.
-    m2 = measure(timer, call, reference, plan, l2=l2, progress=progress, now=now)
-    a2 = assess_with_call(timing_of(m2), base_timing, thresholds, throttle=m2.throttle)
-    steps = [a1, a2]
-    if needs_third(a1.verdict, a2.verdict):
-        m2 = measure(timer, call, reference, plan, l2=l2, progress=progress, now=now)
-        steps.append(assess_with_call(timing_of(m2), base_timing, thresholds, throttle=m2.throttle))
-    final = confirm(steps[-2].verdict, steps[-1].verdict)
-    said = [_said(s) for s in steps]
-    note = f"measurements said {', then '.join(said)}"
+    a1 = replace(a1, reasons=(*a1.reasons, *throttle_note([m1])))
+    if base is None:
+        if found is not None and not found.missing:
+            # The base has this case, and neither an A/B nor a stored number can judge
+            # it: "can't tell", which fails in CI (--conv3d-unstable=fail).
+            note = "neither an A/B nor a stored baseline for this GPU can judge it"
+            a = Assessment(Verdict.UNSTABLE, None, reasons=(*why, note))
+            return GateOutcome(Verdict.UNSTABLE, m1, a, 1, a1, against=found.label)
+        a = replace(a1, reasons=(*why, *a1.reasons))
+        return GateOutcome(a1.verdict, m1, a, 1, a1)
+    if a1.settled:
+        a = replace(a1, reasons=(*why, *a1.reasons))
+        return GateOutcome(a1.verdict, m1, a, 1, a1)
+    if found is None and other is not None:
+        # Loaded only now: most cases are unchanged and never need the other code.
+        found = other()
+        if found.call is not None:
+            return _ab_outcome(measured, call, found, base, thresholds, a1, m1)
+        why = (found.why,) if found.why else ()
+    ms = [m1]
+    steps = [a1]
+
+    def again() -> Verdict:
+        # Interleaved with the reference again, in the same process: asv and nvbench's
+        # robust comparison also re-measure before calling a change.
+        ms.append(measured(call, reference))
+        steps.append(
+            assess_with_call(timing_of(ms[-1]), base_timing, thresholds, throttle=ms[-1].throttle)
+        )
+        return steps[-1].verdict
+
+    final, _ = settle(a1.verdict, again)
+    note = f"measurements said {', then '.join(_said(s) for s in steps)}"
     last = steps[-1]
-    a = Assessment(final, last.change, last.drift, (*last.reasons, *why, note), last.call_change)
-    return GateOutcome(final, m2, a, len(steps), a1, "repeat")
+    reasons = (*last.reasons, *why, note, *throttle_note(ms))
+    a = Assessment(final, last.change, last.drift, reasons, last.call_change)
+    return GateOutcome(final, ms[-1], a, len(steps), a1, "repeat")
+
+
+def throttle_note(ms: list[Measurement]) -> tuple[str, ...]:
+    """A line for the batches dropped while the GPU throttled, where some were kept."""
+    dropped = sum(int(m.diagnostics.get("throttled_batches", 0)) for m in ms if not m.throttle)
+    if not dropped:
+        return ()
+    return (f"{dropped} batch(es) dropped while the GPU throttled, each followed by a pause",)
 
 
 def ab_changes(m: Measurement) -> tuple[Change, Change | None]:
@@ -177,49 +235,91 @@ def _ab(a: Summary, b: Summary) -> Change:
     return relative_change(a.median, a.rel_halfwidth, b.median, b.rel_halfwidth, spread.AB_SD)
 
 
-def _against_recorded(
-    timer: Timer,
-    call: Callable[[], object],
-    recorded_call: Callable[[], object],
-    base: BaselineEntry,
-    thresholds: Thresholds,
-    plan: Plan,
-    l2: str,
-    m1: Measurement,
-    a1: Assessment,
-    now: Callable[[], float],
-) -> GateOutcome:
-    """Today's kernel and the recorded one, interleaved in this process: the A/B decides;
-    the recorded kernel's time today against its stored time is the machine's move."""
-    m = measure(timer, call, recorded_call, plan, l2=l2, now=now)
-    assert m.reference is not None
+def ab_verdict(m: Measurement, thresholds: Thresholds) -> tuple[Verdict, Change, Change | None]:
+    """The A/B's verdict: device time and call time, each decided, then combined. Both
+    sides ran at the same clocks (interleaved), so neither throttling nor a clock change
+    makes it `unstable`: an interval too wide to decide does."""
     ab, call_ab = ab_changes(m)
     verdict = decide(ab, thresholds)
     if call_ab is not None:
         verdict = combine_call(verdict, decide(call_ab, thresholds))
-    if m.throttle:
-        verdict = Verdict.UNSTABLE
-    stored = base.timing()
-    machine = relative_change(
-        m.reference.median,
-        m.reference.rel_halfwidth,
-        stored.median_ms,
-        stored.halfwidth,
-        spread=math.hypot(spread.device_sd(m.reference.median), stored.process_sd),
+    return verdict, ab, call_ab
+
+
+def _ab_outcome(
+    measured: Callable[[Callable[[], object], Callable[[], object] | None], Measurement],
+    call: Callable[[], object],
+    found: Other,
+    base: BaselineEntry | None,
+    thresholds: Thresholds,
+    stored_first: Assessment | None,
+    m_stored: Measurement | None = None,
+) -> GateOutcome:
+    """Today's kernel and the other side's, interleaved in this process, measured again
+    while the verdict does not stand (``settle``): the A/B decides."""
+    assert found.call is not None
+    runs: list[tuple[Measurement, Verdict, Change, Change | None]] = []
+
+    def once() -> Verdict:
+        m = measured(found.today or call, found.call)
+        runs.append((m, *ab_verdict(m, thresholds)))
+        return runs[-1][1]
+
+    verdict, said = settle(once(), once)
+    m, _, ab, call_ab = runs[-1]
+    lines = [
+        f"A/B against {found.label}, interleaved in this process: "
+        + ", then ".join(
+            f"{c.pct:+.2f}% [{c.low_pct:+.2f}, {c.high_pct:+.2f}]"
+            + (f", call {cc.pct:+.2f}%" if cc is not None else "")
+            + f" ({v.value})"
+            for _, v, c, cc in runs
+        )
+        + f" -> {verdict.value} (this decides)"
+    ]
+    lines += throttle_note([run[0] for run in runs])
+    throttled = sorted({name for run in runs for name in run[0].throttle})
+    if throttled:
+        lines.append(
+            "the GPU throttled through the budget (" + ", ".join(throttled) + "); both "
+            "sides ran interleaved at the same clocks, so the A/B still compares them"
+        )
+    assert m.reference is not None
+    stored = stored_first
+    drift = None
+    if base is not None:
+        stored_timing = base.timing()
+        drift = relative_change(
+            m.reference.median,
+            m.reference.rel_halfwidth,
+            stored_timing.median_ms,
+            stored_timing.halfwidth,
+            spread=math.hypot(spread.device_sd(m.reference.median), stored_timing.process_sd),
+        )
+        lines.append(
+            f"the machine: {found.label}'s kernel runs {drift.pct:+.2f}% "
+            f"[{drift.low_pct:+.2f}, {drift.high_pct:+.2f}] against its stored time"
+        )
+        if stored is None:
+            stored = assess_with_call(
+                timing_of(m, reference=False), stored_timing, thresholds, throttle=m.throttle
+            )
+        else:
+            lines.insert(0, f"against the stored number: {_said(stored)}")
+    else:
+        lines.append("no stored baseline for this GPU model: the A/B alone decides")
+    a = Assessment(verdict, ab, drift, (*found.notes, *lines), call_ab)
+    head = replace(m, reference=None, ref_call=None)
+    return GateOutcome(
+        verdict,
+        m_stored if m_stored is not None else head,
+        a,
+        len(said) + (1 if m_stored is not None else 0),
+        stored,
+        "ab",
+        found.label,
+        m.reference,
     )
-    commit = str(base.environment.get("commit", ""))[:10]
-    reasons = (
-        *a1.reasons,
-        f"against the stored number: {_said(a1)}",
-        f"A/B against the kernel as recorded at {commit}, interleaved in this process: "
-        f"{ab.pct:+.2f}% [{ab.low_pct:+.2f}, {ab.high_pct:+.2f}]"
-        + (f", call {call_ab.pct:+.2f}%" if call_ab else "")
-        + f" -> {verdict.value} (this decides)",
-        f"the machine: the recorded kernel runs {machine.pct:+.2f}% "
-        f"[{machine.low_pct:+.2f}, {machine.high_pct:+.2f}] against its stored time",
-    )
-    a = Assessment(verdict, ab, machine, reasons, call_ab)
-    return GateOutcome(verdict, m1, a, 2, a1, "recorded")
 
 
 def _said(a: Assessment) -> str:
@@ -258,4 +358,6 @@ def case_result(
         stored_verdict=out.stored.verdict if out.stored else None,
         stored_change=out.stored.change if out.stored else None,
         settled_by=out.settled_by,
+        against=out.against,
+        other=out.other,
     )

@@ -29,6 +29,11 @@ class Plan:
     # (notes/gate-quality.md, fifth session; bench/autotune_pick.py is the check).
     gpu_warm_s: float = 0.2
     batch_s: float = 0.05
+    # A batch during which the GPU throttled is dropped, and sampling waits this long
+    # (doubling up to throttle_pause_max_s while the throttling lasts) before it goes on,
+    # within the budget: nvbench's throttle recovery delay (0.05 s).
+    throttle_pause_s: float = 0.05
+    throttle_pause_max_s: float = 1.0
     # Call time: a sample is the mean of back-to-back calls over about this long (at least
     # min_calls of them, so a slow kernel's launch overlaps the previous call as in a real
     # loop), and the phase takes at most this share of the budget (at least
@@ -46,6 +51,8 @@ class Measurement:
     reference: Summary | None
     elapsed_s: float
     sm_mhz: float | None
+    # Throttle reasons in the samples kept: empty unless the GPU throttled through every
+    # batch of the budget (then all of them are kept, and the reasons say why).
     throttle: tuple[str, ...] = ()
     l2: str = "flush"
     samples: list[float] = field(default_factory=list, repr=False)
@@ -56,10 +63,9 @@ class Measurement:
     ref_call: Summary | None = None
 
 
-def _merge_clocks(readings: list[ClockState]) -> tuple[float | None, tuple[str, ...]]:
+def _mean_mhz(readings: list[ClockState]) -> float | None:
     mhz = [r.sm_mhz for r in readings if r.sm_mhz]
-    reasons = tuple(sorted({name for r in readings for name in r.throttle}))
-    return (sum(mhz) / len(mhz) if mhz else None), reasons
+    return sum(mhz) / len(mhz) if mhz else None
 
 
 def _batch_halfwidth(batch_medians: list[float]) -> float:
@@ -120,14 +126,31 @@ def measure(
     batches: list[float] = []
     ref_batches: list[float] = []
     clocks = [timer.clock()]
+    throttled: list[tuple[list[list[float]], ClockState]] = []
+    pause = getattr(timer, "pause", time.sleep)
+    wait = plan.throttle_pause_s
     # Sorting all samples after every batch would cost O(n^2 log n); checking each time
     # the count has grown by a quarter keeps it O(n log n) and stops at most 25% late.
     next_check = plan.min_samples
     start = now()
     said = start
     while True:
+        before = clocks[-1]
         times = timer.sample(fns, rounds)
-        clocks.append(timer.clock())
+        state = timer.clock()
+        if before.throttle or state.throttle:
+            # A slower clock is no code's doing: the batch is dropped and the clocks get
+            # time to recover (nvbench drops throttled samples the same way).
+            throttled.append((times, state))
+            clocks.append(state)
+            if now() - start >= plan.budget_s:
+                break
+            pause(wait)
+            wait = min(2 * wait, plan.throttle_pause_max_s)
+            clocks.append(timer.clock())
+            continue
+        wait = plan.throttle_pause_s
+        clocks.append(state)
         kernel.extend(times[0])
         batches.append(median(times[0]))
         if reference is not None:
@@ -149,15 +172,26 @@ def measure(
             if 100 * summary.rel_halfwidth <= plan.target_halfwidth_pct:
                 break
             next_check = int(len(kernel) * 1.25)
+    reasons: tuple[str, ...] = ()
+    if not batches:
+        # Throttled through the whole budget: keep what there is and say why.
+        for times, _ in throttled:
+            kernel.extend(times[0])
+            batches.append(median(times[0]))
+            if reference is not None:
+                ref.extend(times[1])
+                ref_batches.append(median(times[1]))
+        reasons = tuple(sorted({name for _, state in throttled for name in state.throttle}))
     call = ref_call = None
     sampler = getattr(timer, "call_sample", None)
     if sampler is not None:
         say("call time")
         call, ref_call = _measure_calls(sampler, fns, plan, median(kernel), now)
-    mhz, reasons = _merge_clocks(clocks)
+    mhz = _mean_mhz([c for c in clocks if not c.throttle] or clocks)
     iid = summarize(kernel)
     diagnostics = {
         "batches": len(batches),
+        "throttled_batches": len(throttled),
         "iid_halfwidth_pct": 100 * iid.rel_halfwidth,
         "batch_halfwidth_pct": 100 * _batch_halfwidth(batches),
     }

@@ -139,10 +139,13 @@ def result_dict(r: CaseResult) -> dict[str, Any]:
         "baseline_ms": r.baseline.median_ms if r.baseline else None,
         "change_pct": r.change.pct if r.change else None,
         "change_interval_pct": [r.change.low_pct, r.change.high_pct] if r.change else None,
-        # change_* is what decided: the A/B against the recorded kernel where settled_by
-        # is "recorded" (then reference_drift_pct is the recorded kernel's move against
-        # its stored time, the machine's); stored_* is against the stored number alone.
+        # change_* is what decided: the A/B against another revision's kernel where
+        # settled_by is "ab" (``against`` names it, other_ms is its time in that A/B, and
+        # reference_drift_pct its move against the stored time, the machine's);
+        # stored_* is against the stored number alone.
         "settled_by": r.settled_by,
+        "against": r.against or None,
+        "other_ms": r.other.median if r.other else None,
         "stored_verdict": r.stored_verdict.value if r.stored_verdict else None,
         "stored_change_pct": r.stored_change.pct if r.stored_change else None,
         "stored_change_interval_pct": (

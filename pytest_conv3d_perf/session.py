@@ -33,11 +33,19 @@ from pytest_conv3d_perf.environment import (
     now_utc,
     source_hash,
 )
-from pytest_conv3d_perf.gate import CaseResult, FailPolicy, case_result, run_gate
+from pytest_conv3d_perf.gate import CaseResult, FailPolicy, Other, case_result, run_gate
 from pytest_conv3d_perf.measure import Plan
-from pytest_conv3d_perf.recorded import SOFTWARE, Recorded, load_recorded, repository_path
 from pytest_conv3d_perf.runtime import DeviceError, Runtime, select_runtime
 from pytest_conv3d_perf.settings import Settings, SettingsError
+from pytest_conv3d_perf.sides import (
+    RevisionError,
+    Revisions,
+    Unavailable,
+    pair,
+    repository_path,
+    resolve,
+    today,
+)
 from pytest_conv3d_perf.target import Target, TargetError
 from pytest_conv3d_perf.timer import Timer
 from pytest_conv3d_perf.verdict import Thresholds, Verdict, parse_percent
@@ -116,7 +124,9 @@ class Conv3dRun:
     # An xdist controller: its workers time (one per GPU) and it writes the merged report.
     merging: bool = False
     worker_baselines: set[Path] = field(default_factory=set)
-    recorded: dict[tuple[str, str, str, str], Recorded] = field(default_factory=dict)
+    # Other revisions' kernels, loaded with their import closures for the A/B, in the
+    # environment the run started with (after the device's own settings).
+    revisions: Revisions = field(default_factory=lambda: Revisions(Path("."), {}))
 
     @classmethod
     def start(cls, config: pytest.Config) -> Conv3dRun:
@@ -138,7 +148,18 @@ class Conv3dRun:
             suite={c.name: c for c in suite},
             kernel=kernel,
             model=model,
+            revisions=Revisions(Path(config.rootpath), os.environ),
         )
+        if settings.against:
+            if settings.update:
+                raise SettingsError(
+                    "--conv3d-against compares with another revision's kernel; a baseline "
+                    "update measures this one alone: use one or the other"
+                )
+            try:
+                resolve(Path(config.rootpath), settings.against)
+            except RevisionError as exc:
+                raise SettingsError(f"--conv3d-against: {exc}") from None
         if settings.perf:
             run._enable_timing()
         return run
@@ -222,24 +243,23 @@ class Conv3dRun:
         replay: Callable[[Any], Callable[[], object]] | None = None,
     ) -> CaseResult | None:
         """Time ``call`` and decide; without timing, run it once as a smoke test.
-        ``replay(f)`` makes the same call with another version of ``fn`` (the recorded
-        one, for the A/B that settles a verdict)."""
+        ``replay(f)`` makes the same call with another version of ``fn`` (another
+        revision's, for the A/B that decides or settles a verdict)."""
         if not self.timing:
             call()
             return None
         assert self.timer is not None
         base = self.baselines.get(name)
-        today_hash = source_hash(fn)
-        recorded = None
-        if base is not None and replay is not None:
+        against = self.settings.against
+        revision = against or (str(base.environment.get("commit", "")) if base else "")
+        counterpart: list[object] = []
+        other = None
+        if replay is not None and (against or base is not None):
 
-            def recorded() -> tuple[Recorded, Callable[[], object] | None]:
-                found = self._recorded(fn, base, today_hash)
-                if found.fn is None:
-                    return found, None
-                again = replay(found.fn)
-                again.conv3d_role = "recorded"  # type: ignore[attr-defined]
-                return found, again
+            def other() -> Other:
+                found, twin = self._other(fn, revision, call, replay, bool(against))
+                counterpart.append(twin)
+                return found
 
         plan = Plan(
             budget_s=self.settings.budget_s, target_halfwidth_pct=thresholds.target_halfwidth_pct
@@ -253,8 +273,9 @@ class Conv3dRun:
             plan,
             self.settings.l2,
             progress=self.live(name),
-            recorded=recorded,
+            other=other,
             now=getattr(self.timer, "now", time.perf_counter),
+            ab_first=bool(against),
         )
         m = out.measurement
         entry = BaselineEntry(
@@ -268,7 +289,7 @@ class Conv3dRun:
             sm_mhz=m.sm_mhz,
             call_ms=m.call.median if m.call else None,
             call_ci_ms=[m.call.low, m.call.high] if m.call else None,
-            kernel_hash=today_hash,
+            kernel_hash=source_hash(fn),
             kernel_file=repository_path(fn, Path(self.config.rootpath)),
             autotune=autotune_config(fn),
             case=case.to_dict() if case else None,
@@ -287,29 +308,62 @@ class Conv3dRun:
             flop=flop,
             policy=policy,
         )
-        note = None
-        if out.settled_by == "recorded" and base is not None:
-            found = self._recorded(fn, base, today_hash)
-            note = config_note(entry.autotune, autotune_config(found.fn))
-        elif out.settled_by == "same-code" and base is not None:
-            # The same source can autotune to another config than the one recorded: on
-            # the H100, KernelBench #66 was recorded at 64x64x32 (0.914 ms), and processes
-            # that picked 128x64x32 ran it 4-9% slower (notes/kernel.md, v15).
-            note = config_note(entry.autotune, base.autotune)
-        if note:
-            result.reasons = (*result.reasons, note)
+        if out.settled_by == "ab" and counterpart and counterpart[0] is not None:
+            # An autotuner picks among near-equal configs by a timing of its own: two
+            # copies of one kernel can pick differently in one process (notes/kernel.md).
+            label = out.against if against else "the recorded one"
+            note = config_note(entry.autotune, autotune_config(counterpart[0]), label)
+            if note:
+                result.reasons = (*result.reasons, note)
         self.results.append(result)
         return result
 
-    def _recorded(self, fn: object, base: BaselineEntry, today_hash: str) -> Recorded:
-        commit = str(base.environment.get("commit", ""))
-        key = (commit, base.kernel_file, getattr(fn, "__name__", ""), today_hash)
-        if key not in self.recorded:
-            software = {k: self.device_info.get(k) for k in SOFTWARE}
-            self.recorded[key] = load_recorded(
-                fn, base, Path(self.config.rootpath), today_hash, software
+    def _other(
+        self,
+        fn: object,
+        revision: str,
+        call: Callable[[], object],
+        replay: Callable[[Any], Callable[[], object]],
+        asked: bool,
+    ) -> tuple[Other, object | None]:
+        """The other side of the A/B for ``fn``: ``revision``'s code for it, loaded with
+        its import closure, making ``call`` (``replay``); or why there is none."""
+        module = getattr(fn, "__module__", "") or ""
+        qualname = getattr(fn, "__qualname__", "") or repr(fn)
+        source = "--conv3d-against" if asked else "the baseline entry"
+        if not revision:
+            why = f"{source} names no commit: the stored number decides"
+            return Other(None, why=why), None
+        side = self.revisions.side(revision, module) if module else Unavailable("no module")
+        if isinstance(side, Unavailable):
+            if side.missing:
+                return Other(None, why=f"{side.why}: nothing to compare with", missing=True), None
+            return Other(None, why=f"{side.why}; the stored number decides"), None
+        label = (
+            f"{revision} ({side.label})"
+            if asked and not revision.startswith(side.label)
+            else side.label
+        )
+        if not asked:
+            label = f"the kernel as recorded at {side.label}"
+        twin = side.counterpart(fn)
+        if twin is None:
+            why = f"{label} has no {module}.{qualname}: nothing to compare with"
+            return Other(None, label, why, missing=True), None
+        root = Path(self.config.rootpath)
+        names = self.revisions.names(side.tree)
+        both = pair(today(root, names), side, names, call, replay(twin))
+        try:
+            both.other()  # its first call: compiles and tunes, and shows it runs this case
+        except Exception as exc:
+            why = (
+                f"{label}'s {qualname} raised {type(exc).__name__} on this case's arguments "
+                f"({str(exc)[:120]}): an interface change? the stored number decides"
             )
-        return self.recorded[key]
+            return Other(None, label, why), twin
+        both.other.conv3d_role = "recorded"  # type: ignore[attr-defined]
+        today_call = both.today if both.today is not call else None
+        return Other(both.other, label, today=today_call), twin
 
     def _terminal(self) -> Any:
         return self.config.pluginmanager.get_plugin("terminalreporter")

@@ -4,7 +4,8 @@ Every option that describes the project (thresholds, budget, where the kernel an
 baselines are, report files) has an ini value of the same name with ``_``. The options that
 say what one run does (``--conv3d-perf``, ``--conv3d-perf-only``,
 ``--conv3d-update-baselines`` and its ``--conv3d-dry-run``, ``--conv3d-force``,
-``--conv3d-prior-json``, ``--conv3d-case``, ``--conv3d-benchmark-save``) have none, as
+``--conv3d-prior-json``, ``--conv3d-case``, ``--conv3d-benchmark-save``,
+``--conv3d-against``) have none, as
 pytest's own ``-k`` or ``--lf`` have none: a configuration file that switched them on would
 make every run of the project measure for minutes or rewrite its baselines.
 """
@@ -245,6 +246,16 @@ def add_options(parser: pytest.Parser) -> None:
         help="TOML or JSON files of extra cases, relative to the ini file.",
     )
     group.addoption(
+        "--conv3d-against",
+        default=None,
+        metavar="REV",
+        help="decide every timed case by an A/B: the working tree's kernel against the "
+        "kernel at git revision REV (a branch, tag or sha; each with its own package, "
+        "helpers and data files), timed interleaved in this process. The stored baseline "
+        "is reported beside it. The keep-or-revert test of one optimization step, and the "
+        "pull-request gate (REV: the base commit).",
+    )
+    group.addoption(
         "--conv3d-benchmark-save",
         default=None,
         metavar="NAME",
@@ -272,7 +283,7 @@ def requested(config: pytest.Config) -> bool:
     for option, _ in _FLAGS:
         if config.getoption(option):
             return True
-    for option in ("--conv3d-require-gpu", "--conv3d-benchmark-save"):
+    for option in ("--conv3d-require-gpu", "--conv3d-benchmark-save", "--conv3d-against"):
         if config.getoption(option) is not None:
             return True
     for option in ("--conv3d-prior-json", "--conv3d-case", "--conv3d-cases-file"):
@@ -294,6 +305,7 @@ class Settings:
     perf: bool
     perf_only: bool
     require_gpu: bool
+    against: str
     update: bool
     dry_run: bool
     force: bool
@@ -356,8 +368,11 @@ class Settings:
             size=_choice(get("--conv3d-size"), SIZES, "--conv3d-size"),
             trials=_integer(get("--conv3d-trials"), "--conv3d-trials", 1),
             seed=_integer(get("--conv3d-seed"), "--conv3d-seed", 0),
-            perf=bool(config.getoption("--conv3d-perf")) or perf_only,
+            perf=bool(config.getoption("--conv3d-perf"))
+            or perf_only
+            or bool(config.getoption("--conv3d-against")),
             perf_only=perf_only,
+            against=str(config.getoption("--conv3d-against") or ""),
             require_gpu=bool(
                 require_gpu if require_gpu is not None else config.getini("conv3d_require_gpu")
             ),

@@ -71,6 +71,7 @@ class Variant:
     host_ms: float
     offset: float  # relative, for the whole process
     tiny: bool
+    factor: float = 1.0  # the role's slowdown, applied to a time the code declares too
 
 
 class SimulatedGpu:
@@ -91,6 +92,7 @@ class SimulatedGpu:
         extra_host_ms: float = 0.0,
         sm_mhz: float = 1980.0,
         throttle: tuple[str, ...] = (),
+        throttle_fraction: float = 1.0,
         machine_offset: float = 0.0,
         noise: Noise | None = None,
         seed: int | None = None,
@@ -105,7 +107,9 @@ class SimulatedGpu:
         ref_sd = noise.reference_sd_small if small else noise.reference_sd
         host = noise.host_ms * (1 + self.rng.gauss(0, noise.host_process_sd))
         tiny = kernel_ms < noise.tiny_ms
-        self.kernel = Variant(kernel_ms * (1 + slowdown), host + extra_host_ms, machine, tiny)
+        self.kernel = Variant(
+            kernel_ms * (1 + slowdown), host + extra_host_ms, machine, tiny, 1 + slowdown
+        )
         # The recorded kernel runs on the same machine; as another binary it keeps a
         # small offset of its own.
         self.recorded = Variant(
@@ -113,6 +117,7 @@ class SimulatedGpu:
             host,
             machine + self.rng.gauss(0, noise.ab_sd),
             tiny,
+            1 + recorded_slowdown,
         )
         self.reference = Variant(
             reference_ms * (1 + reference_slowdown),
@@ -122,6 +127,7 @@ class SimulatedGpu:
         )
         self.sm_mhz = sm_mhz
         self.throttle = throttle
+        self.throttle_fraction = throttle_fraction
         self.elapsed_s = 0.0
 
     def now(self) -> float:
@@ -129,12 +135,10 @@ class SimulatedGpu:
 
     def runner(self, role: str) -> Callable[[], None]:
         """A stand-in for the kernel ("kernel"), the recorded kernel ("recorded") or the
-        reference ("reference"): calling it spends its device time on the clock, as a
-        warm-up call does."""
-        variant = {"kernel": self.kernel, "recorded": self.recorded}.get(role, self.reference)
+        reference ("reference"); its time is the role's (``sample``)."""
 
         def run() -> None:
-            self.elapsed_s += variant.device_ms / 1e3
+            return None
 
         run.conv3d_role = role  # type: ignore[attr-defined]
         return run
@@ -152,6 +156,14 @@ class SimulatedGpu:
             return self.recorded
         return self.kernel if index == 0 else self.reference
 
+    @staticmethod
+    def _device_ms(v: Variant, fn: Callable[[], object]) -> float:
+        """The role's device time, or the time the code itself declares: a callable whose
+        result has ``simulated_ms`` costs that (times the role's slowdown), so a test can
+        place a slowdown anywhere in a kernel's code and see whether the gate finds it."""
+        declared = getattr(fn(), "simulated_ms", None)
+        return v.device_ms if declared is None else float(declared) * v.factor
+
     def _spend(self, ms: float) -> None:
         self.elapsed_s += ms / 1e3 + self.noise.batch_overhead_s
 
@@ -161,7 +173,7 @@ class SimulatedGpu:
         out = []
         for i, fn in enumerate(fns):
             v = self._variant(i, fn)
-            base = v.device_ms * (1 + v.offset) * (1 + drift)
+            base = self._device_ms(v, fn) * (1 + v.offset) * (1 + drift)
             times = []
             for _ in range(rounds):
                 t = base * (1 + self.rng.gauss(0, n.sample_sd))
@@ -182,7 +194,7 @@ class SimulatedGpu:
         out = []
         for i, fn in enumerate(fns):
             v = self._variant(i, fn)
-            device = v.device_ms * (1 + v.offset)
+            device = self._device_ms(v, fn) * (1 + v.offset)
             times = []
             for _ in range(rounds):
                 host = v.host_ms * (1 + self.rng.gauss(0, n.host_sample_sd))
@@ -192,8 +204,14 @@ class SimulatedGpu:
         self._spend(sum(map(sum, out)) * calls)
         return out
 
+    def pause(self, seconds: float) -> None:
+        self.elapsed_s += seconds
+
     def clock(self) -> ClockState:
-        return ClockState(self.sm_mhz, self.throttle)
+        """``throttle`` in a ``throttle_fraction`` of the readings."""
+        if self.throttle and self.rng.random() < self.throttle_fraction:
+            return ClockState(self.sm_mhz, self.throttle)
+        return ClockState(self.sm_mhz)
 
 
 def process_seed(base: int, process: int) -> int:

@@ -117,8 +117,11 @@ class CudaTimer:
         ``calls`` back-to-back calls, synchronised before and after."""
         torch = self._torch
         out: list[list[float]] = [[] for _ in fns]
-        for r in range(rounds):
-            order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for _ in range(rounds):
+            # A random order each round, as the device samples: a fixed alternation left
+            # an order bias there (see ``sample``).
+            order = list(range(len(fns)))
+            self._rng.shuffle(order)
             for i in order:
                 torch.cuda.synchronize()
                 t0 = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pytest_conv3d_perf.stats import Change, relative_change
@@ -105,20 +106,40 @@ def needs_third(first: Verdict, second: Verdict) -> bool:
     )
 
 
+_SLOWER = (Verdict.REGRESSION, Verdict.WARNING)
+
+
 def confirm(first: Verdict, second: Verdict) -> Verdict:
     """A slowdown or speed-up stands only if a second measurement finds it too; the
     milder of the two is kept, so one that vanishes is ``unchanged``. An unstable first
-    measurement is retried (and a change the retry finds measured once more: needs_third)."""
+    measurement is retried (and a change the retry finds measured once more: needs_third).
+    Two measurements that disagree in direction (one slower, one faster) settle nothing:
+    ``unstable``, never ``unchanged``."""
     if first is Verdict.UNSTABLE:
         return second
     if second is Verdict.UNSTABLE:
         return Verdict.UNSTABLE
-    if {first, second} == {Verdict.IMPROVEMENT, Verdict.REGRESSION} or {first, second} == {
-        Verdict.IMPROVEMENT,
-        Verdict.WARNING,
-    }:
-        return Verdict.UNCHANGED
+    if (first is Verdict.IMPROVEMENT and second in _SLOWER) or (
+        second is Verdict.IMPROVEMENT and first in _SLOWER
+    ):
+        return Verdict.UNSTABLE
     return max(first, second, key=lambda v: v.severity)
+
+
+def settle(first: Verdict, again: Callable[[], Verdict]) -> tuple[Verdict, list[Verdict]]:
+    """The verdict after confirmation, and what each measurement said: anything but
+    `unchanged` or `new` is measured again (``again``), and a case still undecided after
+    that (``unstable``: an interval too wide, or two measurements that disagree) once more,
+    so "can't tell" is said only after three measurements."""
+    said = [first]
+    if not needs_confirmation(first):
+        return first, said
+    said.append(again())
+    verdict = confirm(said[0], said[1])
+    if verdict is Verdict.UNSTABLE or needs_third(said[0], said[1]):
+        said.append(again())
+        verdict = confirm(said[1], said[2])
+    return verdict, said
 
 
 def fails_run(verdict: Verdict, *, unstable_policy: str, new_policy: str) -> bool:

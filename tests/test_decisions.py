@@ -107,7 +107,10 @@ def test_thresholds_must_be_ordered():
         (Verdict.REGRESSION, Verdict.WARNING, Verdict.WARNING),
         (Verdict.REGRESSION, Verdict.UNCHANGED, Verdict.UNCHANGED),
         (Verdict.WARNING, Verdict.REGRESSION, Verdict.WARNING),
-        (Verdict.IMPROVEMENT, Verdict.REGRESSION, Verdict.UNCHANGED),
+        # Opposite directions settle nothing: never `unchanged` (issue 25).
+        (Verdict.IMPROVEMENT, Verdict.REGRESSION, Verdict.UNSTABLE),
+        (Verdict.WARNING, Verdict.IMPROVEMENT, Verdict.UNSTABLE),
+        (Verdict.IMPROVEMENT, Verdict.IMPROVEMENT, Verdict.IMPROVEMENT),
         (Verdict.UNSTABLE, Verdict.UNCHANGED, Verdict.UNCHANGED),
         (Verdict.REGRESSION, Verdict.UNSTABLE, Verdict.UNSTABLE),
     ],
@@ -128,6 +131,28 @@ def test_confirmation_keeps_the_milder(first, second, final):
 )
 def test_a_change_seen_only_after_an_unstable_measurement_is_measured_again(first, second, third):
     assert needs_third(first, second) is third
+
+
+@pytest.mark.parametrize(
+    "said, final",
+    [
+        ([Verdict.UNCHANGED], Verdict.UNCHANGED),
+        ([Verdict.NEW], Verdict.NEW),
+        ([Verdict.REGRESSION, Verdict.REGRESSION], Verdict.REGRESSION),
+        ([Verdict.REGRESSION, Verdict.UNCHANGED], Verdict.UNCHANGED),
+        # Undecided after two: measured once more, and what the last two say stands.
+        ([Verdict.REGRESSION, Verdict.UNSTABLE, Verdict.REGRESSION], Verdict.REGRESSION),
+        ([Verdict.UNSTABLE, Verdict.UNSTABLE, Verdict.UNSTABLE], Verdict.UNSTABLE),
+        ([Verdict.IMPROVEMENT, Verdict.REGRESSION, Verdict.REGRESSION], Verdict.REGRESSION),
+        ([Verdict.UNSTABLE, Verdict.REGRESSION, Verdict.UNCHANGED], Verdict.UNCHANGED),
+    ],
+)
+def test_settle_measures_until_the_verdict_stands_at_most_three_times(said, final):
+    from pytest_conv3d_perf.verdict import settle
+
+    rest = iter(said[1:])
+    verdict, seen = settle(said[0], lambda: next(rest))
+    assert verdict is final and seen == said
 
 
 def test_gate_takes_a_third_measurement_and_keeps_the_milder_of_the_last_two(monkeypatch):

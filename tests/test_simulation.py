@@ -9,7 +9,7 @@ from bench.gate_sim import trial
 from pytest_conv3d_perf.simulated import Noise, SimulatedGpu, process_seed
 from pytest_conv3d_perf.verdict import Verdict
 
-ARGS = argparse.Namespace(fail=2.0, warn=1.0, budget=1.0, history="git")
+ARGS = argparse.Namespace(fail=2.0, warn=1.0, budget=1.0, history="git", mode="stored")
 
 
 def trials(kernel_ms, change, n, **overrides):
@@ -44,7 +44,7 @@ def test_unchanged_speed_is_never_a_regression_and_its_interval_holds_zero(kerne
 def test_a_five_percent_slowdown_is_a_regression_settled_by_the_ab(kernel_ms):
     done = trials(kernel_ms, "0.05", 5)
     assert [t.verdict for t in done] == [Verdict.REGRESSION] * 5
-    assert {t.settled_by for t in done} == {"recorded"}
+    assert {t.settled_by for t in done} == {"ab"}
 
 
 def test_without_history_the_stored_number_decides_a_five_percent_slowdown():
@@ -59,9 +59,19 @@ def test_host_work_fails_a_case_whose_call_it_slows(kernel_ms):
     # stored call time is too wide to call; the A/B calls it.
     done = trials(kernel_ms, "host", 3)
     assert [t.verdict for t in done] == [Verdict.REGRESSION] * 3
-    assert {t.settled_by for t in done} == {"recorded"}
+    assert {t.settled_by for t in done} == {"ab"}
 
 
 def test_host_work_hidden_behind_a_long_kernel_passes():
     done = trials(2.4, "host", 3)
     assert Verdict.REGRESSION not in {t.verdict for t in done}
+
+
+@pytest.mark.parametrize("kernel_ms", [0.013, 0.5])
+def test_against_a_revision_the_ab_decides_every_case(kernel_ms):
+    # The pull-request gate: no case is left to the stored number, unchanged ones included.
+    same = trials(kernel_ms, "0", 6, mode="against")
+    assert all(t.verdict is not Verdict.REGRESSION for t in same)
+    assert {t.settled_by for t in same} == {"ab"}
+    slower = trials(kernel_ms, "0.05", 4, mode="against")
+    assert [t.verdict for t in slower] == [Verdict.REGRESSION] * 4

@@ -1,0 +1,336 @@
+"""The kernel as another revision has it, loaded beside today's in this process with its
+whole import closure, so the two are timed interleaved (an A/B).
+
+A revision's tree is read from git (``git archive``) into a temporary folder; the working
+tree is never touched. The module that defines the timed function is imported from there
+with every module of the repository hidden, so what it imports of the repository (its
+package ``__init__``, helpers, configuration modules) comes from that tree too, and the
+data files it reads beside its own files are that tree's. Its import runs in the
+environment the run started with, and the variables it sets are its own: a side whose
+environment differs from today's gets it back around each of its calls. Only the plugin
+itself is shared: it is the harness that judges both sides.
+
+Judged by a hash of one file, a slowdown placed in a module the kernel imports passed as
+"the machine's" (issue 25); loaded alone, an old file imported today's helpers and timed
+today's code twice.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import importlib
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+# The harness: never loaded twice, whichever tree it sits in.
+HARNESS = "pytest_conv3d_perf"
+_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+class RevisionError(ValueError):
+    """A revision that cannot be had; the message says which and why."""
+
+
+def _git(root: Path, *args: str, text: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=text, timeout=120)
+
+
+def resolve(root: Path, revision: str) -> str:
+    """The commit ``revision`` names in the repository at ``root`` (a full sha). A string
+    git would read as an option is refused, never passed on."""
+    if not revision or revision.startswith("-") or "\n" in revision:
+        raise RevisionError(f"{revision!r} is not a git revision")
+    try:
+        done = _git(
+            root, "rev-parse", "--verify", "--quiet", "--end-of-options", revision + "^{commit}"
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RevisionError(f"git could not be run in {root}: {exc}") from None
+    sha = done.stdout.strip()
+    if done.returncode != 0 or not _SHA.fullmatch(sha):
+        raise RevisionError(
+            f"{revision!r} names no commit in {root} (a shallow clone, or a commit that no "
+            "longer exists?)"
+        )
+    return sha
+
+
+def materialize(root: Path, sha: str, into: Path) -> Path:
+    """The tree of commit ``sha``, extracted under ``into``; the work tree is untouched."""
+    folder = into / sha[:12]
+    if folder.is_dir():
+        return folder
+    done = _git(root, "archive", "--format=tar", sha, text=False)
+    if done.returncode != 0:
+        raise RevisionError(f"git archive {sha[:10]} failed: {done.stderr.decode()[-300:]}")
+    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=into))
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
+        archive.extractall(staging, filter="data")
+    staging.rename(folder)
+    return folder
+
+
+def top_level_names(tree: Path) -> frozenset[str]:
+    """The importable names a tree provides at its top: packages and modules."""
+    names = set()
+    for path in tree.iterdir():
+        if path.suffix == ".py" and path.stem.isidentifier():
+            names.add(path.stem)
+        elif path.is_dir() and path.name.isidentifier():
+            names.add(path.name)
+    return frozenset(names - {HARNESS})
+
+
+def _installed(module: ModuleType) -> bool:
+    """A module of the Python installation (a virtual environment inside the work tree
+    holds torch and Triton: they are shared, never loaded twice)."""
+    where = getattr(module, "__file__", None)
+    if not where:
+        return False
+    path = os.path.realpath(where)
+    return any(
+        path.startswith(os.path.realpath(prefix) + os.sep)
+        for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    )
+
+
+def _repository_modules(names: frozenset[str]) -> dict[str, ModuleType]:
+    return {
+        name: module
+        for name, module in list(sys.modules.items())
+        if name.split(".")[0] in names and module is not None and not _installed(module)
+    }
+
+
+def _imports_lazily(modules: Mapping[str, ModuleType], names: frozenset[str]) -> bool:
+    """Whether a function of these modules imports a module of the repository when it
+    runs: such an import would find whatever ``sys.modules`` holds at call time."""
+    for module in modules.values():
+        where = getattr(module, "__file__", None)
+        if not where or not where.endswith(".py"):
+            continue
+        try:
+            tree = ast.parse(Path(where).read_text())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Import):
+                    targets = [alias.name for alias in inner.names]
+                elif isinstance(inner, ast.ImportFrom) and inner.level == 0 and inner.module:
+                    targets = [inner.module]
+                elif isinstance(inner, ast.ImportFrom):
+                    return True  # relative: always the repository's
+                else:
+                    continue
+                if any(t.split(".")[0] in names for t in targets):
+                    return True
+    return False
+
+
+@dataclass
+class Side:
+    """One tree's code as this process loaded it: its modules of the repository and the
+    environment its import left."""
+
+    label: str
+    tree: Path
+    modules: dict[str, ModuleType]
+    env: dict[str, str]
+    lazy: bool = False
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def counterpart(self, fn: object) -> object | None:
+        """This side's version of ``fn`` (same module, same qualified name), or None."""
+        module = self.modules.get(getattr(fn, "__module__", "") or "")
+        target: object | None = module
+        for part in (getattr(fn, "__qualname__", "") or "").split("."):
+            if target is None or part == "<locals>":
+                return None
+            target = getattr(target, part, None)
+        return target
+
+    @contextlib.contextmanager
+    def entered(self, keys: frozenset[str], names: frozenset[str]) -> Iterator[None]:
+        """This side's environment variables (``keys``) and, for a side that imports
+        lazily, its modules and tree, for the length of one call."""
+        saved_env = {k: os.environ.get(k) for k in keys}
+        _set_env({k: self.env.get(k) for k in keys})
+        saved_modules = _repository_modules(names) if self.lazy else {}
+        if self.lazy:
+            for name in saved_modules:
+                sys.modules.pop(name, None)
+            sys.modules.update(self.modules)
+            sys.path.insert(0, str(self.tree))
+        try:
+            yield
+        finally:
+            if self.lazy:
+                sys.path.remove(str(self.tree))
+                for name in _repository_modules(names):
+                    sys.modules.pop(name, None)
+                sys.modules.update(saved_modules)
+            _set_env(saved_env)
+
+
+def _set_env(values: Mapping[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def load_side(
+    label: str, tree: Path, module_name: str, names: frozenset[str], start_env: Mapping[str, str]
+) -> Side:
+    """Import ``module_name`` from ``tree`` with every module of the repository (``names``)
+    hidden and the environment as the run started (``start_env``); then put back what was
+    there. Raises what the import raised."""
+    hidden = _repository_modules(names)
+    for name in hidden:
+        del sys.modules[name]
+    saved_env = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(start_env)
+    sys.path.insert(0, str(tree))
+    importlib.invalidate_caches()
+    try:
+        importlib.import_module(module_name)
+    finally:
+        env = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.path.remove(str(tree))
+        loaded = _repository_modules(names)
+        for name in loaded:
+            del sys.modules[name]
+        sys.modules.update(hidden)
+        importlib.invalidate_caches()
+    return Side(label, tree, loaded, env, _imports_lazily(loaded, names))
+
+
+def today(root: Path, names: frozenset[str]) -> Side:
+    """The working tree's side as this process already loaded it."""
+    return Side("today", root, _repository_modules(names), dict(os.environ))
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two callables that run the same call with each side's code, ready to interleave."""
+
+    today: Callable[[], object]
+    other: Callable[[], object]
+
+
+def pair(
+    today_side: Side,
+    other: Side,
+    names: frozenset[str],
+    today_call: Callable[[], object],
+    other_call: Callable[[], object],
+) -> Pair:
+    """Each side's call in its own environment where the two differ; both wrapped alike
+    (the call time must not differ by the wrapping), or neither."""
+    keys = frozenset(
+        k for k in set(today_side.env) | set(other.env) if today_side.env.get(k) != other.env.get(k)
+    )
+    if not keys and not today_side.lazy and not other.lazy:
+        return Pair(today_call, other_call)
+    lazy = today_side.lazy or other.lazy
+    if lazy:
+        today_side.lazy = other.lazy = True
+
+    def inside(side: Side, fn: Callable[[], object]) -> Callable[[], object]:
+        def call() -> object:
+            with side.entered(keys, names):
+                return fn()
+
+        return call
+
+    return Pair(inside(today_side, today_call), inside(other, other_call))
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Why a revision's side cannot be had; ``missing``: that revision has no such module
+    (to it, the case is new)."""
+
+    why: str
+    missing: bool = False
+
+
+class Revisions:
+    """The revisions one run compares against, each read from git once and loaded once
+    per module."""
+
+    def __init__(self, root: Path, start_env: Mapping[str, str]) -> None:
+        self.root = root
+        self.start_env = dict(start_env)
+        self._folder: Path | None = None
+        self._sides: dict[tuple[str, str], Side | Unavailable] = {}
+
+    def names(self, tree: Path) -> frozenset[str]:
+        return top_level_names(tree) | top_level_names(self.root)
+
+    def side(self, revision: str, module_name: str) -> Side | Unavailable:
+        """The side, or why there is none (one line)."""
+        key = (revision, module_name)
+        if key not in self._sides:
+            self._sides[key] = self._load(revision, module_name)
+        return self._sides[key]
+
+    def _load(self, revision: str, module_name: str) -> Side | Unavailable:
+        try:
+            sha = resolve(self.root, revision)
+            if self._folder is None:
+                self._folder = Path(tempfile.mkdtemp(prefix="conv3d-revisions-"))
+            # The rootdir may sit below the repository's top: the same place in that tree.
+            prefix = _git(self.root, "rev-parse", "--show-prefix").stdout.strip()
+            tree = materialize(self.root, sha, self._folder) / prefix
+        except (RevisionError, OSError, subprocess.SubprocessError) as exc:
+            return Unavailable(str(exc))
+        if not tree.is_dir():
+            return Unavailable(f"{revision} ({sha[:10]}) has no {prefix}", missing=True)
+        try:
+            return load_side(sha[:10], tree, module_name, self.names(tree), self.start_env)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                return Unavailable(f"{sha[:10]} has no {module_name}", missing=True)
+            return Unavailable(f"{module_name} at {sha[:10]} does not load ({exc})")
+        except Exception as exc:  # the other side's code may not import today: say so
+            return Unavailable(
+                f"{module_name} at {sha[:10]} does not load ({type(exc).__name__}: "
+                f"{str(exc)[:160]})"
+            )
+
+
+def repository_path(fn: object, root: Path) -> str:
+    """``fn``'s source file relative to the git work tree holding ``root``, or '' (kept in
+    a baseline entry as a record of what was timed)."""
+    from pytest_conv3d_perf.target import source_file
+
+    path = source_file(fn)
+    try:
+        done = _git(root, "rev-parse", "--show-toplevel") if path is not None else None
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if path is None or done is None or done.returncode != 0:
+        return ""
+    try:
+        return path.resolve().relative_to(Path(done.stdout.strip()).resolve()).as_posix()
+    except ValueError:
+        return ""
