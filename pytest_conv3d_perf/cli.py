@@ -119,21 +119,34 @@ def _pytest_in_child(argv: list[str]) -> int:
 
 
 def configured_kernel(root: Path) -> str:
-    """``conv3d_kernel`` from the project's pytest configuration, as pytest reads it:
-    pytest.ini's [pytest] first, then pyproject.toml's [tool.pytest.ini_options]."""
-    import configparser
-    import tomllib
+    """``conv3d_kernel`` from the project's pytest configuration, from the file pytest
+    would read it from."""
+    from pytest_conv3d_perf.pull_request import pytest_ini
 
-    ini = root / "pytest.ini"
-    if ini.is_file():
-        parser = configparser.ConfigParser()
-        parser.read(ini)
-        return parser.get("pytest", "conv3d_kernel", fallback="")
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file():
-        table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pytest", {})
-        return str(table.get("ini_options", {}).get("conv3d_kernel", ""))
-    return ""
+    def read(name: str) -> str | None:
+        path = root / name
+        return path.read_text() if path.is_file() else None
+
+    return pytest_ini(read)[1].get("conv3d_kernel", "")
+
+
+def _pull_request(args: argparse.Namespace, extra: list[str]) -> int:
+    """Compose the pull-request gate's tree and say what the pull request changes among
+    the rules."""
+    from pytest_conv3d_perf.pull_request import PullRequestError, compose, markdown
+    from pytest_conv3d_perf.sides import RevisionError
+
+    root = Path.cwd()
+    try:
+        under_test, changes, head = compose(root, args.base, args.head)
+    except (PullRequestError, RevisionError, OSError) as exc:
+        print(f"conv3d-perf pull-request: {exc}", file=sys.stderr)
+        return 2
+    text = markdown(changes, under_test, head)
+    if args.markdown:
+        Path(args.markdown).write_text(text)
+    print(text, end="")
+    return 0
 
 
 def _tune(args: argparse.Namespace, extra: list[str]) -> int:
@@ -324,6 +337,22 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("base", help="baseline folder at the base commit")
     diff.add_argument("head", help="baseline folder of the change")
     diff.set_defaults(run=_diff_baselines)
+
+    pr = verbs.add_parser(
+        "pull-request",
+        help="the pull-request gate's tree: the base's tests, plugin and settings with the "
+        "head's kernel package; lists the rules the pull request changes",
+        description="Run in a clean checkout of the base commit. Replaces the package that "
+        "holds the configured kernel (conv3d_kernel and conv3d_model, as the base configures "
+        "them) with the head's, so that `pytest --conv3d-perf --conv3d-against BASE` judges "
+        "the head's code by the base's rules. Prints, as Markdown, every change the pull "
+        "request makes outside that package (pytest configuration values, cases, tests and "
+        "conftest files, the plugin, workflows): they take effect after merge.",
+    )
+    pr.add_argument("--base", required=True, help="the base commit (checked out here)")
+    pr.add_argument("--head", required=True, help="the pull request's head commit")
+    pr.add_argument("--markdown", metavar="PATH", help="also write the Markdown to this file")
+    pr.set_defaults(run=_pull_request)
 
     tune = verbs.add_parser(
         "tune",

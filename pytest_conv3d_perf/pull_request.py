@@ -1,0 +1,239 @@
+"""The pull-request gate's tree: the base commit's harness with the head's code under test.
+
+A pull request must not supply the rules it is judged by (DESIGN.md, "The verdict belongs
+to the base"): each of an ini threshold, a marker, a case file, ``addopts``, a conftest
+hook and a renamed test once turned a 5% regression into a pass. So the GPU job checks out
+the base commit, puts the head's kernel package (the top-level package of the configured
+``conv3d_kernel`` and ``conv3d_model``, as the base configures them) in place of the
+base's, and runs the base's tests with ``--conv3d-against BASE``. Everything else the pull
+request changes is listed for the reviewer and takes effect after merge.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import shutil
+import subprocess
+import tarfile
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_conv3d_perf.sides import HARNESS, resolve
+
+# Where pytest reads its configuration, in its order of precedence.
+CONFIG_FILES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml")
+CONFIG_FILES += ("tox.ini", "setup.cfg")
+
+
+Reader = Callable[[str], "str | None"]  # a file's text in one tree, or None
+
+
+class PullRequestError(RuntimeError):
+    """The tree cannot be composed; the message says why in one line."""
+
+
+def _ini_of(name: str, text: str) -> dict[str, str] | None:
+    """The pytest ini values one configuration file holds, or None where it holds none
+    (pytest then looks at the next file)."""
+    if name.endswith(".toml"):
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            return None
+        if name == "pyproject.toml":
+            table = data.get("tool", {}).get("pytest")
+            if table is None:
+                return None
+            table = table.get("ini_options", table)
+        else:
+            table = data.get("pytest", {})
+        return {k: str(v) for k, v in table.items()}
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return None
+    section = {"setup.cfg": "tool:pytest"}.get(name, "pytest")
+    if not parser.has_section(section):
+        return {} if name in ("pytest.ini", ".pytest.ini") else None
+    return dict(parser.items(section))
+
+
+def pytest_ini(read: Reader) -> tuple[str, dict[str, str]]:
+    """The configuration file pytest would use and its ini values; ``read(name)`` returns
+    a file's text or None."""
+    for name in CONFIG_FILES:
+        text = read(name)
+        if text is None:
+            continue
+        values = _ini_of(name, text)
+        if values is not None:
+            return name, values
+    return "", {}
+
+
+def _cases_table(text: str | None) -> object:
+    if text is None:
+        return None
+    try:
+        return tomllib.loads(text).get("tool", {}).get("conv3d-perf")
+    except tomllib.TOMLDecodeError:
+        return "(not valid TOML)"
+
+
+def kernel_paths(values: dict[str, str], exists: Callable[[str], bool]) -> list[str]:
+    """The repository paths that hold the configured kernel and model: the top-level
+    package (or module) of each ``module:attribute``. ``exists(path)``: whether the tree
+    has it."""
+    paths = []
+    for key in ("conv3d_kernel", "conv3d_model"):
+        spec = values.get(key, "").strip()
+        if not spec:
+            continue
+        top = spec.partition(":")[0].split(".")[0]
+        if top == HARNESS:
+            raise PullRequestError(f"{key} = {spec}: the plugin cannot be the code under test")
+        path = top if exists(top) else f"{top}.py"
+        if path not in paths:
+            paths.append(path)
+    if not paths:
+        raise PullRequestError(
+            "the base configures no conv3d_kernel or conv3d_model: nothing to take from the head"
+        )
+    return paths
+
+
+@dataclass(frozen=True)
+class RuleChange:
+    what: str  # the kind of rule
+    path: str
+    detail: str
+
+
+def classify(path: str, config_file: str, case_files: frozenset[str]) -> str:
+    if path.startswith("baselines/"):
+        return "baselines"
+    if path == config_file or path in CONFIG_FILES:
+        return "pytest configuration"
+    if path in case_files or path == f"{HARNESS}/suite.toml":
+        return "cases"
+    if path.startswith(f"{HARNESS}/"):
+        return "the plugin"
+    name = path.rsplit("/", 1)[-1]
+    if path.startswith("tests/") or name == "conftest.py" or name.startswith("test_"):
+        return "tests and conftest"
+    if path.startswith((".github/", ".ci/")):
+        return "workflows and CI"
+    return "other files"
+
+
+_STATUS = {"A": "added", "M": "changed", "D": "deleted", "T": "changed"}
+
+
+def rule_changes(
+    changed: list[tuple[str, str]],
+    under_test: list[str],
+    base_read: Reader,
+    head_read: Reader,
+) -> list[RuleChange]:
+    """What a pull request changes outside the code under test: each file with its kind,
+    and, for the pytest configuration, each ini value that moved."""
+    config_file, base_ini = pytest_ini(base_read)
+    _, head_ini = pytest_ini(head_read)
+    case_files = frozenset(base_ini.get("conv3d_cases_file", "").split())
+    out = []
+    for status, path in changed:
+        if any(path == p or path.startswith(p.rstrip("/") + "/") for p in under_test):
+            continue
+        what = classify(path, config_file, case_files)
+        out.append(RuleChange(what, path, _STATUS.get(status[:1], status)))
+        if what == "pytest configuration":
+            for key in sorted(set(base_ini) | set(head_ini)):
+                if base_ini.get(key) != head_ini.get(key):
+                    out.append(
+                        RuleChange(
+                            what,
+                            path,
+                            f"{key}: {base_ini.get(key, '(unset)')} -> "
+                            f"{head_ini.get(key, '(unset)')}",
+                        )
+                    )
+            if path == "pyproject.toml" and _cases_table(base_read(path)) != _cases_table(
+                head_read(path)
+            ):
+                out.append(RuleChange("cases", path, "[tool.conv3d-perf] changed"))
+    return out
+
+
+def markdown(changes: list[RuleChange], under_test: list[str], head: str) -> str:
+    lines = [
+        "### What this pull request changes among the rules\n",
+        f"The gate ran the base commit's tests, plugin and settings on the head's "
+        f"{', '.join(plain(p) for p in under_test)} ({plain(head[:10])}). ",
+    ]
+    rules = [c for c in changes if c.what != "baselines"]
+    if not rules:
+        lines[-1] += "The pull request changes none of the rules.\n"
+        return "".join(lines)
+    lines[-1] += "These changes take effect after merge, not in this run:\n\n"
+    lines += [f"- {c.what}: {plain(c.path)} {plain(c.detail)}\n" for c in rules]
+    return "".join(lines)
+
+
+def plain(text: str) -> str:
+    """Untrusted text as inline code: no links, images, mentions or control characters."""
+    kept = "".join(ch for ch in text if ch.isprintable() and not _invisible(ch))
+    return "`" + kept.replace("`", "'")[:200] + "`"
+
+
+def _invisible(ch: str) -> bool:
+    # Bidi controls and zero-width characters reorder or hide what a reviewer reads.
+    return "\u200b" <= ch <= "\u200f" or "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069"
+
+
+def _git(root: Path, *args: str, text: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=text, timeout=120)
+
+
+def _reader(root: Path, sha: str) -> Reader:
+    def read(path: str) -> str | None:
+        done = _git(root, "show", f"{sha}:{path}")
+        return done.stdout if done.returncode == 0 else None
+
+    return read
+
+
+def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChange], str]:
+    """Put the head's kernel package into the work tree at ``root``, which must be a
+    clean checkout of ``base``; return the paths taken from the head, the rules the
+    pull request changes, and the head's sha."""
+    base_sha, head_sha = resolve(root, base), resolve(root, head)
+    current = _git(root, "rev-parse", "HEAD").stdout.strip()
+    if current != base_sha:
+        raise PullRequestError(
+            f"the work tree is at {current[:10]}, not the base {base_sha[:10]}: check out the "
+            "base commit first (its tests, plugin and settings judge the pull request)"
+        )
+    if _git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip():
+        raise PullRequestError("the work tree has changes: this command overwrites files there")
+    base_read, head_read = _reader(root, base_sha), _reader(root, head_sha)
+    _, ini = pytest_ini(lambda name: (root / name).read_text() if (root / name).is_file() else None)
+    under_test = kernel_paths(ini, lambda p: (root / p).is_dir())
+    for path in under_test:
+        target = root / path
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        done = _git(root, "archive", "--format=tar", head_sha, "--", path, text=False)
+        if done.returncode != 0:
+            continue  # the head deleted it: the tests say so when they import it
+        with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
+            archive.extractall(root, filter="data")
+    listing = _git(root, "diff", "--name-status", "--no-renames", "-z", base_sha, head_sha)
+    fields = listing.stdout.split("\0")
+    changed = [(fields[i], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]
+    return under_test, rule_changes(changed, under_test, base_read, head_read), head_sha

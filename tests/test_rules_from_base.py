@@ -1,0 +1,246 @@
+"""The pull-request gate judges the head's kernel by the base's rules: every knob a pull
+request once used to pass its own 5% regression (issue 25) leaves the verdict where it is,
+and is listed for the reviewer."""
+
+import os
+
+import pytest
+
+from pytest_conv3d_perf import cli
+from pytest_conv3d_perf.pull_request import (
+    PullRequestError,
+    RuleChange,
+    classify,
+    kernel_paths,
+    markdown,
+    plain,
+    pytest_ini,
+)
+from tests.fake_gpu import (
+    KERNEL_PACKAGE,
+    FakeProcesses,
+    commit_all,
+    git,
+    place,
+    write_files,
+)
+from tests.test_ab import forget_kernels
+
+CASES_FILE = """
+[[cases]]
+name = "mine"
+n = 1
+ic = 2
+oc = 3
+kernel = 1
+input = [2, 3, 4]
+"""
+BASE = {
+    **KERNEL_PACKAGE,
+    "pytest.ini": "[pytest]\nconv3d_kernel = kernels.implicit:conv3d\n"
+    "conv3d_cases_file = cases.toml\n",
+    "cases.toml": CASES_FILE,
+}
+INI = BASE["pytest.ini"]
+# The speed test, as the GPU job runs it (gpu-gate.yml, "Performance gate").
+CI_ARGS = ("-k", "speed", "--conv3d-perf", "--conv3d-unstable=fail", "--conv3d-case=mine")
+
+# Each knob as the head's edits (file -> new text), and what the rules list must name.
+KNOBS = {
+    "an ini threshold": (
+        {"pytest.ini": INI + "conv3d_fail = 90\nconv3d_warn = 80\n"},
+        "conv3d_fail",
+    ),
+    "a marker": (
+        {
+            "test_gate.py": "import pytest\n\n\n@pytest.mark.conv3d_perf(fail=50, warn=40)\n"
+            + KERNEL_PACKAGE["test_gate.py"]
+        },
+        "test_gate.py",
+    ),
+    "per-case thresholds": (
+        {"cases.toml": CASES_FILE + "fail_threshold = 90.0\nwarn_threshold = 80.0\n"},
+        "cases.toml",
+    ),
+    "addopts with an update": (
+        {"pytest.ini": INI + "addopts = --conv3d-update-baselines --conv3d-dry-run\n"},
+        "addopts",
+    ),
+    "a conftest that moves the baselines": (
+        {
+            "conftest.py": KERNEL_PACKAGE["conftest.py"] + "\n\ndef pytest_configure(config):\n"
+            "    config.option.conv3d_baseline_dir = 'elsewhere'\n"
+        },
+        "conftest.py",
+    ),
+    "a renamed speed test": (
+        {"test_gate.py": KERNEL_PACKAGE["test_gate.py"].replace("test_speed", "test_sped")},
+        "test_gate.py",
+    ),
+    "a case renamed by name=": (
+        {
+            "test_gate.py": KERNEL_PACKAGE["test_gate.py"].replace(
+                "conv3d_case)\n", "conv3d_case, name='other')\n"
+            )
+        },
+        "test_gate.py",
+    ),
+    "--deselect in addopts": (
+        {"pytest.ini": INI + "addopts = --deselect test_gate.py::test_speed\n"},
+        "addopts",
+    ),
+    "a warm L2": ({"pytest.ini": INI + "conv3d_l2 = warm\n"}, "conv3d_l2"),
+    "scaled-down sizes": ({"pytest.ini": INI + "conv3d_size = small\n"}, "conv3d_size"),
+    "a timer hook": (
+        {
+            "conftest.py": KERNEL_PACKAGE["conftest.py"].replace(
+                'slowdown=_env("FAKE_SLOWDOWN", 0)', "slowdown=-0.05"
+            )
+        },
+        "conftest.py",
+    ),
+    "the decision code": (
+        {"pytest_conv3d_perf/verdict.py": "def decide(*args, **kwargs):\n    return 'unchanged'\n"},
+        "pytest_conv3d_perf/verdict.py",
+    ),
+}
+
+
+@pytest.fixture
+def pull_request(pytester, monkeypatch, request):
+    """A repository with a base commit and a head commit that is 5% slower in the kernel's
+    package; ``compose(edits)`` adds ``edits`` to the head, composes the gate's tree in a
+    checkout of the base and returns its rules Markdown; ``gate()`` runs the CI's speed
+    test there against the base."""
+    monkeypatch.delenv("GITHUB_SHA", raising=False)
+    forget_kernels(monkeypatch)
+    processes = FakeProcesses(monkeypatch, request.node.name)
+    monkeypatch.chdir(pytester.path)
+    write_files(pytester.path, BASE)
+    git(pytester.path, "init", "-q")
+    state = {"base": commit_all(pytester.path, "base")}
+
+    def compose(edits: dict[str, str]) -> str:
+        place(pytester.path, "a module it imports")
+        write_files(pytester.path, edits)
+        state["head"] = commit_all(pytester.path, "head")
+        git(pytester.path, "checkout", "-q", "--detach", state["base"])
+        code = cli.main(
+            ["pull-request", "--base", state["base"], "--head", state["head"], "--markdown", "r.md"]
+        )
+        assert code == 0
+        return (pytester.path / "r.md").read_text()
+
+    def gate(*args):
+        processes.next()
+        return pytester.runpytest(
+            "-p", "no:cacheprovider", *CI_ARGS, f"--conv3d-against={state['base']}", *args
+        )
+
+    yield compose, gate, state
+    os.environ.pop("KERNEL_SLOW", None)
+
+
+@pytest.mark.parametrize("knob", list(KNOBS))
+def test_no_knob_of_the_pull_request_moves_its_verdict(pull_request, pytester, knob):
+    compose, gate, _ = pull_request
+    edits, named = KNOBS[knob]
+    rules = compose(edits)
+    result = gate()
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*A/B against*+[45].*-> regression*", "*FAILED (1 regression)*"])
+    assert named in rules, rules
+    assert "take effect after merge" in rules
+    # The head's kernel package is under test; its other files are the base's.
+    assert "1.05" in (pytester.path / "kernels" / "tuning.py").read_text()
+    for path, text in edits.items():
+        here = pytester.path / path
+        assert not here.exists() or here.read_text() != text, path
+
+
+def test_a_pull_request_that_changes_only_the_kernel_lists_no_rule(pull_request):
+    compose, gate, _ = pull_request
+    rules = compose({})
+    assert "changes none of the rules" in rules and "`kernels`" in rules
+    assert gate().ret == 1
+
+
+def test_the_head_kernel_package_replaces_the_base_one(pull_request, pytester):
+    compose, _, state = pull_request
+    write_files(pytester.path, {"kernels/extra.py": "X = 1\n"})
+    state["base"] = commit_all(pytester.path, "a base with one more module")
+    git(pytester.path, "rm", "-q", "kernels/extra.py")
+    compose({})  # the head deletes it
+    assert not (pytester.path / "kernels" / "extra.py").exists()
+    assert "1.05" in (pytester.path / "kernels" / "tuning.py").read_text()
+
+
+def test_compose_refuses_a_dirty_tree_or_another_commit(pytester, monkeypatch, capsys):
+    monkeypatch.chdir(pytester.path)
+    write_files(pytester.path, BASE)
+    git(pytester.path, "init", "-q")
+    base = commit_all(pytester.path, "base")
+    place(pytester.path, "the kernel's file")
+    head = commit_all(pytester.path, "head")
+    assert cli.main(["pull-request", "--base", base, "--head", head]) == 2
+    assert "not the base" in capsys.readouterr().err
+    git(pytester.path, "checkout", "-q", "--detach", base)
+    (pytester.path / "cases.toml").write_text("edited\n")
+    assert cli.main(["pull-request", "--base", base, "--head", head]) == 2
+    assert "the work tree has changes" in capsys.readouterr().err
+    assert (pytester.path / "cases.toml").read_text() == "edited\n"  # nothing overwritten
+    for bad in ("--output=/tmp/x", "no-such"):
+        assert cli.main(["pull-request", f"--base={bad}", "--head", head]) == 2
+        assert "conv3d-perf pull-request:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("pytest.ini", "[pytest]\nconv3d_fail = 3\n", {"conv3d_fail": "3"}),
+        ("pyproject.toml", "[tool.pytest.ini_options]\nconv3d_fail = '3'\n", {"conv3d_fail": "3"}),
+        ("pyproject.toml", "[tool.pytest]\nconv3d_fail = '3'\n", {"conv3d_fail": "3"}),
+        ("pytest.toml", "[pytest]\nconv3d_fail = '3'\n", {"conv3d_fail": "3"}),
+        ("tox.ini", "[pytest]\nconv3d_fail = 3\n", {"conv3d_fail": "3"}),
+        ("setup.cfg", "[tool:pytest]\nconv3d_fail = 3\n", {"conv3d_fail": "3"}),
+    ],
+)
+def test_the_configuration_is_read_where_pytest_reads_it(name, text, expected):
+    files = {name: text, "pyproject.toml": "[project]\nname = 'x'\n", **{name: text}}
+    assert pytest_ini(files.get) == (name, expected)
+
+
+def test_the_kernel_package_comes_from_the_configuration():
+    values = {"conv3d_kernel": "kernels.implicit_gemm:conv3d", "conv3d_model": "models:M"}
+    assert kernel_paths(values, lambda p: p == "kernels") == ["kernels", "models.py"]
+    with pytest.raises(PullRequestError, match="nothing to take"):
+        kernel_paths({}, lambda p: True)
+    with pytest.raises(PullRequestError, match="plugin cannot be"):
+        kernel_paths({"conv3d_kernel": "pytest_conv3d_perf.x:f"}, lambda p: True)
+
+
+@pytest.mark.parametrize(
+    "path, kind",
+    [
+        ("pytest.ini", "pytest configuration"),
+        ("cases.toml", "cases"),
+        ("pytest_conv3d_perf/suite.toml", "cases"),
+        ("pytest_conv3d_perf/gate.py", "the plugin"),
+        ("tests/test_suite.py", "tests and conftest"),
+        ("sub/conftest.py", "tests and conftest"),
+        (".github/workflows/gpu-gate.yml", "workflows and CI"),
+        ("baselines/x.json", "baselines"),
+        ("README.md", "other files"),
+    ],
+)
+def test_each_changed_file_is_named_with_its_kind(path, kind):
+    assert classify(path, "pytest.ini", frozenset({"cases.toml"})) == kind
+
+
+def test_untrusted_names_are_shown_as_plain_text():
+    hostile = "a`b\u202e[x](http://e)\u200b\n@someone"
+    shown = plain(hostile)
+    assert shown.startswith("`") and shown.endswith("`") and shown.count("`") == 2
+    assert "\u202e" not in shown and "\u200b" not in shown and "\n" not in shown
+    text = markdown([RuleChange("the plugin", hostile, "changed")], ["kernels"], "f" * 40)
+    assert "\u202e" not in text and "take effect after merge" in text
