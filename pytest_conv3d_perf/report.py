@@ -46,6 +46,16 @@ def _call_change(r: CaseResult) -> str:
     return "-" if c is None else f"{c.pct:+.2f}% [{c.low_pct:+.2f}, {c.high_pct:+.2f}]"
 
 
+def compared_ms(r: CaseResult) -> float | None:
+    """What the change is against: the other side's time in an A/B, else the stored one."""
+    if r.other is not None:
+        return r.other.median
+    return r.baseline.median_ms if r.baseline else None
+
+
+_BY = {"ab": "A/B", "stored": "stored", "repeat": "stored x2+"}
+
+
 def rows(results: Sequence[CaseResult]) -> list[list[str]]:
     out = []
     for r in ordered(results):
@@ -54,11 +64,12 @@ def rows(results: Sequence[CaseResult]) -> list[list[str]]:
                 r.name,
                 f"{r.ms:.4f}",
                 f"±{r.halfwidth_pct:.2f}%",
-                _opt(r.baseline.median_ms if r.baseline else None, ".4f"),
+                _opt(compared_ms(r), ".4f"),
                 _change(r),
                 _opt(r.call_ms, ".4f"),
                 _call_change(r),
                 r.verdict.value,
+                _BY.get(r.settled_by, r.settled_by) if r.change is not None else "-",
                 _opt(r.tflops, ".1f"),
                 _opt(r.speedup_vs_reference, ".2f") + ("x" if r.speedup_vs_reference else ""),
             ]
@@ -70,14 +81,31 @@ HEADER = [
     "case",
     "ms",
     "interval",
-    "baseline ms",
+    "base ms",
     "change [95% interval]",
     "call ms",
     "call change",
     "verdict",
+    "by",
     "TFLOP/s",
     "vs PyTorch",
 ]
+
+
+def context_lines(meta: dict[str, Any]) -> list[str]:
+    """What every verdict of the run was measured against, in words."""
+    lines = []
+    if meta.get("against"):
+        lines.append(
+            f"Each case is an A/B of this code against {meta['against']}, interleaved in one "
+            "process (`by`: A/B); `base ms` is that kernel's time in the A/B."
+        )
+    if meta.get("baseline_file") and not meta.get("baseline_exists", True):
+        lines.append(
+            f"No stored baseline for this GPU model ({meta['baseline_file']}): record one "
+            "with `conv3d-perf update-baselines` on this GPU."
+        )
+    return lines
 
 
 def text_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
@@ -328,16 +356,18 @@ def markdown(
         f"Triton {_md(str(env.get('triton', '?')))}; L2 {_md(str(meta.get('l2', '?')))}; "
         f"fail above {meta.get('fail_pct', '?')}%, warn above {meta.get('warn_pct', '?')}%."
     )
+    lines += ["", *(_md(line) for line in context_lines(meta))]
     lines += [
         "",
-        "| | case | ms | baseline ms | change [95% interval] | call ms | call change | verdict "
-        "| TFLOP/s | vs PyTorch |",
-        "|---|---|---:|---:|---|---:|---|---|---:|---:|",
+        "| | case | ms | base ms | change [95% interval] | call ms | call change | verdict "
+        "| by | TFLOP/s | vs PyTorch |",
+        "|---|---|---:|---:|---|---:|---|---|---|---:|---:|",
     ]
     for r, row in zip(ordered(results), rows(results)):
         lines.append(
             f"| {_MARKS[r.verdict]} | {_md(row[0])} | {row[1]} {row[2]} | {row[3]} | "
-            f"{_md(row[4])} | {row[5]} | {_md(row[6])} | **{row[7]}** | {row[8]} | {row[9]} |"
+            f"{_md(row[4])} | {row[5]} | {_md(row[6])} | **{row[7]}** | {row[8]} | {row[9]} "
+            f"| {row[10]} |"
         )
     notes = [(r.name, reason) for r in ordered(results) for reason in r.reasons]
     if notes:

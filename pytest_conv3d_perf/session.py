@@ -75,6 +75,7 @@ def deactivate(config: pytest.Config) -> None:
     if run is not None:
         del config.stash[run_key]
         config.pluginmanager.unregister(run)
+        run.revisions.close()
 
 
 def _is_xdist_worker(config: pytest.Config) -> bool:
@@ -124,6 +125,9 @@ class Conv3dRun:
     # An xdist controller: its workers time (one per GPU) and it writes the merged report.
     merging: bool = False
     worker_baselines: set[Path] = field(default_factory=set)
+    # What the conv3d_kernel and conv3d_model fixtures returned, with the names they
+    # were configured by.
+    loaded: list[tuple[object, Target]] = field(default_factory=list)
     # Other revisions' kernels, loaded with their import closures for the A/B, in the
     # environment the run started with (after the device's own settings).
     revisions: Revisions = field(default_factory=lambda: Revisions(Path("."), {}))
@@ -207,7 +211,19 @@ class Conv3dRun:
                 f"the {fixture} fixture needs {fixture} = module:attribute in the pytest "
                 f"configuration (or --{fixture.replace('_', '-')} on the command line)"
             )
-        return target.load(Path(self.config.rootpath))
+        obj = target.load(Path(self.config.rootpath))
+        self.loaded.append((obj, target))
+        return obj
+
+    def where(self, fn: object) -> tuple[str, str]:
+        """The module and attribute path under which the other side's version of ``fn`` is
+        looked up: the configured name where ``fn`` is the configured kernel or model (a
+        pull request that rebinds it, in its package's __init__ say, is still compared
+        with the base's), else the function's own module and qualified name."""
+        for obj, target in self.loaded:
+            if obj is fn:
+                return target.module, target.attribute
+        return getattr(fn, "__module__", "") or "", getattr(fn, "__qualname__", "") or ""
 
     def resolve_case(self, case: Conv3dCase | str | Mapping[str, Any]) -> Conv3dCase:
         """A suite case by name (scaled like the run), a user's own table, or a case."""
@@ -328,8 +344,7 @@ class Conv3dRun:
     ) -> tuple[Other, object | None]:
         """The other side of the A/B for ``fn``: ``revision``'s code for it, loaded with
         its import closure, making ``call`` (``replay``); or why there is none."""
-        module = getattr(fn, "__module__", "") or ""
-        qualname = getattr(fn, "__qualname__", "") or repr(fn)
+        module, qualname = self.where(fn)
         source = "--conv3d-against" if asked else "the baseline entry"
         if not revision:
             why = f"{source} names no commit: the stored number decides"
@@ -346,7 +361,7 @@ class Conv3dRun:
         )
         if not asked:
             label = f"the kernel as recorded at {side.label}"
-        twin = side.counterpart(fn)
+        twin = side.counterpart(module, qualname)
         if twin is None:
             why = f"{label} has no {module}.{qualname}: nothing to compare with"
             return Other(None, label, why, missing=True), None
@@ -546,9 +561,18 @@ class Conv3dRun:
             "fail_pct": self.settings.fail_pct,
             "warn_pct": self.settings.warn_pct,
             "baseline_file": str(self.store.path) if self.store else None,
+            "baseline_exists": self.store.exists() if self.store else None,
+            "against": self._against_label(),
             "update": self.settings.update,
             "dry_run": self.settings.dry_run,
         }
+
+    def _against_label(self) -> str | None:
+        revision = self.settings.against
+        if not revision:
+            return None
+        sha = resolve(Path(self.config.rootpath), revision)
+        return revision if sha.startswith(revision) else f"{revision} ({sha[:10]})"
 
     def annotations(self) -> list[str]:
         """GitHub Actions workflow commands for the cases that fail the run."""
@@ -563,7 +587,11 @@ class Conv3dRun:
             if self.merging:
                 return ["the xdist workers timed no case (is a CUDA GPU visible to them?)"]
             return [f"wrote {p}" for p in self.written]
-        lines = [report.text_table(report.HEADER, report.rows(self.results)), ""]
+        lines = [
+            *report.context_lines(self.meta()),
+            report.text_table(report.HEADER, report.rows(self.results)),
+            "",
+        ]
         for r in report.ordered(self.results):
             for reason in r.reasons:
                 lines.append(f"  {r.name}: {reason}")

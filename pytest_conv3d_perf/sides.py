@@ -22,6 +22,7 @@ import contextlib
 import importlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -153,11 +154,10 @@ class Side:
     lazy: bool = False
     failures: dict[str, str] = field(default_factory=dict)
 
-    def counterpart(self, fn: object) -> object | None:
-        """This side's version of ``fn`` (same module, same qualified name), or None."""
-        module = self.modules.get(getattr(fn, "__module__", "") or "")
-        target: object | None = module
-        for part in (getattr(fn, "__qualname__", "") or "").split("."):
+    def counterpart(self, module_name: str, qualname: str) -> object | None:
+        """This side's ``module_name``.``qualname``, or None."""
+        target: object | None = self.modules.get(module_name)
+        for part in qualname.split("."):
             if target is None or part == "<locals>":
                 return None
             target = getattr(target, part, None)
@@ -282,6 +282,12 @@ class Revisions:
         self.start_env = dict(start_env)
         self._folder: Path | None = None
         self._sides: dict[tuple[str, str], Side | Unavailable] = {}
+
+    def close(self) -> None:
+        """Remove the trees read from git (the modules loaded from them stay usable)."""
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
     def names(self, tree: Path) -> frozenset[str]:
         return top_level_names(tree) | top_level_names(self.root)

@@ -202,8 +202,10 @@ def test_a_side_is_loaded_with_its_own_modules_and_environment(pytester, monkeyp
     )
     side = revisions.side(base, "kernels.implicit")
     assert not isinstance(side, str), side
-    theirs = side.counterpart(today_module.conv3d)
+    theirs = side.counterpart("kernels.implicit", "conv3d")
     assert theirs is not None and theirs is not today_module.conv3d
+    assert side.counterpart("kernels.implicit", "nothing") is None
+    assert side.counterpart("kernels.elsewhere", "conv3d") is None
     assert theirs.__globals__["tuning"].factor() == 1.0
     assert today_module.tuning.factor() == 1.05
     assert sys.modules["kernels.implicit"] is today_module  # put back as it was
@@ -234,3 +236,24 @@ def test_an_ab_through_a_throttled_gpu_still_finds_a_large_slowdown(repo, pytest
     )
     assert result.ret == 1, result.stdout.str()
     result.stdout.fnmatch_lines(["*A/B against*+[45]?.*-> regression*", "*throttled*"])
+
+
+def test_a_kernel_rebound_to_another_function_is_still_compared_with_the_base(repo, pytester):
+    # The package's __init__ replaces the configured function with a wrapper of another
+    # name and module: the base's version is looked up by the configured name, so the case
+    # cannot become `new` (and pass) that way.
+    write_files(
+        pytester.path,
+        {
+            "kernels/__init__.py": "from kernels import implicit\n\n"
+            "_plain = implicit.conv3d\n\n\n"
+            "def slower(*args, **kwargs):\n"
+            "    launch = _plain(*args, **kwargs)\n"
+            "    launch.simulated_ms *= 1.05\n"
+            "    return launch\n\n\n"
+            "implicit.conv3d = slower\n"
+        },
+    )
+    result = repo("--conv3d-perf", f"--conv3d-against={repo.base}")
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*A/B against*-> regression*"])

@@ -160,7 +160,7 @@ def test_gate_takes_a_third_measurement_and_keeps_the_milder_of_the_last_two(mon
     from pytest_conv3d_perf.verdict import Assessment
 
     said = iter([Verdict.UNSTABLE, Verdict.REGRESSION, Verdict.UNCHANGED])
-    measured = type("M", (), {"throttle": ()})()
+    measured = type("M", (), {"throttle": (), "diagnostics": {}})()
     monkeypatch.setattr(gate, "measure", lambda *a, **k: measured)
     monkeypatch.setattr(gate, "timing_of", lambda m: None)
     monkeypatch.setattr(
@@ -265,9 +265,10 @@ def test_plan_update_rules():
     assert {a.case: a.action for a in forced}["c"] == "update"
 
 
-@pytest.mark.parametrize("sd, action", [(0.004, "update"), (0.015, "update"), (0.03, "refuse")])
-def test_processes_that_disagree_are_stored_with_their_spread_up_to_a_bound(sd, action):
-    # 1.96 x 1.5% = ±2.9%: a tiny kernel's two places; 1.96 x 3% = ±5.9%: too far apart.
+@pytest.mark.parametrize("sd, action", [(0.004, "update"), (0.015, "update"), (0.06, "update")])
+def test_processes_that_disagree_are_stored_with_their_spread(sd, action):
+    # 1.96 x 1.5% = ±2.9%: a tiny kernel's two places; 1.96 x 6% = ±12%: as far apart as
+    # the H200's first recording saw. Stored, and said so: the A/B decides against them.
     new = replace(entry(1.05), processes=3, process_sd=sd)
     [done] = plan_update(
         {"a": entry(1.0)}, {"a": Measured(new, Verdict.REGRESSION, 5.0)}, churn_pct=1 / 3
