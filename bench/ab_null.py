@@ -1,10 +1,10 @@
-"""How far the gate's A/B against the recorded kernel strays when nothing changed. Needs a
-CUDA GPU and the baseline's commit in git.
+"""How far the gate's A/B against another revision's kernel strays when nothing changed.
+Needs a CUDA GPU and the revision in git.
 
-    python3 -m bench.ab_null --cases pointwise_bias,mixed_stride --repeats 3
+    python3 -m bench.ab_null --cases pointwise_bias,mixed_stride --repeats 3 --against HEAD
 
-Per case, in this one process: the kernel as recorded at the baseline entry's commit is
-loaded from git (as the gate does, ``recorded.load_recorded``), and the gate's own
+Per case, in this one process: the kernel at ``--against`` is loaded from git with its
+package (as the gate does, ``sides.Revisions``), and the gate's own
 measurement (``measure.measure`` with the CUDA timer: L2 flush, stream hold) times
 today's kernel against it, then today's kernel against itself, ``--repeats`` times each.
 Same code, so the truth is 0: every interval should hold it. Prints each A/B with its
@@ -26,49 +26,47 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default="pointwise_bias,mixed_stride,odd_sizes_oc24,video_c64")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--budget", type=float, default=2.0)
-    ap.add_argument("--baseline", default="baselines/nvidia-h100-80gb-hbm3.json")
+    ap.add_argument("--against", default="HEAD", help="the revision (default HEAD)")
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
+
+    import os
 
     import torch
 
     from kernels import implicit_gemm
     from pytest_conv3d_perf import check
-    from pytest_conv3d_perf.baseline import parse
     from pytest_conv3d_perf.cases import builtin_cases, select
     from pytest_conv3d_perf.environment import source_hash
     from pytest_conv3d_perf.gate import ab_changes
     from pytest_conv3d_perf.measure import Plan, measure
-    from pytest_conv3d_perf.recorded import load_recorded
+    from pytest_conv3d_perf.sides import Revisions, Unavailable
     from pytest_conv3d_perf.timer import CudaTimer
 
-    path = ROOT / args.baseline
-    base = parse(path, path.read_text())
+    side = Revisions(ROOT, os.environ).side(args.against, "kernels.implicit_gemm")
+    if isinstance(side, Unavailable):
+        print(f"no kernel at {args.against}: {side.why}")
+        return 1
+    theirs_fn = side.counterpart("kernels.implicit_gemm", "conv3d")
+    recorded_module = side.modules["kernels.implicit_gemm"]
     timer = CudaTimer("flush")
     plan = Plan(budget_s=args.budget, target_halfwidth_pct=0.25)
     today = implicit_gemm.conv3d
     rows = []
     for case in select(builtin_cases(), args.cases.split(",")):
-        entry = base[case.name]
-        # "" as today's hash: load the recorded file even where the source is the same.
-        found = load_recorded(today, entry, ROOT, "")
-        if found.fn is None:
-            print(f"{case.name}: no recorded kernel ({found.why})")
-            continue
-        recorded_module = sys.modules[found.fn.__module__]
         inputs = check.random_inputs(case, torch.device("cuda"), 0)
         a = (inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
 
         def mine(a=a):
             return today(*a)
 
-        def theirs(a=a, f=found.fn):
+        def theirs(a=a, f=theirs_fn):
             return f(*a)
 
         def again(a=a):
             return today(*a)
 
-        for label, other in (("recorded", theirs), ("itself", again)):
+        for label, other in ((args.against, theirs), ("itself", again)):
             for r in range(args.repeats):
                 m = measure(timer, mine, other, plan)
                 assert m.reference is not None
@@ -84,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                     "covers_0": ab.low_pct <= 0 <= ab.high_pct,
                     "config": implicit_gemm.last_config(),
                     "other_config": recorded_module.last_config()
-                    if label == "recorded"
+                    if label == args.against
                     else implicit_gemm.last_config(),
-                    "same_source": source_hash(found.fn) == source_hash(today),
+                    "same_source": source_hash(theirs_fn) == source_hash(today),
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)

@@ -8,7 +8,8 @@ Each child process makes the case's inputs, optionally warms the GPU, calls the 
 (the autotune), and prints the pick and each config's median do_bench time over the
 tuner's rounds (the kernel's tuner judges each config against the fastest of each round,
 `relative_times`; a kernel still tuned by Triton's autotuner: its one timing a config).
-Triton's on-disk autotune cache is switched off in the children, so each one decides anew.
+Triton's on-disk autotune cache and the kernel's kept picks (``CONV3D_TUNE_DIR``) are
+switched off in the children, so each one decides anew.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--processes", type=int, default=4, help="fresh processes per setting")
     ap.add_argument("--idle-s", type=float, default=2.0, help="idle time before the call")
     args = ap.parse_args(argv)
-    env = {**os.environ, "TRITON_CACHE_AUTOTUNING": "0"}
+    # Neither Triton's on-disk autotune cache nor the kernel's kept picks: each child tunes.
+    env = {**os.environ, "TRITON_CACHE_AUTOTUNING": "0", "CONV3D_TUNE_DIR": "off"}
     picks = {"idle": collections.Counter(), "warmed": collections.Counter()}
     for i in range(args.processes):
         for setting in ("idle", "warmed"):

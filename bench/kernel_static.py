@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precision", default=ig.DEFAULT_PRECISION, choices=ig.PRECISIONS)
     ap.add_argument(
         "--baseline",
-        default="baselines/nvidia-h100-80gb-hbm3.json",
+        default="notes/data/retired/nvidia-h100-80gb-hbm3.json",
         help="baseline file whose recorded autotune configs to compile",
     )
     ap.add_argument(

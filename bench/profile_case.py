@@ -22,7 +22,13 @@ from kernels.implicit_gemm import PRECISIONS, conv3d
 from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
 
-BASELINE = Path(__file__).resolve().parents[1] / "baselines" / "nvidia-h100-80gb-hbm3.json"
+BASELINE = (
+    Path(__file__).resolve().parents[1]
+    / "notes"
+    / "data"
+    / "retired"
+    / "nvidia-h100-80gb-hbm3.json"
+)
 
 
 def recorded_config(name: str) -> triton.Config:

@@ -33,7 +33,7 @@ def test_every_baseline_entry_was_recorded_on_todays_kernel_source():
 
 
 def test_a_changed_kernel_is_reported_entry_by_entry(tmp_path):
-    text = (ROOT / "baselines" / "nvidia-h100-80gb-hbm3.json").read_text()
+    text = (ROOT / "notes" / "data" / "retired" / "nvidia-h100-80gb-hbm3.json").read_text()
     (tmp_path / "gpu.json").write_text(text)
     stale = stale_entries([tmp_path / "gpu.json"], "sha256:something-else")
     assert len(stale) == len(parse(tmp_path / "gpu.json", text)) > 0

@@ -470,3 +470,39 @@ def test_the_tuner_judges_each_round_against_its_own_fastest():
     assert ig.pick_config(timings, margin=0.01) == 0
     # A config missing a round (it failed to run there) leaves that round out.
     assert ig.relative_times({0: [1.0, 2.0], 1: [1.1]}) == pytest.approx({0: 1.0, 1: 1.1})
+
+
+def test_a_tuning_pick_is_kept_per_source_gpu_and_shape(tmp_path, monkeypatch):
+    # Two copies of the kernel in one process (the gate's A/B against a base) and later
+    # processes run the pick the first tuning made, instead of tuning apart.
+    monkeypatch.setenv("CONV3D_TUNE_DIR", str(tmp_path))
+    key = (64, 17, 27, True, False, None, 0)
+    path = ig.tune_file(key, "NVIDIA H200")
+    assert path is not None and path.startswith(str(tmp_path))
+    assert ig.tune_file((64, 17, 27, True, False, None, 1), "NVIDIA H200") == path  # index
+    assert ig.tune_file(key, "NVIDIA GeForce RTX 4090") != path
+    assert ig.tune_file((64, 18, 27, True, False, None, 0), "NVIDIA H200") != path
+    assert ig.kept_pick(path) is None
+    ig.keep_pick(path, ig.AUTOTUNE_CONFIGS[3])
+    assert ig.kept_pick(path) is ig.AUTOTUNE_CONFIGS[3]
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+    # A file that names no config of today's list is no pick: tuned again.
+    with open(path, "w") as fh:
+        json.dump({"index": 3, "config": {"BLOCK_M": 1}}, fh)
+    assert ig.kept_pick(path) is None
+    with open(path, "w") as fh:
+        fh.write("{not json")
+    assert ig.kept_pick(path) is None
+    monkeypatch.setenv("CONV3D_TUNE_DIR", "off")
+    assert ig.tune_file(key, "NVIDIA H200") is None
+
+
+def test_a_kept_pick_is_used_instead_of_tuning(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONV3D_TUNE_DIR", str(tmp_path))
+    monkeypatch.setattr(ig.torch.cuda, "get_device_name", lambda index: "Pretend GPU")
+    timed = []
+    monkeypatch.setattr(ig, "_time_configs", lambda *a: timed.append(a) or ig.AUTOTUNE_CONFIGS[5])
+    key = (8, 4, 27, False, True, None, 0)
+    assert ig._tune((), {}, None, key) is ig.AUTOTUNE_CONFIGS[5]
+    assert ig._tune((), {}, None, key) is ig.AUTOTUNE_CONFIGS[5]
+    assert len(timed) == 1
