@@ -52,6 +52,7 @@ PLACEMENTS = {
 
 
 def gate(cwd: Path, against: str, out: Path, tag: str, extra: list[str], env=None) -> dict:
+    out = out.resolve()  # pytest runs in ``cwd``, which may be a placed worktree
     report = out / f"{tag}.json"
     args = [sys.executable, "-m", "pytest", SPEED_TEST, "-q", "-p", "no:cacheprovider", *CI]
     args += [f"--conv3d-against={against}", f"--conv3d-json={report}", *extra]

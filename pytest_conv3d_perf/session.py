@@ -354,11 +354,7 @@ class Conv3dRun:
             if side.missing:
                 return Other(None, why=f"{side.why}: nothing to compare with", missing=True), None
             return Other(None, why=f"{side.why}; the stored number decides"), None
-        label = (
-            f"{revision} ({side.label})"
-            if asked and not revision.startswith(side.label)
-            else side.label
-        )
+        label = side.label if side.label.startswith(revision[:10]) else f"{revision} ({side.label})"
         if not asked:
             label = f"the kernel as recorded at {side.label}"
         twin = side.counterpart(module, qualname)
@@ -572,7 +568,7 @@ class Conv3dRun:
         if not revision:
             return None
         sha = resolve(Path(self.config.rootpath), revision)
-        return revision if sha.startswith(revision) else f"{revision} ({sha[:10]})"
+        return sha[:10] if sha.startswith(revision) else f"{revision} ({sha[:10]})"
 
     def annotations(self) -> list[str]:
         """GitHub Actions workflow commands for the cases that fail the run."""
