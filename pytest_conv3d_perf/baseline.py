@@ -16,8 +16,6 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from pytest_conv3d_perf import spread
 from pytest_conv3d_perf.stats import Z_95
 from pytest_conv3d_perf.verdict import Timing, Verdict
@@ -775,6 +773,10 @@ class BaselineStore:
     ) -> list[Action]:
         """Merge under the lock (another process may have written since we read) and
         replace the file atomically, so a reader sees the old file or the new one."""
+        # Imported here: reading and checking baselines needs the standard library only
+        # (the update workflow checks a new file on GitHub's runner with nothing installed).
+        from filelock import FileLock, Timeout
+
         lock = FileLock(str(self.lock_path()), timeout=120)
         try:
             with lock:
