@@ -35,7 +35,7 @@ SHA = re.compile(r"[0-9a-f]{40}")
 @dataclass(frozen=True)
 class Decision:
     gpu: bool
-    sha: str = ""
+    sha: str = ""  # the commit the GPU job runs, or the one refused
     base_sha: str = ""
     pr: str = ""
     reason: str = ""
@@ -108,14 +108,15 @@ def decide(event_name: str, event: dict, repo: str, api: Api) -> Decision:
     )
     if not asked:
         # Another label on an approved commit must not replace its result in the comment.
-        return Decision(False, pr=str(number), reason=ask, notify=action != "labeled")
+        return Decision(False, sha, pr=str(number), reason=ask, notify=action != "labeled")
     asker = str((event.get("sender") or {}).get("login", ""))
     if _permission(api, repo, asker) not in WRITERS:
-        return Decision(False, pr=str(number), reason=f"{asker} may not ask for a GPU run")
+        return Decision(False, sha, pr=str(number), reason=f"{asker} may not ask for a GPU run")
     reviewer = _approved_by_writer(api, repo, number, sha)
     if reviewer is None:
         return Decision(
             False,
+            sha,
             pr=str(number),
             reason=f"no approving review of commit {sha[:12]} by a person with write access; "
             + ask,
