@@ -288,14 +288,14 @@ def test_a_report_too_large_for_one_comment_is_cut_with_a_line_saying_so(tmp_pat
 
 def test_the_body_cap_says_how_many_rows_it_cut():
     rows = [f"| row {i} " + "x" * 1000 + " |" for i in range(100)]
-    text = untrusted.capped(["head"], rows, ["tail"], "rows")
-    assert len(text) <= untrusted.BODY_LIMIT
-    cut = re.search(r"\((\d+) of 100 rows not shown: GitHub holds a body to 65,536", text)
-    assert cut and int(cut.group(1)) == 100 - sum(
-        line.startswith("| row") for line in text.splitlines()
-    )
-    assert text.rstrip().endswith("tail")
-    assert "not shown" not in untrusted.capped(["head"], rows[:3], ["tail"], "rows")
+    kept, cut = untrusted.fit(rows, untrusted.room(["head"], ["tail"]), "rows")
+    assert sum(len(line) + 1 for line in ["head", *kept, *cut, "tail"]) <= untrusted.BODY_LIMIT
+    assert kept == rows[: len(kept)] and 0 < len(kept) < 100
+    assert cut == [
+        f"({100 - len(kept)} of 100 rows not shown: GitHub holds a body to 65,536 characters. "
+        "The run has them all.)"
+    ]
+    assert untrusted.fit(rows[:3], untrusted.room(["head"]), "rows") == (rows[:3], [])
 
 
 def test_the_headline_comes_from_the_run_not_the_report(tmp_path):

@@ -32,7 +32,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from untrusted import TooLarge, capped, inline, read_limited
+from untrusted import TooLarge, fit, inline, read_limited, room
 
 MARKER = "<!-- conv3d-perf-gate -->"
 MAX_BYTES = 512 * 1024
@@ -229,7 +229,8 @@ def build_body(
             f"base commit's files. The entries it changes are listed in {run}.",
         ]
     tail += ["", f"Details, charts and the JSON reports: {run}."]
-    return capped(lines, table, tail, "rows")
+    shown, cut_line = fit(table, room(lines, tail), "rows")
+    return "\n".join([*lines, *shown, *cut_line, *tail]) + "\n"
 
 
 def gh(*args: str, stdin: str | None = None) -> str:

@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from untrusted import capped, fenced, inline
+from untrusted import fenced, fit, inline, room
 
 from pytest_conv3d_perf.baseline import changed_entries, read_file
 
@@ -54,12 +54,18 @@ def body(changes: dict[str, list[str]], diff: str, run_url: str, skipped: list[s
         "### Entries",
         "",
     ]
-    for name, lines in sorted(changes.items()):
-        head += [f"- {inline(name)}: {inline(line, 200)}" for line in lines]
-    head += [f"- left out of the artifact: {line}" for line in skipped]
-    head += ["", "### Diff", ""]
+    entries = [
+        f"- {inline(name)}: {inline(line, 200)}"
+        for name, lines in sorted(changes.items())
+        for line in lines
+    ]
+    entries += [f"- left out of the artifact: {line}" for line in skipped]
+    # The entries first, up to half the room; the diff takes what is left.
+    entries, entries_cut = fit(entries, room(head) // 2, "entries")
+    middle = [*entries, *entries_cut, "", "### Diff", ""]
     block = fenced(diff, "diff")
-    return capped([*head, block[0]], block[1:-1], [block[-1]], "diff lines")
+    lines, lines_cut = fit(block[1:-1], room(head, middle, block[:1], block[-1:]), "diff lines")
+    return "\n".join([*head, *middle, block[0], *lines, block[-1], *lines_cut]) + "\n"
 
 
 def main(argv: list[str]) -> int:

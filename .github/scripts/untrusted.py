@@ -8,7 +8,8 @@ only: these scripts run from a sparse checkout with nothing installed.
   mentions or markup.
 - ``fenced``: cleaned lines in a code block whose fence is longer than any backtick run in
   them, so the text cannot close it.
-- ``capped``: a body under GitHub's 65,536-character limit, with a line saying what was cut.
+- ``fit`` and ``room``: a body under GitHub's 65,536-character limit, with a line saying
+  what was cut.
 - ``read_limited``: a file's first bytes, refusing one past a size bound unread.
 """
 
@@ -43,23 +44,27 @@ def fenced(text: str, info: str = "") -> list[str]:
     return [fence + info, *lines, fence]
 
 
-def capped(head: list[str], rows: list[str], tail: list[str], what: str) -> str:
-    """``head``, as many of ``rows`` as fit, and ``tail``; a line says how many rows of
-    ``what`` were cut and why."""
-    budget = BODY_LIMIT - sum(len(line) + 1 for line in [*head, *tail]) - 200
+def fit(rows: list[str], budget: int, what: str) -> tuple[list[str], list[str]]:
+    """As many of ``rows`` as fit in ``budget`` characters (a newline each), and a line
+    saying how many ``what`` were cut and why, if any were."""
+    budget -= 200  # the line saying what was cut
     kept: list[str] = []
     for row in rows:
         budget -= len(row) + 1
         if budget < 0:
             break
         kept.append(row)
-    body = [*head, *kept]
-    if len(kept) < len(rows):
-        body.append(
-            f"\n({len(rows) - len(kept)} of {len(rows)} {what} not shown: GitHub holds a body "
-            "to 65,536 characters. The run has them all.)"
-        )
-    return "\n".join([*body, *tail]) + "\n"
+    if len(kept) == len(rows):
+        return kept, []
+    return kept, [
+        f"({len(rows) - len(kept)} of {len(rows)} {what} not shown: GitHub holds a body to "
+        "65,536 characters. The run has them all.)"
+    ]
+
+
+def room(*parts: list[str]) -> int:
+    """What is left of BODY_LIMIT after these lines."""
+    return BODY_LIMIT - sum(len(line) + 1 for part in parts for line in part)
 
 
 def read_limited(path: Path, limit: int) -> bytes:
