@@ -298,11 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = verbs.add_parser(
         "check-baselines",
-        help="validate baseline files (finite, ordered, bounded intervals; schema; encoding)",
+        help="validate baseline files (bounded values, intervals holding their median, "
+        "safe names, no duplicate keys)",
         description="Validate baseline files by the rules the gate reads them with: finite "
-        "positive numbers, intervals that hold their median and are no wider than the bound, "
-        "an integer schema, UTF-8, no deep nesting. One line per problem naming the file, the "
-        "case and the field; exit 1 on any.",
+        "numbers within what a recording can hold (times, clocks, spreads, counts), intervals "
+        "that hold their median and are no wider than the bound, a 40-hex commit, a "
+        "kernel_file inside the repository, case names of [A-Za-z0-9_.-], no duplicate or "
+        "unknown top-level keys, an integer schema, UTF-8, no deep nesting, at most 4 MB. "
+        "One line per problem naming the file, the case and the field; exit 1 on any.",
     )
     check.add_argument("files", nargs="*", help="files to check (default: every baselines/*.json)")
     check.add_argument(
