@@ -118,9 +118,10 @@ MAX_PROCESSES = 1000
 # An update refuses processes that disagree by more than MAX_PROCESS_SPREAD_PCT at 95%.
 MAX_PROCESS_SD = MAX_PROCESS_SPREAD_PCT / 100 / Z_95
 # Call times are mostly host work: the H100's committed file holds a call spread of 0.35
-# and a call interval of ±26% (tiny_odd, n1_oc17_bias); neither decides a verdict alone.
+# and a call interval of ±26% (tiny_odd, n1_oc17_bias). The call time's `unstable` never
+# changes a case's verdict and the reference is reported only, so their bounds are loose.
 MAX_CALL_PROCESS_SD = 1.0
-MAX_SIDE_HALFWIDTH_PCT = 50.0
+MAX_SIDE_HALFWIDTH_PCT = 50.0  # the reference's and the call's intervals
 # Strings and numbers inside the free-form fields (case, autotune, environment).
 _MAX_TEXT = 1000
 _MAX_NUMBER = 1e18
