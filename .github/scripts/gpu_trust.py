@@ -133,11 +133,9 @@ def gh_api(path: str, paginate: bool = False) -> object:
 
 def flatten(pages: object) -> list:
     """`gh api --paginate --slurp` gives a list of pages, each a list of items."""
-    return (
-        [item for page in pages if isinstance(page, list) for item in page]
-        if isinstance(pages, list)
-        else []
-    )
+    if not isinstance(pages, list):
+        return []
+    return [item for page in pages if isinstance(page, list) for item in page]
 
 
 def main() -> int:
