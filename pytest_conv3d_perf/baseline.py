@@ -10,12 +10,11 @@ import os
 import re
 import stat
 import tempfile
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-
-from filelock import FileLock, Timeout
 
 from pytest_conv3d_perf import spread
 from pytest_conv3d_perf.stats import Z_95
@@ -101,25 +100,65 @@ MAX_HALFWIDTH_PCT = 2.0
 # notes/gate-quality.md) are stored all the same, with their spread: a comparison with such
 # an entry is too wide to call a change, so the A/B against the recorded code decides, and
 # a new GPU model's first recording holds every case. Refused, they stayed `new`, and passed.
+# Beyond this bound the GPU is not measuring at all (another job on it, a clock stuck low):
+# the update refuses, and a file that holds more is refused on read.
+MAX_PROCESS_SPREAD_PCT = 25.0
 # Deeper than any baseline file; json.loads on hostile nesting would raise RecursionError.
 _MAX_DEPTH = 32
+# Larger than any baseline file (the suite's 15 cases take 28 KB): a file is refused from its
+# first MAX_FILE_BYTES + 1 bytes, never read whole (a 100 MB file took 2.6 s and 330 MB).
+MAX_FILE_BYTES = 4 * 1024 * 1024
+# A --conv3d-json report carries every result besides its entry.
+MAX_REPORT_BYTES = 32 * 1024 * 1024
 
-_REQUIRED = {"median_ms": float, "ci_low_ms": float, "ci_high_ms": float, "samples": int, "l2": str}
-_OPTIONAL = {
-    "reference_ms": float,
-    "reference_ci_ms": list,
-    "sm_mhz": float,
-    "call_ms": float,
-    "call_ci_ms": list,
-    "kernel_hash": str,
-    "kernel_file": str,
-    "processes": int,
-    "process_sd": float,
-    "call_process_sd": float,
-    "autotune": dict,
-    "case": dict,
-    "environment": dict,
-}
+# What a recording can hold; a value outside is an edited file, and several such values once
+# switched the gate off (a spread of 1e6 or a clock of 1e300 made a 30% slowdown `unstable`).
+TIME_RANGE_MS = (1e-4, 1e5)  # 0.1 us to 100 s a call
+SM_MHZ_RANGE = (100.0, 5000.0)  # idle clocks read 200-345 MHz; boost clocks stay under 3.5 GHz
+MAX_SAMPLES = 10**9
+MAX_PROCESSES = 1000
+# An update refuses processes that disagree by more than MAX_PROCESS_SPREAD_PCT at 95%.
+MAX_PROCESS_SD = MAX_PROCESS_SPREAD_PCT / 100 / Z_95
+# Call times are mostly host work: the H100's committed file holds a call spread of 0.35
+# and a call interval of ±26% (tiny_odd, n1_oc17_bias). The call time's `unstable` never
+# changes a case's verdict and the reference is reported only, so their bounds are loose.
+MAX_CALL_PROCESS_SD = 1.0
+MAX_SIDE_HALFWIDTH_PCT = 50.0  # the reference's and the call's intervals
+# Strings and numbers inside the free-form fields (case, autotune, environment).
+_MAX_TEXT = 1000
+_MAX_NUMBER = 1e18
+
+CASE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_TOKEN = re.compile(r"[A-Za-z0-9_.:-]{0,100}")
+_TOP_LEVEL = ("schema", "gpu", "cases")
+_FIELDS = {f.name: f for f in fields(BaselineEntry)}
+_REQUIRED = [
+    name for name, f in _FIELDS.items() if f.default is MISSING and f.default_factory is MISSING
+]
+
+
+class _JsonObject(dict):
+    """A JSON object that remembers the keys it held more than once: json.loads keeps the
+    last, while a reviewer reading the file sees the first."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> _JsonObject:
+    obj = _JsonObject(pairs)
+    if len(obj) < len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        obj.repeated = tuple(sorted(key for key, n in counts.items() if n > 1))
+    return obj
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _is_number(value: Any) -> bool:
@@ -133,37 +172,155 @@ def _finite(value: Any) -> bool:
         return False
 
 
+# Each rule: None for a good value, else why it is refused (with the value).
+def _within(value: Any, low: float, high: float, unit: str) -> str | None:
+    if not _finite(value):
+        return f"expected a finite number, got {_short(value)}"
+    if not value > 0 and low > 0:
+        return f"must be positive, got {_short(value)}"
+    if not low <= value <= high:
+        return f"must lie in {low:g}..{high:g}{unit}, got {_short(value)}"
+    return None
+
+
+def _count(value: Any, high: int) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= high
+    return None if ok else f"expected a positive integer up to {high}, got {_short(value)}"
+
+
+def _number(value: Any) -> str | None:
+    return None if _finite(value) else f"expected a finite number, got {_short(value)}"
+
+
+def _spread(value: Any, high: float) -> str | None:
+    if not _finite(value) or not 0 <= value <= high:
+        return f"expected a number in 0..{high:.4g}, got {_short(value)}"
+    return None
+
+
+def _interval(value: Any) -> str | None:
+    ok = (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(_finite(v) for v in value)
+        and 0 < value[0] <= value[1]
+    )
+    return None if ok else f"expected two ordered positive numbers, got {_short(value)}"
+
+
+def _token(value: Any) -> str | None:
+    if isinstance(value, str) and _TOKEN.fullmatch(value):
+        return None
+    return f"expected up to 100 of A-Z a-z 0-9 _ . : -, got {_short(value)}"
+
+
+def _repository_path(value: Any) -> str | None:
+    """'' (recorded outside git) or a path inside the repository: the gate hands it to
+    `git show COMMIT:PATH`."""
+    if isinstance(value, str) and not (
+        value
+        and (
+            value.startswith("/")
+            or "\\" in value
+            or len(value) > 255
+            or not value.isprintable()
+            or any(part in ("", ".", "..") for part in value.split("/"))
+        )
+    ):
+        return None
+    return f"expected a relative path inside the repository, got {_short(value)}"
+
+
+def _environment(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return f"expected dict, got {_short(value)}"
+    commit = value.get("commit", "")
+    # The gate loads the kernel as it was at this commit: "HEAD" compared the head with
+    # itself, and "--output=/path" reached git as an option.
+    if commit and not (isinstance(commit, str) and _COMMIT.fullmatch(commit)):
+        return f"key 'commit': expected 40 lowercase hex digits, got {_short(commit)}"
+    return _free_form(value)
+
+
+def _free_form(value: Any) -> str | None:
+    """Any JSON whose numbers are finite and bounded and whose strings are short."""
+    if isinstance(value, dict):
+        return next(filter(None, map(_free_form, value.values())), None)
+    if isinstance(value, list):
+        return next(filter(None, map(_free_form, value)), None)
+    if isinstance(value, str) and len(value) > _MAX_TEXT:
+        return f"holds a string longer than {_MAX_TEXT} characters"
+    if _is_number(value) and not (_finite(value) and abs(value) <= _MAX_NUMBER):
+        return f"holds a number out of range, {_short(value)}"
+    return None
+
+
+def _optional_dict(value: Any) -> str | None:
+    return _free_form(value) if isinstance(value, dict) else f"expected dict, got {_short(value)}"
+
+
+_RULES: dict[str, Any] = {
+    "median_ms": lambda v: _within(v, *TIME_RANGE_MS, " ms"),
+    "ci_low_ms": _number,
+    "ci_high_ms": _number,
+    "samples": lambda v: _count(v, MAX_SAMPLES),
+    "l2": _token,
+    "reference_ms": lambda v: _within(v, *TIME_RANGE_MS, " ms"),
+    "reference_ci_ms": _interval,
+    "sm_mhz": lambda v: _within(v, *SM_MHZ_RANGE, " MHz"),
+    "call_ms": lambda v: _within(v, *TIME_RANGE_MS, " ms"),
+    "call_ci_ms": _interval,
+    "kernel_hash": _token,
+    "kernel_file": _repository_path,
+    "processes": lambda v: _count(v, MAX_PROCESSES),
+    "process_sd": lambda v: _spread(v, MAX_PROCESS_SD),
+    "call_process_sd": lambda v: _spread(v, MAX_CALL_PROCESS_SD),
+    "autotune": _optional_dict,
+    "case": _optional_dict,
+    "environment": _environment,
+}
+
+
+def _repeated_inside(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        own = list(getattr(value, "repeated", ()))
+        return own + [k for v in value.values() for k in _repeated_inside(v)]
+    if isinstance(value, list):
+        return [k for v in value for k in _repeated_inside(v)]
+    return []
+
+
 def entry_problems(name: str, data: Any) -> list[str]:
-    """What is wrong with one entry, each as 'field ...: why'."""
-    if not isinstance(data, Mapping):
-        return [f"expected an object, got {type(data).__name__}"]
+    """What is wrong with one entry, each as 'field ...: why'. A field BaselineEntry gains
+    is known here at once; its values are held to the free-form bounds until it gets a
+    rule of its own."""
     out = []
-    for key, kind in {**_REQUIRED, **_OPTIONAL}.items():
+    if not isinstance(name, str) or not CASE_NAME.fullmatch(name):
+        out.append("the case name must be 1-100 of A-Z a-z 0-9 _ . -")
+    if not isinstance(data, Mapping):
+        return [*out, f"expected an object, got {type(data).__name__}"]
+    out += [f"field {key!r} appears twice" for key in getattr(data, "repeated", ())]
+    for key in _REQUIRED:
         if key not in data:
-            if key in _REQUIRED:
-                out.append(f"field {key!r} is missing")
+            out.append(f"field {key!r} is missing")
+    for key, value in data.items():
+        if key not in _FIELDS:
+            out.append(f"unknown field {key!r}")
             continue
-        value = data[key]
-        if value is None and key in _OPTIONAL:
+        if value is None and key not in _REQUIRED:
             continue
-        if kind is float:
-            ok = _finite(value)
-            why = "a finite number"
-        elif kind is int:
-            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-            why = "a positive integer"
-        else:
-            ok = isinstance(value, kind)
-            why = kind.__name__
-        if not ok:
-            out.append(f"field {key!r}: expected {why}, got {_short(value)}")
-    out += [f"unknown field {key!r}" for key in sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))]
-    if out:
-        return out
+        why = _RULES.get(key, _free_form)(value)
+        if why:
+            out.append(f"field {key!r}: {why}")
+        out += [f"field {key!r}: key {k!r} appears twice" for k in _repeated_inside(value)]
+    return out or _relations(data)
+
+
+def _relations(data: Mapping[str, Any]) -> list[str]:
+    """Each interval holds its median and is no wider than a baseline may hold."""
+    out = []
     median, low, high = (float(data[k]) for k in ("median_ms", "ci_low_ms", "ci_high_ms"))
-    if not median > 0:
-        out.append(f"field 'median_ms': must be positive, got {_short(data['median_ms'])}")
-    elif not 0 < low <= median <= high:
+    if not 0 < low <= median <= high:
         out.append(
             f"fields 'ci_low_ms', 'ci_high_ms': the interval [{low:g}, {high:g}] must be "
             f"positive and hold the median {median:g}"
@@ -173,19 +330,22 @@ def entry_problems(name: str, data: Any) -> list[str]:
             f"fields 'ci_low_ms', 'ci_high_ms': the interval ±{(high - low) / 2 / median:.2%} is "
             f"wider than ±{MAX_HALFWIDTH_PCT:g}%, too wide to gate on"
         )
-    for key in ("reference_ci_ms", "call_ci_ms"):
-        pair = data.get(key)
-        if pair is not None and not (
-            len(pair) == 2 and all(_finite(v) for v in pair) and 0 < pair[0] <= pair[1]
-        ):
-            out.append(f"field {key!r}: expected two ordered positive numbers, got {_short(pair)}")
-    for key in ("reference_ms", "sm_mhz", "call_ms"):
-        if data.get(key) is not None and not float(data[key]) > 0:
-            out.append(f"field {key!r}: must be positive, got {_short(data[key])}")
+    for key, middle_key in (("reference_ci_ms", "reference_ms"), ("call_ci_ms", "call_ms")):
+        pair, middle = data.get(key), data.get(middle_key)
+        if pair is None:
+            continue
+        if middle is None:
+            out.append(f"field {key!r}: an interval without {middle_key!r}")
+        elif not pair[0] <= middle <= pair[1]:
+            out.append(f"field {key!r}: {_short(pair)} does not hold {middle_key} {middle:g}")
+        elif (pair[1] - pair[0]) / 2 / middle * 100 > MAX_SIDE_HALFWIDTH_PCT:
+            out.append(f"field {key!r}: wider than ±{MAX_SIDE_HALFWIDTH_PCT:g}% of {middle_key}")
     return out
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return "an integer of over 30 digits"
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -214,44 +374,93 @@ def _too_deep(text: str) -> bool:
     return False
 
 
-def file_problems(path: Path, raw: bytes) -> tuple[dict[str, BaselineEntry], list[str]]:
-    """The entries of a baseline file and every problem in it, each one line naming the
-    file, the case and the field."""
+def read_limited(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A file's bytes, refused unread past ``limit`` (and a pipe or device never read)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise BaselineError(f"{path}: not a regular file")
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read it: {exc.strerror}") from None
+    if len(raw) > limit:
+        raise BaselineError(f"{path}: larger than {limit} bytes; the file was left as it is")
+    return raw
+
+
+def _load_json(path: Path, raw: bytes) -> tuple[Any, str | None]:
+    if len(raw) > MAX_FILE_BYTES:
+        return None, f"{path}: larger than {MAX_FILE_BYTES} bytes; the file was left as it is"
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return {}, [f"{path}: not valid UTF-8 (byte {exc.start}); the file was left as it is"]
+        return None, f"{path}: not valid UTF-8 (byte {exc.start}); the file was left as it is"
     if _too_deep(text):
-        return {}, [f"{path}: nested deeper than {_MAX_DEPTH} levels; not a baseline file"]
+        return None, f"{path}: nested deeper than {_MAX_DEPTH} levels; not a baseline file"
     try:
-        data = json.loads(text)
+        return json.loads(text, object_pairs_hook=_json_object), None
     except json.JSONDecodeError as exc:
-        return {}, [
+        return None, (
             f"{path}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno}); "
             "it was left as it is: fix it or restore it from git"
-        ]
+        )
     except (ValueError, RecursionError) as exc:
-        return {}, [f"{path}: not valid JSON ({exc})"]
+        return None, f"{path}: not valid JSON ({_short(str(exc))})"
+
+
+def _document_problems(path: Path, data: Any) -> list[str]:
     if not isinstance(data, dict) or "schema" not in data:
-        return {}, [f"{path}: not a conv3d-perf baseline file (no 'schema' field)"]
+        return [f"{path}: not a conv3d-perf baseline file (no 'schema' field)"]
     schema = data["schema"]
     if not isinstance(schema, int) or isinstance(schema, bool):
-        return {}, [f"{path}: field 'schema': expected an integer, got {_short(schema)}"]
+        return [f"{path}: field 'schema': expected an integer, got {_short(schema)}"]
     if schema != SCHEMA_VERSION:
-        return {}, [
+        return [
             f"{path}: schema version {schema!r} is not known to this version of "
             f"pytest-conv3d-perf (it reads version {SCHEMA_VERSION}); the file was left as it is"
         ]
-    cases = data.get("cases")
-    if not isinstance(cases, dict):
-        return {}, [f"{path}: field 'cases' must be an object of case entries"]
-    entries, problems = {}, []
-    for name, entry in cases.items():
+    out = [f"{path}: key {key!r} appears twice" for key in getattr(data, "repeated", ())]
+    out += [
+        f"{path}: unknown top-level key {_short(key)} (a baseline file holds "
+        f"{', '.join(_TOP_LEVEL)})"
+        for key in data
+        if key not in _TOP_LEVEL
+    ]
+    gpu = data.get("gpu", "")
+    if not (isinstance(gpu, str) and len(gpu) <= 200 and gpu.isprintable()):
+        out.append(f"{path}: field 'gpu': expected a GPU's name, got {_short(gpu)}")
+    if not isinstance(data.get("cases"), dict):
+        out.append(f"{path}: field 'cases' must be an object of case entries")
+    else:
+        repeated = getattr(data["cases"], "repeated", ())
+        out += [f"{path}: case {_short(name)} appears twice" for name in repeated]
+    return out
+
+
+def file_problems(path: Path, raw: bytes) -> tuple[dict[str, BaselineEntry], list[str]]:
+    """The entries of a baseline file and every problem in it, each one line naming the
+    file, the case and the field."""
+    data, problem = _load_json(path, raw)
+    if problem:
+        return {}, [problem]
+    problems = _document_problems(path, data)
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), dict):
+        return {}, problems
+    entries = {}
+    for name, entry in data["cases"].items():
         found = entry_problems(name, entry)
-        problems += [f"{path}: case {name!r}: {p}" for p in found]
+        problems += [f"{path}: case {_short(name)}: {p}" for p in found]
         if not found:
-            entries[name] = BaselineEntry(**dict(entry))
+            entries[name] = BaselineEntry(**_plain(entry))
     return entries, problems
+
+
+def read_file(path: Path) -> tuple[dict[str, BaselineEntry], list[str]]:
+    """``file_problems`` of a file on disk, read size-limited."""
+    try:
+        return file_problems(path, read_limited(path))
+    except BaselineError as exc:
+        return {}, [str(exc)]
 
 
 def parse(path: Path, text: str | bytes) -> dict[str, BaselineEntry]:
@@ -266,8 +475,8 @@ def parse(path: Path, text: str | bytes) -> dict[str, BaselineEntry]:
 def _entry(path: Path, name: str, data: Any) -> BaselineEntry:
     found = entry_problems(name, data)
     if found:
-        raise BaselineError(f"{path}: case {name!r}: {found[0]}")
-    return BaselineEntry(**dict(data))
+        raise BaselineError(f"{path}: case {_short(name)}: {found[0]}")
+    return BaselineEntry(**_plain(data))
 
 
 def render(gpu_name: str, entries: Mapping[str, BaselineEntry]) -> str:
@@ -335,11 +544,20 @@ def _action_for(
         return "refuse", "unstable measurement; rerun, or pass --conv3d-force"
     width = halfwidth_pct(new.entry)
     disagree = 100 * Z_95 * (new.entry.process_sd or 0.0)
+    if disagree > MAX_PROCESS_SPREAD_PCT:
+        return "refuse", (
+            f"the {new.entry.processes} processes disagree by ±{disagree:.2f}% at 95%, beyond "
+            f"the ±{MAX_PROCESS_SPREAD_PCT:g}% of a GPU that measures at all; rerun on a quiet GPU"
+        )
     if width > MAX_HALFWIDTH_PCT:
         return "refuse", (
             f"interval ±{width:.2f}% is wider than the ±{MAX_HALFWIDTH_PCT:g}% a baseline may "
             "hold (the processes disagree); rerun on a quiet GPU"
         )
+    invalid = entry_problems(name, new.entry.to_dict())
+    if invalid:
+        # What the store writes, every read must accept: refused here, not on the next read.
+        return "refuse", f"not storable: {invalid[0]}"
     action, reason = _write_action(name, new, old, churn_pct, force, requested)
     if disagree > MAX_HALFWIDTH_PCT and action in ("add", "update"):
         reason += (
@@ -420,9 +638,9 @@ def apply(
 def entries_in_report(path: Path) -> dict[str, BaselineEntry]:
     """The would-be baseline entries a --conv3d-json report carries, validated."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_limited(path, MAX_REPORT_BYTES))
         results = data["results"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise BaselineError(f"{path}: not a conv3d-perf JSON report ({exc})") from None
     return {
         r["case"]: _entry(path, r["case"], r["baseline_entry"])
@@ -539,11 +757,7 @@ class BaselineStore:
     def load(self) -> dict[str, BaselineEntry]:
         if not self.path.is_file():
             return {}
-        try:
-            raw = self.path.read_bytes()
-        except OSError as exc:
-            raise BaselineError(f"{self.path}: cannot read it: {exc.strerror}") from None
-        return parse(self.path, raw)
+        return parse(self.path, read_limited(self.path))
 
     def lock_path(self) -> Path:
         """The lock lives in the temporary folder, keyed by the file's path, so nothing
@@ -562,6 +776,10 @@ class BaselineStore:
     ) -> list[Action]:
         """Merge under the lock (another process may have written since we read) and
         replace the file atomically, so a reader sees the old file or the new one."""
+        # Imported here: reading and checking baselines needs the standard library only
+        # (the update workflow checks a new file on GitHub's runner with nothing installed).
+        from filelock import FileLock, Timeout
+
         lock = FileLock(str(self.lock_path()), timeout=120)
         try:
             with lock:

@@ -178,20 +178,13 @@ def _tune(args: argparse.Namespace, extra: list[str]) -> int:
 
 def _check_baselines(args: argparse.Namespace, extra: list[str]) -> int:
     """Validate baseline files: one line per problem, exit 1 on any."""
-    from pytest_conv3d_perf.baseline import file_problems
+    from pytest_conv3d_perf.baseline import read_file
 
     files = [Path(f) for f in args.files] or sorted(Path(args.baseline_dir).glob("*.json"))
     if not files:
         print(f"conv3d-perf check-baselines: no baseline files in {args.baseline_dir}")
         return 0
-    problems = []
-    for path in files:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            problems.append(f"{path}: cannot read it: {exc.strerror}")
-            continue
-        problems += file_problems(path, raw)[1]
+    problems = [line for path in files for line in read_file(path)[1]]
     for line in problems:
         print(line)
     count = f"{len(problems)} problem{'s' * (len(problems) != 1)}"
@@ -202,7 +195,7 @@ def _check_baselines(args: argparse.Namespace, extra: list[str]) -> int:
 def _diff_baselines(args: argparse.Namespace, extra: list[str]) -> int:
     """Markdown for a pull request that changes baselines/: the entries it changes. The
     gate judges the pull request against the base's files, never these."""
-    from pytest_conv3d_perf.baseline import changed_entries, file_problems
+    from pytest_conv3d_perf.baseline import changed_entries, read_file
 
     base_dir, head_dir = Path(args.base), Path(args.head)
     names = sorted({p.name for d in (base_dir, head_dir) for p in d.glob("*.json")})
@@ -211,9 +204,7 @@ def _diff_baselines(args: argparse.Namespace, extra: list[str]) -> int:
         sides = []
         for folder in (base_dir, head_dir):
             path = folder / name
-            entries, problems = (
-                file_problems(path, path.read_bytes()) if path.is_file() else ({}, [])
-            )
+            entries, problems = read_file(path) if path.is_file() else ({}, [])
             lines += [f"- {_plain(p)}" for p in problems]
             sides.append(entries)
         lines += [f"- {_plain(name)}: {_plain(change)}" for change in changed_entries(*sides)]
@@ -227,8 +218,10 @@ def _diff_baselines(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _plain(text: str) -> str:
-    """Untrusted text as inline code: no links, images or mentions."""
-    return "`" + text.replace("`", "'").replace("\n", " ")[:200] + "`"
+    """Untrusted text as inline code: no links, images or mentions, and none of the
+    characters that reorder or hide text (bidi controls, zero-width, control)."""
+    shown = "".join(ch if ch.isprintable() else " " for ch in text.replace("`", "'"))
+    return "`" + shown[:200] + "`"
 
 
 def _percent(text: str) -> float:
@@ -318,11 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = verbs.add_parser(
         "check-baselines",
-        help="validate baseline files (finite, ordered, bounded intervals; schema; encoding)",
+        help="validate baseline files (bounded values, intervals holding their median, "
+        "safe names, no duplicate keys)",
         description="Validate baseline files by the rules the gate reads them with: finite "
-        "positive numbers, intervals that hold their median and are no wider than the bound, "
-        "an integer schema, UTF-8, no deep nesting. One line per problem naming the file, the "
-        "case and the field; exit 1 on any.",
+        "numbers within what a recording can hold (times, clocks, spreads, counts), intervals "
+        "that hold their median and are no wider than the bound, a 40-hex commit, a "
+        "kernel_file inside the repository, case names of [A-Za-z0-9_.-], no duplicate or "
+        "unknown top-level keys, an integer schema, UTF-8, no deep nesting, at most 4 MB. "
+        "One line per problem naming the file, the case and the field; exit 1 on any.",
     )
     check.add_argument("files", nargs="*", help="files to check (default: every baselines/*.json)")
     check.add_argument(

@@ -278,9 +278,10 @@ def test_processes_that_disagree_are_stored_with_their_spread(sd, action):
 
 
 def test_an_unmoved_entry_measured_on_new_code_keeps_its_numbers_and_names_the_code():
-    old = replace(entry(1.0), kernel_hash="sha256:old", environment={"commit": "aaa", "torch": "1"})
+    then, now = "a" * 40, "b" * 40
+    old = replace(entry(1.0), kernel_hash="sha256:old", environment={"commit": then, "torch": "1"})
     new = replace(
-        entry(1.001), kernel_hash="sha256:new", environment={"commit": "bbb", "date": "today"}
+        entry(1.001), kernel_hash="sha256:new", environment={"commit": now, "date": "today"}
     )
     measured = {"a": Measured(new, Verdict.UNCHANGED, 0.1)}
     [action] = plan_update({"a": old}, measured, churn_pct=1 / 3)
@@ -288,7 +289,7 @@ def test_an_unmoved_entry_measured_on_new_code_keeps_its_numbers_and_names_the_c
     stored = apply({"a": old}, measured, [action])["a"]
     assert stored.median_ms == 1.0 and stored.ci_low_ms == old.ci_low_ms
     assert stored.kernel_hash == "sha256:new"
-    assert stored.environment == {"commit": "bbb", "torch": "1", "confirmed": "today"}
+    assert stored.environment == {"commit": now, "torch": "1", "confirmed": "today"}
     same = replace(old, median_ms=1.001)
     [kept] = plan_update({"a": old}, {"a": Measured(same, Verdict.UNCHANGED, 0.1)}, churn_pct=1)
     assert kept.action == "keep"

@@ -7,8 +7,12 @@ commit a person with write access approved in a review of exactly that commit, a
 that person with the 'gpu-run' label or a manual dispatch naming the commit. A new push
 makes a new head commit, which nobody has approved yet.
 
-Writes gpu, sha, base_sha, pr and reason to $GITHUB_OUTPUT and the reason to the job
-summary; the API is read with the job's read-only token through `gh api`.
+Writes gpu, sha, base_sha, pr, reason, notify (whether this run's decision belongs in the
+pull request's comment: a label other than 'gpu-run' decides nothing) and attempt (the run
+attempt it was made in: "re-run failed jobs" reuses these outputs, and the GPU job refuses
+a decision from an earlier attempt, whose approval may have been withdrawn since) to
+$GITHUB_OUTPUT and the reason to the job summary; the API is read with the job's read-only
+token through `gh api`, every page of a list.
 
     python3 .github/scripts/gpu_trust.py
 """
@@ -31,13 +35,15 @@ SHA = re.compile(r"[0-9a-f]{40}")
 @dataclass(frozen=True)
 class Decision:
     gpu: bool
-    sha: str = ""
+    sha: str = ""  # the commit the GPU job runs, or the one refused
     base_sha: str = ""
     pr: str = ""
     reason: str = ""
+    notify: bool = True
 
 
-Api = Callable[[str], object]  # GET path -> parsed JSON
+# GET path -> parsed JSON; with paginate=True, a list endpoint's items over all its pages.
+Api = Callable[..., object]
 
 
 def _permission(api: Api, repo: str, user: str) -> str:
@@ -48,7 +54,8 @@ def _permission(api: Api, repo: str, user: str) -> str:
 def _approved_by_writer(api: Api, repo: str, number: int, sha: str) -> str | None:
     """The login of a writer whose latest review approved exactly ``sha``, if any."""
     latest: dict[str, dict] = {}
-    reviews = api(f"repos/{repo}/pulls/{number}/reviews?per_page=100")
+    # Every page: a "changes requested" after the hundredth review still counts.
+    reviews = api(f"repos/{repo}/pulls/{number}/reviews?per_page=100", paginate=True)
     for review in reviews if isinstance(reviews, list) else []:
         user = (review.get("user") or {}).get("login")
         if user:
@@ -86,7 +93,9 @@ def decide(event_name: str, event: dict, repo: str, api: Api) -> Decision:
     action = event.get("action")
     if head_repo == repo:
         if action == "labeled":
-            return Decision(False, pr=str(number), reason="a label changes nothing here")
+            return Decision(
+                False, pr=str(number), reason="a label changes nothing here", notify=False
+            )
         return Decision(True, sha, base, str(number), "a branch of this repository")
     ask = (
         f"GPU job not run: this pull request comes from a fork. A maintainer who has read "
@@ -98,14 +107,16 @@ def decide(event_name: str, event: dict, repo: str, api: Api) -> Decision:
         action == "labeled" and (event.get("label") or {}).get("name") == LABEL
     )
     if not asked:
-        return Decision(False, pr=str(number), reason=ask)
+        # Another label on an approved commit must not replace its result in the comment.
+        return Decision(False, sha, pr=str(number), reason=ask, notify=action != "labeled")
     asker = str((event.get("sender") or {}).get("login", ""))
     if _permission(api, repo, asker) not in WRITERS:
-        return Decision(False, pr=str(number), reason=f"{asker} may not ask for a GPU run")
+        return Decision(False, sha, pr=str(number), reason=f"{asker} may not ask for a GPU run")
     reviewer = _approved_by_writer(api, repo, number, sha)
     if reviewer is None:
         return Decision(
             False,
+            sha,
             pr=str(number),
             reason=f"no approving review of commit {sha[:12]} by a person with write access; "
             + ask,
@@ -113,9 +124,18 @@ def decide(event_name: str, event: dict, repo: str, api: Api) -> Decision:
     return Decision(True, sha, base, str(number), f"commit {sha[:12]} approved by {reviewer}")
 
 
-def gh_api(path: str) -> object:
-    done = subprocess.run(["gh", "api", path], capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
+def gh_api(path: str, paginate: bool = False) -> object:
+    args = ["gh", "api", *(["--paginate", "--slurp"] if paginate else []), path]
+    done = subprocess.run(args, capture_output=True, text=True, check=True)
+    data = json.loads(done.stdout)
+    return flatten(data) if paginate else data
+
+
+def flatten(pages: object) -> list:
+    """`gh api --paginate --slurp` gives a list of pages, each a list of items."""
+    if not isinstance(pages, list):
+        return []
+    return [item for page in pages if isinstance(page, list) for item in page]
 
 
 def main() -> int:
@@ -134,6 +154,8 @@ def main() -> int:
         "base_sha": decision.base_sha,
         "pr": decision.pr,
         "reason": decision.reason.replace("\n", " "),
+        "notify": "true" if decision.notify else "false",
+        "attempt": os.environ.get("GITHUB_RUN_ATTEMPT", ""),
     }
     with open(os.environ["GITHUB_OUTPUT"], "a") as fh:
         fh.writelines(f"{k}={v}\n" for k, v in outputs.items())
@@ -141,13 +163,6 @@ def main() -> int:
     if summary:
         with open(summary, "a") as fh:
             fh.write(line + "\n")
-    folder = os.environ.get("TRUST_DIR")
-    if folder:
-        # Handed to the comment writer: the pull request and commit as decided here, never
-        # as the GPU job's (pull-request) code would write them.
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "trust.json"), "w") as fh:
-            json.dump(outputs, fh)
     return 0
 
 

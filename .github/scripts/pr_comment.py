@@ -1,19 +1,25 @@
-"""Post the GPU gate's result as one pull-request comment, updated in place.
+"""The GPU gate's result as one pull-request comment, updated in place.
 
-Runs from the default branch in a workflow_run job. Two inputs:
+Two halves, one format between them:
 
-- the trust job's decision (`trust.json`: pull request, commit, whether the GPU job ran,
-  why), written by default-branch code before any pull-request code ran;
-- the GPU job's report, written by the pull request's own code: untrusted. It is read
-  size-limited, strictly decoded, depth-checked and field by field; whatever it holds, this
-  script never crashes (it says the report was unreadable) and shows its strings as plain
-  text (inline code: no links, images or mentions).
+- ``handoff REPORT_JSON`` runs at the end of the GPU job and writes the job output
+  ``report``: the rows of the timing report (case, verdict, times, change), one line of
+  ASCII JSON, at most HANDOFF_BYTES. The GPU job ran the pull request's code, so what it
+  hands over is untrusted; the output only keeps its size inside what GitHub passes on.
+- ``post`` runs in the comment job of gpu-gate.yml, on GitHub's runner, from the default
+  branch. Its inputs are the trust job's outputs (pull request, commit, whether the GPU job
+  ran and why: decided before any pull-request code ran), the GPU job's result as GitHub
+  reports it (the headline) and the GPU job's ``report`` output, read size-limited, strictly
+  decoded, depth-checked and field by field. Whatever the report holds, the comment is
+  posted (an unreadable report says so), its strings are shown as plain inline code with
+  no bidi, zero-width or control characters, and the body stays under GitHub's limit.
 
-The headline comes from the workflow run's conclusion, which GitHub reports, not from the
-report. Every comment names the commit it reports on, and replaces the previous one, so a
-GPU job that failed before reporting replaces an old "passed".
+Every comment names its commit and replaces the previous one, so a GPU job that failed
+before reporting replaces an old "passed". A run whose commit is no longer the pull
+request's head posts nothing: the newer commit's run reports.
 
-    python3 .github/scripts/pr_comment.py TRUST_DIR REPORT_DIR
+    python3 .github/scripts/pr_comment.py handoff REPORT_JSON   # GPU job
+    python3 .github/scripts/pr_comment.py post                  # comment job
 """
 
 from __future__ import annotations
@@ -26,8 +32,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from untrusted import TooLarge, fit, inline, read_limited, room
+
 MARKER = "<!-- conv3d-perf-gate -->"
 MAX_BYTES = 512 * 1024
+# Job outputs reach the comment job as an environment variable: Linux refuses one over
+# 128 KiB (MAX_ARG_STRLEN), and the step would not start.
+HANDOFF_BYTES = 48 * 1024
 MAX_DEPTH = 16
 MAX_ROWS = 200
 ICONS = {
@@ -39,17 +50,11 @@ ICONS = {
     "unchanged": "✅",
 }
 ORDER = list(ICONS)
+ROW_KEYS = ("case", "verdict", "median_ms", "baseline_ms", "change_pct", "change_interval_pct")
 
 
 class Unreadable(Exception):
     pass
-
-
-def plain(value: object, limit: int = 60) -> str:
-    """Untrusted text as inline code, which GitHub renders with no links, images,
-    mentions or markup."""
-    text = re.sub(r"[`\r\n|]", "'", str(value))[:limit]
-    return f"`{text}`" if text.strip() else "`?`"
 
 
 def number(value: object) -> float | None:
@@ -87,31 +92,62 @@ def _too_deep(text: str) -> bool:
     return False
 
 
-def read_json(path: Path) -> object:
-    """A JSON file written by untrusted code, or Unreadable."""
+def loads(raw: bytes) -> object:
+    """JSON written by untrusted code, or Unreadable."""
+    if len(raw) > MAX_BYTES:
+        raise Unreadable(f"larger than {MAX_BYTES} bytes")
     try:
-        raw = path.read_bytes()[: MAX_BYTES + 1]
-        if len(raw) > MAX_BYTES:
-            raise Unreadable(f"larger than {MAX_BYTES} bytes")
         text = raw.decode("utf-8")
         if _too_deep(text):
             raise Unreadable(f"nested deeper than {MAX_DEPTH} levels")
         return json.loads(text)
-    except Unreadable:
-        raise
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise Unreadable(type(exc).__name__) from None
 
 
-def read_trust(folder: Path) -> dict[str, str]:
-    """The trust job's decision; written by default-branch code, still checked."""
+def read_json(path: Path) -> object:
     try:
-        data = read_json(folder / "trust.json")
-    except Unreadable:
+        return loads(read_limited(path, MAX_BYTES))
+    except TooLarge as exc:
+        raise Unreadable(str(exc)) from None
+    except OSError as exc:
+        raise Unreadable(type(exc).__name__) from None
+
+
+# -- the GPU job's half ---------------------------------------------------------------
+
+
+def handoff(report_path: Path) -> str:
+    """The report's rows as one line of ASCII JSON of at most HANDOFF_BYTES."""
+    try:
+        report = read_json(report_path)
+        if not isinstance(report, dict) or not isinstance(report.get("results"), list):
+            raise Unreadable("no results list")
+    except Unreadable as exc:
+        return json.dumps({"unreadable": str(exc)})
+    rows = [
+        {k: r[k] for k in ROW_KEYS if k in r}
+        for r in report["results"][:MAX_ROWS]
+        if isinstance(r, dict)
+    ]
+    for row in rows:
+        row.update({k: v[:100] for k, v in row.items() if isinstance(v, str)})
+    cut = len(report["results"]) - len(rows)
+    while True:
+        line = json.dumps({"results": rows, "cut": cut}, ensure_ascii=True)
+        if len(line) <= HANDOFF_BYTES:
+            return line
+        rows, cut = rows[: len(rows) * 3 // 4], cut + len(rows) - len(rows) * 3 // 4
+
+
+# -- the comment job's half -------------------------------------------------------------
+
+
+def trusted(outputs: object) -> dict[str, str]:
+    """The trust job's outputs: written by default-branch code, still checked."""
+    if not isinstance(outputs, dict):
         return {}
-    if not isinstance(data, dict):
-        return {}
-    out = {k: str(v) for k, v in data.items() if isinstance(v, str)}
+    out = {k: v for k, v in outputs.items() if isinstance(v, str)}
     if not re.fullmatch(r"[0-9]{1,9}", out.get("pr", "")):
         return {}
     if not re.fullmatch(r"[0-9a-f]{40}", out.get("sha", "")):
@@ -119,17 +155,19 @@ def read_trust(folder: Path) -> dict[str, str]:
     return out
 
 
-def table(report: object) -> list[str]:
-    if not isinstance(report, dict) or not isinstance(report.get("results"), list):
+def rows(report: object) -> tuple[list[str], int]:
+    """Table rows of the handed-over report, and how many the GPU job already cut."""
+    if not isinstance(report, dict):
+        raise Unreadable("not an object")
+    if "unreadable" in report:
+        raise Unreadable(str(report["unreadable"]))
+    if not isinstance(report.get("results"), list):
         raise Unreadable("no results list")
-    rows = [r for r in report["results"][:MAX_ROWS] if isinstance(r, dict)]
-    rows = [r for r in rows if r.get("verdict") in ICONS]
-    rows.sort(key=lambda r: (ORDER.index(r["verdict"]), plain(r.get("case"))))
-    lines = [
-        "| | case | ms | baseline ms | change [95% interval] | verdict |",
-        "|---|---|---:|---:|---|---|",
-    ]
-    for r in rows:
+    results = [r for r in report["results"][:MAX_ROWS] if isinstance(r, dict)]
+    results = [r for r in results if r.get("verdict") in ICONS]
+    results.sort(key=lambda r: (ORDER.index(r["verdict"]), inline(r.get("case"))))
+    lines = []
+    for r in results:
         ms, base, change = (number(r.get(k)) for k in ("median_ms", "baseline_ms", "change_pct"))
         span = ""
         interval = r.get("change_interval_pct")
@@ -138,42 +176,61 @@ def table(report: object) -> list[str]:
             if lo is not None and hi is not None:
                 span = f" [{lo:+.2f}, {hi:+.2f}]"
         lines.append(
-            f"| {ICONS[r['verdict']]} | {plain(r.get('case'))} | "
+            f"| {ICONS[r['verdict']]} | {inline(r.get('case'))} | "
             f"{'-' if ms is None else f'{ms:.4f}'} | {'-' if base is None else f'{base:.4f}'} | "
             f"{'-' if change is None else f'{change:+.2f}%'}{span} | **{r['verdict']}** |"
         )
-    return lines
+    cut = report.get("cut")
+    return lines, cut if isinstance(cut, int) and not isinstance(cut, bool) and cut > 0 else 0
 
 
-def build_body(trust: dict[str, str], report_dir: Path, conclusion: str, run_url: str) -> str:
+TABLE = [
+    "| | case | ms | baseline ms | change [95% interval] | verdict |",
+    "|---|---|---:|---:|---|---|",
+]
+
+
+def build_body(
+    trust: dict[str, str], result: str, report: bytes | None, baselines_changed: bool, run_url: str
+) -> str:
+    """``result``: the GPU job's result as GitHub reports it (success, failure, cancelled,
+    skipped). ``report``: the GPU job's handed-over rows, untrusted: empty where it wrote
+    none, None where they could not be passed on (too large for an environment variable)."""
     sha = trust.get("sha", "")
-    commit = f"commit {plain(sha[:12])}" if sha else "the pull request's head"
+    commit = f"commit {inline(sha[:12])}" if sha else "the pull request's head"
     run = f"[the run]({run_url})" if re.fullmatch(r"https://[\w./-]+", run_url) else "the run"
     if trust.get("gpu") != "true":
         reason = trust.get("reason", "the trust decision did not allow it")
         return (
             f"{MARKER}\n## ⏸️ conv3d GPU gate not run on {commit}\n\n"
-            f"{plain(reason, 400)}\n\nSee {run}.\n"
+            f"{inline(reason, 400)}\n\nSee {run}.\n"
         )
-    passed = conclusion == "success"
-    head = "✅ conv3d GPU gate passed" if passed else f"❌ conv3d GPU gate: {plain(conclusion, 20)}"
+    passed = result == "success"
+    head = "✅ conv3d GPU gate passed" if passed else f"❌ conv3d GPU gate: {inline(result, 20)}"
     lines = [MARKER, f"## {head} on {commit}", ""]
-    report = report_dir / "conv3d-perf.json"
-    if not report.is_file():
+    table: list[str] = []
+    tail = []
+    if report is None:
+        lines.append(f"The GPU job's report could not be handed to this job; see {run}.")
+    elif not report:
         lines.append(f"The GPU job finished without a timing report; see {run}.")
     else:
         try:
-            lines += table(read_json(report))
+            table, cut = rows(loads(report))
+            lines += TABLE
+            if cut:
+                tail += ["", f"({cut} more rows were cut by the GPU job; see {run}.)"]
         except Unreadable as exc:
-            lines.append(f"The timing report was unreadable ({plain(exc, 80)}); see {run}.")
-    if (report_dir / "baselines-changed.md").is_file():
-        lines += [
+            lines.append(f"The timing report was unreadable ({inline(exc, 80)}); see {run}.")
+    if baselines_changed:
+        tail += [
             "",
             "This pull request changes `baselines/`; its verdicts were computed against the "
             f"base commit's files. The entries it changes are listed in {run}.",
         ]
-    lines += ["", f"Details, charts and the JSON reports: {run}."]
-    return "\n".join(lines) + "\n"
+    tail += ["", f"Details, charts and the JSON reports: {run}."]
+    shown, cut_line = fit(table, room(lines, tail), "rows")
+    return "\n".join([*lines, *shown, *cut_line, *tail]) + "\n"
 
 
 def gh(*args: str, stdin: str | None = None) -> str:
@@ -182,14 +239,26 @@ def gh(*args: str, stdin: str | None = None) -> str:
     ).stdout
 
 
-def main(trust_dir: str, report_dir: str) -> int:
-    repo, run_url = os.environ["REPO"], os.environ.get("RUN_URL", "")
-    trust = read_trust(Path(trust_dir))
+def post(env: dict[str, str]) -> int:
+    repo, run_url = env["REPO"], env.get("RUN_URL", "")
+    try:
+        trust = trusted(json.loads(env.get("TRUST", "")))
+    except ValueError:
+        trust = {}
     if not trust:
         print("no trust decision with a pull-request number; nothing to comment on")
         return 0
-    pr = trust["pr"]
-    body = build_body(trust, Path(report_dir), os.environ.get("CONCLUSION", ""), run_url)
+    pr, sha = trust["pr"], trust["sha"]
+    report = env["REPORT"].encode("utf-8", "replace") if "REPORT" in env else None
+    changed = env.get("BASELINES_CHANGED") == "true"
+    body = build_body(trust, env.get("GPU_RESULT", ""), report, changed, run_url)
+    if env.get("ACT"):
+        print(body)  # under act GitHub is out of reach: the comment is shown, not posted
+        return 0
+    head = json.loads(gh("api", f"repos/{repo}/pulls/{pr}")).get("head", {}).get("sha")
+    if sha and head != sha:
+        print(f"commit {sha[:12]} is no longer the head of #{pr} ({str(head)[:12]}): not posted")
+        return 0
     pages = json.loads(gh("api", "--paginate", "--slurp", f"repos/{repo}/issues/{pr}/comments"))
     mine = [
         c
@@ -203,8 +272,24 @@ def main(trust_dir: str, report_dir: str) -> int:
         gh("api", "-X", "PATCH", path, "--input", "-", stdin=payload)
     else:
         gh("api", "-X", "POST", f"repos/{repo}/issues/{pr}/comments", "--input", "-", stdin=payload)
+    print(f"commented on #{pr} ({len(body)} characters)")
     return 0
 
 
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["handoff"] and len(argv) == 2:
+        if not Path(argv[1]).is_file():
+            return 0  # no report: the comment says the job finished without one
+        line = handoff(Path(argv[1]))
+        # One line of ASCII JSON: no newline can end the value early.
+        with open(os.environ["GITHUB_OUTPUT"], "a") as fh:
+            fh.write(f"report={line}\n")
+        return 0
+    if argv == ["post"]:
+        return post(dict(os.environ))
+    print(__doc__.rsplit("\n\n", 1)[-1], file=sys.stderr)
+    return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1:]))
