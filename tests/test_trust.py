@@ -72,7 +72,11 @@ WRITERS = {"maintainer": "write"}
 def test_push_and_branches_of_this_repository_run():
     api = fake_api({}, [])
     push = trust.decide("push", {"after": SHA}, REPO, api)
-    assert push.gpu and push.sha == SHA
+    assert push.gpu and push.sha == SHA and push.base_sha == SHA  # the job takes its parent
+    push = trust.decide("push", {"after": SHA, "before": OLD}, REPO, api)
+    assert push.base_sha == OLD
+    push = trust.decide("push", {"after": SHA, "before": "0" * 40}, REPO, api)
+    assert push.base_sha == SHA
     same = trust.decide("pull_request_target", event("synchronize", fork=False), REPO, api)
     assert same.gpu and same.sha == SHA and same.base_sha == OLD and same.pr == "7"
 
@@ -423,11 +427,16 @@ def test_the_gpu_job_waits_for_the_trust_decision_and_runs_in_a_fresh_clone():
     # alone needs one to copy the local repository).
     checkouts = [s for s in gpu["steps"] if "checkout" in str(s.get("uses", ""))]
     assert [s["if"] for s in checkouts] == ["${{ env.ACT }}"]
+    # The work tree is the base commit (its tests, plugin, settings judge); the head's kernel
+    # package is put into it, and every case is an A/B against the base.
     assert 'git init -q "$SCRATCH/src"' in run and 'git checkout -q --detach "$HEAD_SHA"' in run
+    assert 'git checkout -q --detach "$against"' in run
+    assert 'conv3d-perf" pull-request --base "$AGAINST" --head "$HEAD_SHA"' in run
+    assert '--conv3d-against="$AGAINST" --conv3d-unstable=fail' in run
     assert "GIT_CONFIG_KEY_0=core.hooksPath" in run and "GIT_CONFIG_VALUE_0=/dev/null" in run
     assert "GIT_CONFIG_GLOBAL=/dev/null" in run and "GIT_CONFIG_NOSYSTEM=1" in run
     assert 'git archive "$GITHUB_SHA" .github/scripts' in run
-    assert 'git archive "$BASE_SHA" baselines' in run
+    assert 'git archive "$AGAINST" baselines' in run
     assert '--conv3d-baseline-dir="$SCRATCH/base/baselines"' in run
     for name in ("HOME", "TMPDIR", "TRITON_CACHE_DIR", "PIP_CACHE_DIR"):
         assert f'echo "{name}=$SCRATCH/' in run, name

@@ -70,7 +70,11 @@ def _approved_by_writer(api: Api, repo: str, number: int, sha: str) -> str | Non
 def decide(event_name: str, event: dict, repo: str, api: Api) -> Decision:
     if event_name == "push":
         sha = str(event.get("after", ""))
-        return Decision(True, sha, sha, "", "a push to the default branch")
+        # Judged against the commit before it; the GPU job takes the parent where GitHub
+        # names none (a branch's first push).
+        before = str(event.get("before", ""))
+        base = before if SHA.fullmatch(before) and before.strip("0") else sha
+        return Decision(True, sha, base, "", "a push to the default branch")
     if event_name == "workflow_dispatch":
         inputs = event.get("inputs") or {}
         number, wanted = str(inputs.get("pr", "")), str(inputs.get("sha", ""))
