@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from pytest_conv3d_perf.cli import split_at_dashes
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEED_TEST = "tests/test_suite.py::test_conv3d_speed"
 CI = ("--conv3d-perf", "--conv3d-require-gpu", "--conv3d-unstable=fail")
@@ -138,11 +140,7 @@ def summary(runs: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1 :]
+    argv, extra = split_at_dashes(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=("null", "power", "placed"))
     parser.add_argument("--runs", type=int, default=2)

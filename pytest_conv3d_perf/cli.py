@@ -397,12 +397,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def split_at_dashes(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """The command's own arguments and those after ``--`` (handed on to pytest)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1 :]
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1 :]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv, extra = split_at_dashes(argv)
     args = build_parser().parse_args(argv)
     return args.run(args, extra)
 

@@ -133,10 +133,8 @@ def test_a_base_without_the_kernel_makes_the_case_new(repo, pytester):
     )
 
 
-def test_a_base_that_raises_on_the_case_leaves_it_to_the_stored_number(repo, pytester):
-    # The base's kernel takes fewer arguments: an interface change, a reason line; the
-    # stored number decides (here: unchanged), never a failed case by itself.
-    assert repo("--conv3d-update-baselines").ret == 0
+def an_older_interface(pytester) -> str:
+    """A commit whose kernel takes fewer arguments than today's; the work tree is put back."""
     path = pytester.path / "kernels" / "implicit.py"
     text = path.read_text()
     path.write_text(
@@ -147,6 +145,14 @@ def test_a_base_that_raises_on_the_case_leaves_it_to_the_stored_number(repo, pyt
     )
     old = commit_all(pytester.path, "an older interface")
     path.write_text(text)
+    return old
+
+
+def test_a_base_that_raises_on_the_case_leaves_it_to_the_stored_number(repo, pytester):
+    # The base's kernel takes fewer arguments: an interface change, a reason line; the
+    # stored number decides (here: unchanged), never a failed case by itself.
+    assert repo("--conv3d-update-baselines").ret == 0
+    old = an_older_interface(pytester)
     result = repo("--conv3d-perf", f"--conv3d-against={old}")
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(
@@ -155,16 +161,7 @@ def test_a_base_that_raises_on_the_case_leaves_it_to_the_stored_number(repo, pyt
 
 
 def test_a_base_that_raises_with_no_baseline_cannot_pass_in_ci(repo, pytester):
-    path = pytester.path / "kernels" / "implicit.py"
-    text = path.read_text()
-    path.write_text(
-        text.replace(
-            "def conv3d(x, weight, bias=None, stride=1, padding=0, dilation=1)",
-            "def conv3d(x, weight)",
-        )
-    )
-    old = commit_all(pytester.path, "an older interface")
-    path.write_text(text)
+    old = an_older_interface(pytester)
     result = repo("--conv3d-perf", f"--conv3d-against={old}", "--conv3d-unstable=fail")
     assert result.ret == 1, result.stdout.str()
     result.stdout.fnmatch_lines(
