@@ -28,7 +28,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -151,8 +151,7 @@ class Side:
     tree: Path
     modules: dict[str, ModuleType]
     env: dict[str, str]
-    lazy: bool = False
-    failures: dict[str, str] = field(default_factory=dict)
+    lazy: bool = False  # a function of it imports a module of the repository when it runs
 
     def counterpart(self, module_name: str, qualname: str) -> object | None:
         """This side's ``module_name``.``qualname``, or None."""
@@ -164,13 +163,13 @@ class Side:
         return target
 
     @contextlib.contextmanager
-    def entered(self, keys: frozenset[str], names: frozenset[str]) -> Iterator[None]:
-        """This side's environment variables (``keys``) and, for a side that imports
-        lazily, its modules and tree, for the length of one call."""
+    def entered(self, keys: frozenset[str], names: frozenset[str], modules: bool) -> Iterator[None]:
+        """This side's environment variables (``keys``) and, with ``modules``, its modules
+        and tree, for the length of one call."""
         saved_env = {k: os.environ.get(k) for k in keys}
         _set_env({k: self.env.get(k) for k in keys})
-        saved_modules = _repository_modules(names) if self.lazy else {}
-        if self.lazy:
+        saved_modules = _repository_modules(names) if modules else {}
+        if modules:
             for name in saved_modules:
                 sys.modules.pop(name, None)
             sys.modules.update(self.modules)
@@ -178,7 +177,7 @@ class Side:
         try:
             yield
         finally:
-            if self.lazy:
+            if modules:
                 sys.path.remove(str(self.tree))
                 for name in _repository_modules(names):
                     sys.modules.pop(name, None)
@@ -243,20 +242,19 @@ def pair(
     today_call: Callable[[], object],
     other_call: Callable[[], object],
 ) -> Pair:
-    """Each side's call in its own environment where the two differ; both wrapped alike
-    (the call time must not differ by the wrapping), or neither."""
+    """Each side's call in its own environment where the two differ, and among its own
+    modules where a side imports lazily; both wrapped alike (the call time must not differ
+    by the wrapping), or neither."""
     keys = frozenset(
         k for k in set(today_side.env) | set(other.env) if today_side.env.get(k) != other.env.get(k)
     )
-    if not keys and not today_side.lazy and not other.lazy:
+    modules = today_side.lazy or other.lazy
+    if not keys and not modules:
         return Pair(today_call, other_call)
-    lazy = today_side.lazy or other.lazy
-    if lazy:
-        today_side.lazy = other.lazy = True
 
     def inside(side: Side, fn: Callable[[], object]) -> Callable[[], object]:
         def call() -> object:
-            with side.entered(keys, names):
+            with side.entered(keys, names, modules):
                 return fn()
 
         return call

@@ -254,3 +254,21 @@ def test_a_kernel_rebound_to_another_function_is_still_compared_with_the_base(re
     result = repo("--conv3d-perf", f"--conv3d-against={repo.base}")
     assert result.ret == 1, result.stdout.str()
     result.stdout.fnmatch_lines(["*A/B against*-> regression*"])
+
+
+def test_a_module_imported_when_the_kernel_runs_comes_from_its_own_side(repo, pytester):
+    # The kernel imports its helper inside the function, at call time: the base's call
+    # must find the base's helper, not the one this process imported for the head.
+    path = pytester.path / "kernels" / "implicit.py"
+    path.write_text(
+        path.read_text()
+        .replace("from kernels import tuning\n", "")
+        .replace(
+            "    config = json.loads(", "    from kernels import tuning\n\n    config = json.loads("
+        )
+    )
+    base = commit_all(pytester.path, "a helper imported at call time")
+    place(pytester.path, "a module it imports")
+    result = repo("--conv3d-perf", f"--conv3d-against={base}")
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*A/B against*+[45].*-> regression*"])
