@@ -98,6 +98,9 @@ def job_lines(log: str, job: str, needle: str) -> list[str]:
 def test_cpu_job_under_act_succeeds(tmp_path):
     # Every step runs; the job's own pytest runs a sample of the suite (this run is that
     # suite: running all of it again inside act doubled CI's time, near its 30 minutes).
+    # The slowest test of the suite (about 45 s on 2 cores): act builds the job's venv and
+    # installs the project into it, then runs ruff, actionlint, zizmor and that sample,
+    # as the CPU job does; nothing short of running the job shows that it works.
     rc, log = act(
         "gate.yml",
         "push",
@@ -214,7 +217,9 @@ def leftovers(name: str) -> list[int]:
 @pytest.fixture(scope="module")
 def gpu_job(tmp_path_factory):
     """The GPU job under act on a pull request's commit whose conftest starts a process
-    meant to outlive the job, with a runner Python that holds torch and Triton only."""
+    meant to outlive the job, with a runner Python that holds torch and Triton only. About
+    10 s, once for the tests that read it: act runs the job's steps for real (clone,
+    namespaces, the venv and the install), which is what they check."""
     if os.environ.get("ACT"):
         pytest.skip("already inside act")
     tmp = tmp_path_factory.mktemp("gpu-job")
