@@ -12,16 +12,14 @@ request changes is listed for the reviewer and takes effect after merge.
 from __future__ import annotations
 
 import configparser
-import io
 import shutil
 import subprocess
-import tarfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_conv3d_perf.sides import HARNESS, resolve
+from pytest_conv3d_perf.sides import HARNESS, extract, resolve
 
 # Where pytest reads its configuration, in its order of precedence.
 CONFIG_FILES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml")
@@ -104,6 +102,16 @@ def kernel_paths(values: dict[str, str], exists: Callable[[str], bool]) -> list[
             "the base configures no conv3d_kernel or conv3d_model: nothing to take from the head"
         )
     return paths
+
+
+def configured_kernel_moved(base: dict[str, str], head: dict[str, str]) -> str:
+    """'conv3d_kernel: a -> b' where the head configures another kernel or model, else ''."""
+    moved = [
+        f"{key}: {base.get(key, '(unset)')} -> {head.get(key, '(unset)')}"
+        for key in ("conv3d_kernel", "conv3d_model")
+        if base.get(key, "").strip() != head.get(key, "").strip()
+    ]
+    return "; ".join(moved)
 
 
 @dataclass(frozen=True)
@@ -210,6 +218,9 @@ def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChang
     """Put the head's kernel package into the work tree at ``root``, which must be a
     clean checkout of ``base``; return the paths taken from the head, the rules the
     pull request changes, and the head's sha."""
+    top = _git(root, "rev-parse", "--show-toplevel").stdout.strip()
+    if top and Path(top).resolve() != root.resolve():
+        raise PullRequestError(f"run it at the repository's top ({top}), not in {root}")
     base_sha, head_sha = resolve(root, base), resolve(root, head)
     current = _git(root, "rev-parse", "HEAD").stdout.strip()
     if current != base_sha:
@@ -222,17 +233,24 @@ def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChang
     base_read, head_read = _reader(root, base_sha), _reader(root, head_sha)
     _, ini = pytest_ini(lambda name: (root / name).read_text() if (root / name).is_file() else None)
     under_test = kernel_paths(ini, lambda p: (root / p).is_dir())
+    moved = configured_kernel_moved(ini, pytest_ini(head_read)[1])
+    if moved:
+        # The base's configuration would time the base's choice of code while the head
+        # makes another function the project's kernel: nothing here could judge it.
+        raise PullRequestError(
+            f"the pull request changes which kernel is under test ({moved}): the gate judges "
+            "the head's kernel by the base's configuration, so that change must land on its "
+            "own first, with the kernel it names unchanged"
+        )
     for path in under_test:
         target = root / path
-        if target.is_dir():
+        if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
-        elif target.exists():
+        elif target.exists() or target.is_symlink():
             target.unlink()
-        done = _git(root, "archive", "--format=tar", head_sha, "--", path, text=False)
-        if done.returncode != 0:
-            continue  # the head deleted it: the tests say so when they import it
-        with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
-            archive.extractall(root, filter="data")
+        # Exactly the head's files (not git archive, which obeys .gitattributes); a path
+        # the head deleted stays deleted, and the tests say so when they import it.
+        extract(root, head_sha, root, (path,))
     listing = _git(root, "diff", "--name-status", "--no-renames", "-z", base_sha, head_sha)
     fields = listing.stdout.split("\0")
     changed = [(fields[i], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]

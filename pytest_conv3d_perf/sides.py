@@ -25,7 +25,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -65,19 +64,55 @@ def resolve(root: Path, revision: str) -> str:
     return sha
 
 
+def extract(root: Path, sha: str, into: Path, paths: tuple[str, ...] = ()) -> None:
+    """Write the files of commit ``sha`` (under ``paths``, or all) into ``into`` exactly as
+    the commit holds them. Not ``git archive``: it obeys ``.gitattributes`` (export-ignore
+    leaves a file out, export-subst rewrites one) and ``.git/info/attributes``, which a
+    pull request's own code can write, so the tree written would not be the commit's.
+    Symbolic links and submodules are not written: nothing outside the tree is reachable."""
+    listing = _git(root, "ls-tree", "-r", "-z", "--full-tree", sha, "--", *paths, text=False)
+    if listing.returncode != 0:
+        raise RevisionError(f"git ls-tree {sha[:10]} failed: {listing.stderr.decode()[-300:]}")
+    files = []
+    for record in listing.stdout.split(b"\0"):
+        if not record:
+            continue
+        meta, _, name = record.partition(b"\t")
+        mode, kind, blob = meta.decode().split()
+        path = name.decode("utf-8", "surrogateescape")
+        if kind == "blob" and mode in ("100644", "100755") and ".." not in path.split("/"):
+            files.append((path, mode, blob))
+    batch = subprocess.run(
+        ["git", "cat-file", "--batch"],
+        cwd=root,
+        input="".join(f"{blob}\n" for _, _, blob in files).encode(),
+        capture_output=True,
+        timeout=300,
+    )
+    if batch.returncode != 0:
+        raise RevisionError(f"git cat-file failed: {batch.stderr.decode()[-300:]}")
+    data, at = batch.stdout, 0
+    for path, mode, blob in files:
+        header_end = data.index(b"\n", at)
+        got, kind, size = data[at:header_end].decode().split()
+        if got != blob or kind != "blob":
+            raise RevisionError(f"git cat-file gave {got} {kind} for {path}")
+        body = data[header_end + 1 : header_end + 1 + int(size)]
+        at = header_end + 1 + int(size) + 1
+        target = into / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(body)
+        if mode == "100755":
+            target.chmod(0o755)
+
+
 def materialize(root: Path, sha: str, into: Path) -> Path:
-    """The tree of commit ``sha``, extracted under ``into``; the work tree is untouched."""
+    """The tree of commit ``sha``, written under ``into``; the work tree is untouched."""
     folder = into / sha[:12]
     if folder.is_dir():
         return folder
-    done = _git(root, "archive", "--format=tar", sha, text=False)
-    if done.returncode != 0:
-        raise RevisionError(f"git archive {sha[:10]} failed: {done.stderr.decode()[-300:]}")
     staging = Path(tempfile.mkdtemp(prefix="staging-", dir=into))
-    import io
-
-    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
-        archive.extractall(staging, filter="data")
+    extract(root, sha, staging)
     staging.rename(folder)
     return folder
 
@@ -93,25 +128,34 @@ def top_level_names(tree: Path) -> frozenset[str]:
     return frozenset(names - {HARNESS})
 
 
-def _installed(module: ModuleType) -> bool:
-    """A module of the Python installation (a virtual environment inside the work tree
-    holds torch and Triton: they are shared, never loaded twice)."""
-    where = getattr(module, "__file__", None)
-    if not where:
-        return False
-    path = os.path.realpath(where)
-    return any(
-        path.startswith(os.path.realpath(prefix) + os.sep)
-        for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}
-    )
-
-
 def _repository_modules(names: frozenset[str]) -> dict[str, ModuleType]:
+    """The loaded modules of the repository's top-level packages, by name alone: a module
+    can say anything in its ``__file__``."""
     return {
         name: module
         for name, module in list(sys.modules.items())
-        if name.split(".")[0] in names and module is not None and not _installed(module)
+        if name.split(".")[0] in names and module is not None
     }
+
+
+def tracked_names(root: Path) -> frozenset[str]:
+    """The top-level importable names the commit checked out at ``root`` tracks (not a
+    virtual environment or build folder that lies in the work tree)."""
+    try:
+        done = _git(root, "ls-tree", "--name-only", "HEAD")
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    if done.returncode != 0:
+        return frozenset()
+    names = {n[:-3] if n.endswith(".py") else n for n in done.stdout.split()}
+    return frozenset(n for n in names if n.isidentifier()) - {HARNESS}
+
+
+def _outside(module: ModuleType, tree: Path) -> bool:
+    where = getattr(module, "__file__", None)
+    if not where:
+        return False
+    return not os.path.realpath(where).startswith(os.path.realpath(tree) + os.sep)
 
 
 def _imports_lazily(modules: Mapping[str, ModuleType], names: frozenset[str]) -> bool:
@@ -194,18 +238,27 @@ def _set_env(values: Mapping[str, str | None]) -> None:
 
 
 def load_side(
-    label: str, tree: Path, module_name: str, names: frozenset[str], start_env: Mapping[str, str]
+    label: str,
+    tree: Path,
+    module_name: str,
+    names: frozenset[str],
+    start_env: Mapping[str, str],
+    work_tree: Path,
 ) -> Side:
     """Import ``module_name`` from ``tree`` with every module of the repository (``names``)
-    hidden and the environment as the run started (``start_env``); then put back what was
-    there. Raises what the import raised."""
+    hidden, the work tree off ``sys.path`` (an import the tree cannot satisfy must fail,
+    not find today's copy) and the environment as the run started (``start_env``); then
+    put back what was there. Raises what the import raised, and RevisionError where a
+    module of the repository came from outside ``tree``."""
     hidden = _repository_modules(names)
     for name in hidden:
         del sys.modules[name]
     saved_env = dict(os.environ)
     os.environ.clear()
     os.environ.update(start_env)
-    sys.path.insert(0, str(tree))
+    saved_path = list(sys.path)
+    here = os.path.realpath(work_tree)
+    sys.path[:] = [str(tree)] + [p for p in sys.path if os.path.realpath(p or ".") != here]
     importlib.invalidate_caches()
     try:
         importlib.import_module(module_name)
@@ -213,12 +266,17 @@ def load_side(
         env = dict(os.environ)
         os.environ.clear()
         os.environ.update(saved_env)
-        sys.path.remove(str(tree))
+        sys.path[:] = saved_path
         loaded = _repository_modules(names)
         for name in loaded:
             del sys.modules[name]
         sys.modules.update(hidden)
         importlib.invalidate_caches()
+    strays = sorted(name for name, module in loaded.items() if _outside(module, tree))
+    if strays:
+        raise RevisionError(
+            f"{label}'s {module_name} loaded {', '.join(strays[:3])} from outside its tree"
+        )
     return Side(label, tree, loaded, env, _imports_lazily(loaded, names))
 
 
@@ -288,7 +346,7 @@ class Revisions:
             self._folder = None
 
     def names(self, tree: Path) -> frozenset[str]:
-        return top_level_names(tree) | top_level_names(self.root)
+        return top_level_names(tree) | tracked_names(self.root)
 
     def side(self, revision: str, module_name: str) -> Side | Unavailable:
         """The side, or why there is none (one line)."""
@@ -310,7 +368,9 @@ class Revisions:
         if not tree.is_dir():
             return Unavailable(f"{revision} ({sha[:10]}) has no {prefix}", missing=True)
         try:
-            return load_side(sha[:10], tree, module_name, self.names(tree), self.start_env)
+            return load_side(
+                sha[:10], tree, module_name, self.names(tree), self.start_env, self.root
+            )
         except ModuleNotFoundError as exc:
             if exc.name and module_name.startswith(exc.name):
                 return Unavailable(f"{sha[:10]} has no {module_name}", missing=True)

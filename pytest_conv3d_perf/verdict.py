@@ -73,6 +73,9 @@ def decide(change: Change | None, thresholds: Thresholds, *, stable: bool = True
     above 2%" made it a coin flip (issue 12 asks 95%); the price is that the effective
     threshold sits one half-width below the stated one. A change of 0 is never flagged
     however narrow its interval (the lower bound would have to clear the warn threshold).
+    A slowdown surely above zero whose best estimate is beyond the fail threshold is a
+    regression too, however wide its interval: a head slowed by +10% in half its batches
+    read +5.0% [+0.4, +9.6] and passed as a `warning` (issue 25's red team).
     Improvements keep the stricter best-estimate rule: a step is kept for a gain, so a gain
     has to be shown, not merely be possible. `unstable` is left for an interval that holds
     zero and the fail threshold both: a regression can be neither shown nor excluded."""
@@ -81,7 +84,9 @@ def decide(change: Change | None, thresholds: Thresholds, *, stable: bool = True
     if not stable:
         return Verdict.UNSTABLE
     fail, warn = thresholds.fail_pct, thresholds.warn_pct
-    if change.low_pct > warn and change.high_pct > fail:
+    if (change.low_pct > warn and change.high_pct > fail) or (
+        change.low_pct > 0 and change.pct > fail
+    ):
         return Verdict.REGRESSION
     if change.high_pct < -warn or (change.pct < -warn and change.high_pct < 0):
         return Verdict.IMPROVEMENT

@@ -446,6 +446,19 @@ def test_the_gpu_job_waits_for_the_trust_decision_and_runs_in_a_fresh_clone():
     assert gpu["steps"][-1]["if"] == "always()" and 'rm -rf -- "$SCRATCH"' in run
 
 
+def test_the_gate_is_the_first_step_that_runs_the_pull_requests_code():
+    # Run after the correctness tests, the gate would find a tree, a venv and caches the
+    # head's kernel package could have written to (issue 25's red team: appending
+    # conv3d_fail = 90 to pytest.ini from the kernel's __init__ during the correctness step).
+    gpu = workflows()["gpu-gate.yml"]["jobs"]["gpu"]
+    names = [s.get("name", "") for s in gpu["steps"]]
+    runs = [s.get("run", "") for s in gpu["steps"]]
+    pytest_steps = [n for n, r in zip(names, runs) if "python3 -m pytest" in r]
+    assert pytest_steps == ["Performance gate", "Correctness on the GPU"]
+    before_gate = runs[: names.index("Performance gate")]
+    assert not any("pytest" in r or "import kernels" in r for r in before_gate)
+
+
 def test_every_step_after_the_clone_runs_contained_and_the_tests_offline():
     for name, job in [
         ("gpu", workflows()["gpu-gate.yml"]["jobs"]["gpu"]),

@@ -258,7 +258,10 @@ def test_gpu_job_under_act_installs_what_the_plugin_needs_and_fails_without_a_gp
     assert job_lines(log, "GPU - ", "can write into the runner's Python")  # a warning under act
     assert job_lines(log, "GPU - ", "Job failed"), log[-5000:]
     failed = [line.split("Failure - Main ")[1] for line in job_lines(log, "GPU - ", "Failure - ")]
-    assert [step.split(" [")[0] for step in failed] == ["Correctness on the GPU"], failed
+    # The gate runs first (no step before it runs the pull request's code), then the
+    # correctness tests; both need the GPU.
+    steps = [step.split(" [")[0] for step in failed]
+    assert steps == ["Performance gate", "Correctness on the GPU"], failed
     assert job_lines(
         log, "GPU - ", "a CUDA GPU was required but torch.cuda.is_available() is False"
     ), log[-5000:]
