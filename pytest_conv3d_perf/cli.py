@@ -196,6 +196,7 @@ def _diff_baselines(args: argparse.Namespace, extra: list[str]) -> int:
     """Markdown for a pull request that changes baselines/: the entries it changes. The
     gate judges the pull request against the base's files, never these."""
     from pytest_conv3d_perf.baseline import changed_entries, read_file
+    from pytest_conv3d_perf.pull_request import plain
 
     base_dir, head_dir = Path(args.base), Path(args.head)
     names = sorted({p.name for d in (base_dir, head_dir) for p in d.glob("*.json")})
@@ -205,9 +206,9 @@ def _diff_baselines(args: argparse.Namespace, extra: list[str]) -> int:
         for folder in (base_dir, head_dir):
             path = folder / name
             entries, problems = read_file(path) if path.is_file() else ({}, [])
-            lines += [f"- {_plain(p)}" for p in problems]
+            lines += [f"- {plain(p)}" for p in problems]
             sides.append(entries)
-        lines += [f"- {_plain(name)}: {_plain(change)}" for change in changed_entries(*sides)]
+        lines += [f"- {plain(name)}: {plain(change)}" for change in changed_entries(*sides)]
     print("### This pull request changes baselines/\n")
     print(
         "Its verdicts above were computed against the base commit's baseline files; these "
@@ -215,13 +216,6 @@ def _diff_baselines(args: argparse.Namespace, extra: list[str]) -> int:
     )
     print("\n".join(lines) if lines else "- (no entry changed; other fields only)")
     return 0
-
-
-def _plain(text: str) -> str:
-    """Untrusted text as inline code: no links, images or mentions, and none of the
-    characters that reorder or hide text (bidi controls, zero-width, control)."""
-    shown = "".join(ch if ch.isprintable() else " " for ch in text.replace("`", "'"))
-    return "`" + shown[:200] + "`"
 
 
 def _percent(text: str) -> float:

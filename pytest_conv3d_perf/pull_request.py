@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import configparser
 import shutil
-import subprocess
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_conv3d_perf.sides import HARNESS, extract, resolve
+from pytest_conv3d_perf.sides import HARNESS, extract, git, resolve
 
 # Where pytest reads its configuration, in its order of precedence.
 CONFIG_FILES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml")
@@ -196,23 +195,16 @@ def markdown(changes: list[RuleChange], under_test: list[str], head: str) -> str
 
 
 def plain(text: str) -> str:
-    """Untrusted text as inline code: no links, images, mentions or control characters."""
-    kept = "".join(ch for ch in text if ch.isprintable() and not _invisible(ch))
-    return "`" + kept.replace("`", "'")[:200] + "`"
-
-
-def _invisible(ch: str) -> bool:
-    # Bidi controls and zero-width characters reorder or hide what a reviewer reads.
-    return "\u200b" <= ch <= "\u200f" or "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069"
-
-
-def _git(root: Path, *args: str, text: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=text, timeout=120)
+    """Untrusted text as inline code: no links, images or mentions, and none of the
+    characters that reorder or hide text (bidi controls and zero-width characters are
+    format characters, which ``isprintable`` refuses, as it refuses control characters)."""
+    shown = "".join(ch if ch.isprintable() else " " for ch in text.replace("`", "'"))
+    return "`" + shown[:200] + "`"
 
 
 def _reader(root: Path, sha: str) -> Reader:
     def read(path: str) -> str | None:
-        done = _git(root, "show", f"{sha}:{path}")
+        done = git(root, "show", f"{sha}:{path}")
         return done.stdout if done.returncode == 0 else None
 
     return read
@@ -222,17 +214,17 @@ def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChang
     """Put the head's kernel package into the work tree at ``root``, which must be a
     clean checkout of ``base``; return the paths taken from the head, the rules the
     pull request changes, and the head's sha."""
-    top = _git(root, "rev-parse", "--show-toplevel").stdout.strip()
+    top = git(root, "rev-parse", "--show-toplevel").stdout.strip()
     if top and Path(top).resolve() != root.resolve():
         raise PullRequestError(f"run it at the repository's top ({top}), not in {root}")
     base_sha, head_sha = resolve(root, base), resolve(root, head)
-    current = _git(root, "rev-parse", "HEAD").stdout.strip()
+    current = git(root, "rev-parse", "HEAD").stdout.strip()
     if current != base_sha:
         raise PullRequestError(
             f"the work tree is at {current[:10]}, not the base {base_sha[:10]}: check out the "
             "base commit first (its tests, plugin and settings judge the pull request)"
         )
-    if _git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip():
+    if git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip():
         raise PullRequestError("the work tree has changes: this command overwrites files there")
     base_read, head_read = _reader(root, base_sha), _reader(root, head_sha)
     _, ini = pytest_ini(lambda name: (root / name).read_text() if (root / name).is_file() else None)
@@ -255,7 +247,7 @@ def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChang
         # Exactly the head's files (not git archive, which obeys .gitattributes); a path
         # the head deleted stays deleted, and the tests say so when they import it.
         extract(root, head_sha, root, (path,))
-    listing = _git(root, "diff", "--name-status", "--no-renames", "-z", base_sha, head_sha)
+    listing = git(root, "diff", "--name-status", "--no-renames", "-z", base_sha, head_sha)
     fields = listing.stdout.split("\0")
     changed = [(fields[i], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]
     return under_test, rule_changes(changed, under_test, base_read, head_read), head_sha

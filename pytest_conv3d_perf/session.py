@@ -131,6 +131,8 @@ class Conv3dRun:
     # Other revisions' kernels, loaded with their import closures for the A/B, in the
     # environment the run started with (after the device's own settings).
     revisions: Revisions = field(default_factory=lambda: Revisions(Path("."), {}))
+    # --conv3d-against as the reports name it: the revision and its commit.
+    against_label: str = ""
 
     @classmethod
     def start(cls, config: pytest.Config) -> Conv3dRun:
@@ -161,9 +163,12 @@ class Conv3dRun:
                     "update measures this one alone: use one or the other"
                 )
             try:
-                resolve(Path(config.rootpath), settings.against)
+                sha = resolve(Path(config.rootpath), settings.against)
             except RevisionError as exc:
                 raise SettingsError(f"--conv3d-against: {exc}") from None
+            run.against_label = (
+                sha[:10] if sha.startswith(settings.against) else f"{settings.against} ({sha[:10]})"
+            )
         if settings.perf:
             run._enable_timing()
         return run
@@ -354,9 +359,7 @@ class Conv3dRun:
             if side.missing:
                 return Other(None, why=f"{side.why}: nothing to compare with", missing=True), None
             return Other(None, why=f"{side.why}; the stored number decides"), None
-        label = side.label if side.label.startswith(revision[:10]) else f"{revision} ({side.label})"
-        if not asked:
-            label = f"the kernel as recorded at {side.label}"
+        label = self.against_label if asked else f"the kernel as recorded at {side.label}"
         twin = side.counterpart(module, qualname)
         if twin is None:
             why = f"{label} has no {module}.{qualname}: nothing to compare with"
@@ -558,17 +561,10 @@ class Conv3dRun:
             "warn_pct": self.settings.warn_pct,
             "baseline_file": str(self.store.path) if self.store else None,
             "baseline_exists": self.store.exists() if self.store else None,
-            "against": self._against_label(),
+            "against": self.against_label or None,
             "update": self.settings.update,
             "dry_run": self.settings.dry_run,
         }
-
-    def _against_label(self) -> str | None:
-        revision = self.settings.against
-        if not revision:
-            return None
-        sha = resolve(Path(self.config.rootpath), revision)
-        return sha[:10] if sha.startswith(revision) else f"{revision} ({sha[:10]})"
 
     def annotations(self) -> list[str]:
         """GitHub Actions workflow commands for the cases that fail the run."""

@@ -40,7 +40,8 @@ class RevisionError(ValueError):
     """A revision that cannot be had; the message says which and why."""
 
 
-def _git(root: Path, *args: str, text: bool = True) -> subprocess.CompletedProcess:
+def git(root: Path, *args: str, text: bool = True) -> subprocess.CompletedProcess:
+    """``git ARGS`` in ``root``, its output captured."""
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=text, timeout=120)
 
 
@@ -50,7 +51,7 @@ def resolve(root: Path, revision: str) -> str:
     if not revision or revision.startswith("-") or "\n" in revision:
         raise RevisionError(f"{revision!r} is not a git revision")
     try:
-        done = _git(
+        done = git(
             root, "rev-parse", "--verify", "--quiet", "--end-of-options", revision + "^{commit}"
         )
     except (OSError, subprocess.SubprocessError) as exc:
@@ -70,7 +71,7 @@ def extract(root: Path, sha: str, into: Path, paths: tuple[str, ...] = ()) -> No
     leaves a file out, export-subst rewrites one) and ``.git/info/attributes``, which a
     pull request's own code can write, so the tree written would not be the commit's.
     Symbolic links and submodules are not written: nothing outside the tree is reachable."""
-    listing = _git(root, "ls-tree", "-r", "-z", "--full-tree", sha, "--", *paths, text=False)
+    listing = git(root, "ls-tree", "-r", "-z", "--full-tree", sha, "--", *paths, text=False)
     if listing.returncode != 0:
         raise RevisionError(f"git ls-tree {sha[:10]} failed: {listing.stderr.decode()[-300:]}")
     files = []
@@ -142,7 +143,7 @@ def tracked_names(root: Path) -> frozenset[str]:
     """The top-level importable names the commit checked out at ``root`` tracks (not a
     virtual environment or build folder that lies in the work tree)."""
     try:
-        done = _git(root, "ls-tree", "--name-only", "HEAD")
+        done = git(root, "ls-tree", "--name-only", "HEAD")
     except (OSError, subprocess.SubprocessError):
         return frozenset()
     if done.returncode != 0:
@@ -361,7 +362,7 @@ class Revisions:
             if self._folder is None:
                 self._folder = Path(tempfile.mkdtemp(prefix="conv3d-revisions-"))
             # The rootdir may sit below the repository's top: the same place in that tree.
-            prefix = _git(self.root, "rev-parse", "--show-prefix").stdout.strip()
+            prefix = git(self.root, "rev-parse", "--show-prefix").stdout.strip()
             tree = materialize(self.root, sha, self._folder) / prefix
         except (RevisionError, OSError, subprocess.SubprocessError) as exc:
             return Unavailable(str(exc))
@@ -389,7 +390,7 @@ def repository_path(fn: object, root: Path) -> str:
 
     path = source_file(fn)
     try:
-        done = _git(root, "rev-parse", "--show-toplevel") if path is not None else None
+        done = git(root, "rev-parse", "--show-toplevel") if path is not None else None
     except (OSError, subprocess.SubprocessError):
         return ""
     if path is None or done is None or done.returncode != 0:
