@@ -111,7 +111,6 @@ class Other:
     label: str = ""
     why: str = ""
     missing: bool = False
-    notes: tuple[str, ...] = ()
     # Today's call as the A/B makes it (wrapped alike when the sides' environments
     # differ); None: the plain one.
     today: Callable[[], object] | None = None
@@ -308,7 +307,7 @@ def _ab_outcome(
             lines.insert(0, f"against the stored number: {_said(stored)}")
     else:
         lines.append("no stored baseline for this GPU model: the A/B alone decides")
-    a = Assessment(verdict, ab, drift, (*found.notes, *lines), call_ab)
+    a = Assessment(verdict, ab, drift, tuple(lines), call_ab)
     head = replace(m, reference=None, ref_call=None)
     return GateOutcome(
         verdict,
