@@ -484,8 +484,11 @@ def pick_config(timings: dict[int, list[float]], margin: float = TUNE_MARGIN) ->
 # A/B of a pull request against its base loads the base's package beside the head's) and
 # later processes. Tuned apart, two copies of identical code picked configs 12-17% apart on
 # three of the H200's smallest cases, and the A/B called each a change (notes/kernel.md,
-# round 3). The key holds this file's source, the config list, the GPU's name, Triton's
-# version and the shape's tuning key: a change to any of them tunes again.
+# round 3). The key holds every file of this package, the config list, the tuner's
+# parameters as they are at the call, the GPU's name, Triton's version and the shape's
+# tuning key: a change to any of them tunes again. The whole package, not this file alone:
+# a pull request that changed pick_config's margin from kernels/__init__.py tuned to a
+# worse pick, which its base then read from the same file (the red team, round 3).
 # CONV3D_TUNE_DIR names the folder (default: conv3d-tune in Triton's cache folder); "off"
 # tunes in every process, as before.
 def tune_dir() -> str | None:
@@ -501,11 +504,27 @@ def tune_dir() -> str | None:
 
 
 @functools.cache
-def _source_digest() -> str:
-    with open(__file__, "rb") as fh:
-        source = fh.read()
-    configs = repr([_config_dict(c) for c in AUTOTUNE_CONFIGS]).encode()
-    return hashlib.sha256(source + configs).hexdigest()
+def _package_digest() -> str:
+    """A digest of every file of this package (compiled caches left out) and the config
+    list."""
+    digest = hashlib.sha256()
+    root = os.path.dirname(os.path.abspath(__file__))
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith((".pyc", ".pyo")):
+                continue
+            path = os.path.join(folder, name)
+            digest.update(os.path.relpath(path, root).encode() + b"\0")
+            with open(path, "rb") as fh:
+                digest.update(hashlib.sha256(fh.read()).digest())
+    digest.update(repr([_config_dict(c) for c in AUTOTUNE_CONFIGS]).encode())
+    return digest.hexdigest()
+
+
+def _tuner_parameters() -> tuple:
+    # Read at the call: code elsewhere in the package may rebind them after import.
+    return (TUNE_ROUNDS, TUNE_WARMUP_MS, TUNE_REP_MS, TUNE_MARGIN, pick_config.__defaults__)
 
 
 def tune_file(key: tuple, gpu: str) -> str | None:
@@ -514,7 +533,7 @@ def tune_file(key: tuple, gpu: str) -> str | None:
     folder = tune_dir()
     if folder is None:
         return None
-    ident = repr((_source_digest(), gpu, triton.__version__, key[:-1]))
+    ident = repr((_package_digest(), _tuner_parameters(), gpu, triton.__version__, key[:-1]))
     return os.path.join(folder, hashlib.sha256(ident.encode()).hexdigest()[:32] + ".json")
 
 

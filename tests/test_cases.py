@@ -180,9 +180,9 @@ def test_header_says_where_the_kernel_runs_and_at_what_size(pytester):
     pytester.makepyfile("def test_x():\n    pass\n")
     result = pytester.runpytest()
     if torch.cuda.is_available():
-        line = "conv3d-perf: CUDA GPU *, full-size cases, 15 cases"
+        line = "conv3d-perf: CUDA GPU *, full-size cases, 16 cases"
     else:
         line = (
-            "conv3d-perf: CPU, Triton interpreter (TRITON_INTERPRET=1), scaled-down cases, 15 cases"
+            "conv3d-perf: CPU, Triton interpreter (TRITON_INTERPRET=1), scaled-down cases, 16 cases"
         )
     result.stdout.fnmatch_lines([line])

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -495,6 +496,41 @@ def test_a_tuning_pick_is_kept_per_source_gpu_and_shape(tmp_path, monkeypatch):
     assert ig.kept_pick(path) is None
     monkeypatch.setenv("CONV3D_TUNE_DIR", "off")
     assert ig.tune_file(key, "NVIDIA H200") is None
+
+
+def test_a_kept_pick_is_keyed_by_every_file_of_the_package(tmp_path, monkeypatch):
+    # A pull request that changes the tuner from another file of the package (its
+    # __init__ rebinding the margin, a helper module) must tune anew, not read its base's
+    # pick, nor leave a worse pick for the base to read.
+    monkeypatch.setenv("CONV3D_TUNE_DIR", str(tmp_path / "picks"))
+    original = os.path.dirname(ig.__file__)
+    package = tmp_path / "kernels"
+    shutil.copytree(original, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(ig, "__file__", str(package / "implicit_gemm.py"))
+    key = (64, 17, 27, True, False, None, 0)
+
+    def path() -> str:
+        ig._package_digest.cache_clear()
+        return ig.tune_file(key, "NVIDIA H200")
+
+    before = path()
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "implicit_gemm.cpython-312.pyc").write_bytes(b"compiled")
+    assert path() == before  # compiled caches differ between machines, not the code
+    with open(package / "__init__.py", "a") as fh:
+        fh.write("\nimplicit_gemm.TUNE_MARGIN = 0.2\n")
+    after_init = path()
+    assert after_init != before
+    (package / "_helper.py").write_text("DELAY = 1\n")
+    assert path() not in (before, after_init)
+    # The tuner's parameters as they are at the call, whoever rebound them.
+    (package / "_helper.py").unlink()
+    shutil.copy(os.path.join(original, "__init__.py"), package / "__init__.py")
+    assert path() == before
+    monkeypatch.setattr(ig, "TUNE_MARGIN", 0.2)
+    assert path() != before
+    monkeypatch.undo()
+    ig._package_digest.cache_clear()
 
 
 def test_a_kept_pick_is_used_instead_of_tuning(tmp_path, monkeypatch):
