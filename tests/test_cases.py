@@ -152,7 +152,7 @@ def test_bad_case_file_is_a_usage_error(pytester, toml, message):
         (["--conv3d-device=tpu"], "*--conv3d-device: expected one of auto, cuda, cpu, got 'tpu'"),
         (["--conv3d-trials=0"], "*--conv3d-trials: expected an integer >= 1, got '0'"),
         (["--conv3d-unstable=maybe"], "*--conv3d-unstable: expected one of fail, pass*"),
-        (["--conv3d-case=nope"], "*unknown case 'nope'; known cases: dilated2, kb54*"),
+        (["--conv3d-case=nope"], "*unknown case 'nope'; known cases: c3d_conv3a, dilated2, kb54*"),
     ],
 )
 def test_bad_options_are_usage_errors(pytester, args, message):
