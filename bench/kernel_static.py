@@ -41,19 +41,29 @@ def _tool(name: str, *args: str) -> str:
     ).stdout
 
 
-def sass_facts(cubin: bytes, scratch: str) -> dict:
+def dump_cubin(cubin: bytes, scratch: str) -> tuple[str, str]:
+    """cuobjdump's resource usage and SASS of a cubin (written to the file ``scratch``)."""
     with open(scratch, "wb") as fh:
         fh.write(cubin)
-    usage = _tool("cuobjdump", "--dump-resource-usage", scratch)
+    return (
+        _tool("cuobjdump", "--dump-resource-usage", scratch),
+        _tool("cuobjdump", "-sass", scratch),
+    )
+
+
+# A SASS instruction line: its address, an optional predicate, the opcode, its operands.
+SASS_LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][\w.]*)([^;]*);")
+
+
+def sass_facts(cubin: bytes, scratch: str) -> dict:
+    return facts_from_dump(*dump_cubin(cubin, scratch))
+
+
+def facts_from_dump(usage: str, sass: str) -> dict:
+    """``sass_facts`` from ``dump_cubin``'s two texts."""
     regs = re.search(r"REG:(\d+)", usage)
     stack = re.search(r"STACK:(\d+)", usage)
-    opcodes = collections.Counter(
-        m.group(1)
-        for m in re.finditer(
-            r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][\w.]*)",
-            _tool("cuobjdump", "-sass", scratch),
-        )
-    )
+    opcodes = collections.Counter(m.group(2) for m in SASS_LINE.finditer(sass))
 
     def count(prefix: str) -> int:
         return sum(n for op, n in opcodes.items() if op.startswith(prefix))
@@ -85,6 +95,41 @@ def store_layout(ttgir: str) -> str:
         f"spt {fields.get('sizePerThread')} tpw {fields.get('threadsPerWarp')} "
         f"order {fields.get('order')}"
     )
+
+
+def compile_like_launch(
+    config: triton.Config,
+    capability: int,
+    case,
+    precision: str,
+    *,
+    generic: bool = False,
+):
+    """``ig.compile_offline`` of ``case`` (a suite case) with its bias flag as a launch
+    passes it. ``compile_offline`` always compiles the bias in; a bias-free launch compiles
+    without it, and that changes the registers (kb54 at 128x64x32 w8, sm_89, ieee: 128 with
+    the bias, 160 without). The source it builds is taken as it reaches ``triton.compile``,
+    so every other specialisation stays ``compile_offline``'s own."""
+    captured: dict = {}
+
+    def capture(src, target=None, options=None):
+        captured.update(src=src, target=target, options=options)
+
+    real = triton.compile
+    triton.compile = capture
+    try:
+        ig.compile_offline(
+            config,
+            capability,
+            padded=any(case.padding),
+            precision=precision,
+            scalars=None if generic else ig.case_scalar_args(case, precision),
+        )
+    finally:
+        triton.compile = real
+    src = captured["src"]
+    src.constants[(ig._ARG_NAMES.index("HAS_BIAS"),)] = bool(case.bias)
+    return triton.compile(src, target=captured["target"], options=captured["options"])
 
 
 def recorded_configs(path: str) -> dict[str, triton.Config]:

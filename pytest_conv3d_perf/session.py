@@ -157,6 +157,11 @@ class Conv3dRun:
             revisions=Revisions(Path(config.rootpath), os.environ),
         )
         if settings.against:
+            if config.getoption("--conv3d-no-ab"):
+                raise SettingsError(
+                    "--conv3d-no-ab leaves out the A/B that --conv3d-against asks for: "
+                    "use one or the other"
+                )
             if settings.update:
                 raise SettingsError(
                     "--conv3d-against compares with another revision's kernel; a baseline "
@@ -275,7 +280,7 @@ class Conv3dRun:
         revision = against or (str(base.environment.get("commit", "")) if base else "")
         counterpart: list[object] = []
         other = None
-        if replay is not None and (against or base is not None):
+        if replay is not None and (against or (base is not None and self.settings.stored_ab)):
 
             def other() -> Other:
                 found, twin = self._other(fn, revision, call, replay, bool(against))

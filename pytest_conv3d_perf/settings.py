@@ -188,6 +188,12 @@ _FLAGS = [
     ),
     ("--conv3d-dry-run", "with --conv3d-update-baselines: show what would change, write nothing."),
     (
+        "--conv3d-no-ab",
+        "judge each case by its stored number alone, without the A/B against the kernel at "
+        "the baseline entry's commit that settles it (a recording's processes measure, they "
+        "do not judge; --conv3d-update-baselines implies it); not with --conv3d-against.",
+    ),
+    (
         "--conv3d-force",
         "with --conv3d-update-baselines: store unstable measurements and rewrite entries "
         "that did not move.",
@@ -307,6 +313,7 @@ class Settings:
     require_gpu: bool
     against: str
     update: bool
+    stored_ab: bool
     dry_run: bool
     force: bool
     fail_pct: float
@@ -377,6 +384,7 @@ class Settings:
                 require_gpu if require_gpu is not None else config.getini("conv3d_require_gpu")
             ),
             update=update,
+            stored_ab=not (update or config.getoption("--conv3d-no-ab")),
             dry_run=bool(config.getoption("--conv3d-dry-run")),
             force=bool(config.getoption("--conv3d-force")),
             fail_pct=fail,

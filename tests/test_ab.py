@@ -107,6 +107,27 @@ def test_a_machine_that_moved_is_the_machines_only_when_the_ab_shows_the_sides_e
     )
 
 
+def test_without_the_ab_the_stored_number_decides_and_a_recording_runs_none(repo, pytester):
+    # --conv3d-no-ab can only make the verdict stricter: the A/B is what excuses a
+    # machine's move; a re-recording (update-baselines' processes) measures without it.
+    assert repo("--conv3d-update-baselines").ret == 0
+    commit_all(pytester.path, "record")
+    again = repo("--conv3d-update-baselines", "--conv3d-force")
+    assert again.ret == 0, again.stdout.str()
+    assert "A/B" not in again.stdout.str()
+    moved = {"FAKE_SLOWDOWN": 0.05, "FAKE_RECORDED_SLOWDOWN": 0.05}
+    result = repo("--conv3d-perf", "--conv3d-no-ab", **moved)
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*n1_oc17_bias*-> regression*"])
+    assert "A/B" not in result.stdout.str()
+
+
+def test_no_ab_and_against_together_is_a_usage_error(repo):
+    result = repo("--conv3d-perf", "--conv3d-no-ab", "--conv3d-against=HEAD")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--conv3d-no-ab*use one or the other*"])
+
+
 def test_the_same_kernel_file_does_not_excuse_a_measured_slowdown(repo, pytester):
     # The kernel's own file is the one recorded; its helper is 5% slower. Issue 25: this
     # passed as "the machine's" when the hash of that one file decided.

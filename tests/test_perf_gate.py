@@ -459,6 +459,7 @@ def test_update_command_runs_only_the_timed_tests_in_every_process():
     assert len(argvs) == 3
     for argv, report in zip(argvs, reports):
         assert "--conv3d-perf-only" in argv and f"--conv3d-json={report}" in argv
+        assert "--conv3d-no-ab" in argv  # a recording measures; it does not judge
         assert "--conv3d-update-baselines" not in argv
     last = argvs[-1]
     assert "--conv3d-update-baselines" in last and "--conv3d-dry-run" in last
