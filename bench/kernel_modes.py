@@ -302,7 +302,7 @@ def table(rows: list[dict], modes: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", default=DEFAULT_CASES, help="comma-separated case names")
+    ap.add_argument("--cases", default=DEFAULT_CASES, help="comma-separated case names, or all")
     ap.add_argument(
         "--modes",
         default="tf32x3,tf32x3-ws",
@@ -343,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.json, "w") as fh:
                 json.dump(rows, fh, indent=1)
         return 0
-    cases = select(builtin_cases(), args.cases.split(","))
+    names = [] if args.cases == "all" else [n for n in args.cases.split(",") if n]
+    cases = select(builtin_cases(), names)
     if args.warm_procs > 0:
         all_tasks = tasks(cases, modes, configs)
         secs = warm_in_children(all_tasks, args.warm_procs, args.configs)
