@@ -5,7 +5,7 @@ baselines are, report files) has an ini value of the same name with ``_``. The o
 say what one run does (``--conv3d-perf``, ``--conv3d-perf-only``,
 ``--conv3d-update-baselines`` and its ``--conv3d-dry-run``, ``--conv3d-force``,
 ``--conv3d-prior-json``, ``--conv3d-case``, ``--conv3d-benchmark-save``,
-``--conv3d-against``) have none, as
+``--conv3d-against``, ``--conv3d-no-ab``) have none, as
 pytest's own ``-k`` or ``--lf`` have none: a configuration file that switched them on would
 make every run of the project measure for minutes or rewrite its baselines.
 """
