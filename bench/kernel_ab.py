@@ -2,16 +2,23 @@
 (do_bench medians, L2 flushed) and call time in a loop. Needs a CUDA GPU.
 
     python3 -m bench.kernel_ab --base REV [--cases kb54,n1_oc17_bias] [--rounds 5]
+    python3 -m bench.kernel_ab --variant bench/variants/v24a_vecstore.diff [--base REV|FILE]
+        [--recorded baselines/nvidia-h200.json]
 
-``--base`` is a git revision: the kernel file as it was there is loaded into a module of
-its own beside today's, so both run in the same process on the same inputs, interleaved
-round by round; the change is today's over the base's, per round, and its median.
+``--base`` is a git revision or a file: the kernel file as it was there (or that file) is
+loaded into a module of its own beside today's, so both run in the same process on the same
+inputs, interleaved round by round; the change is today's over the base's, per round, and
+its median. ``--variant`` puts a variant of the kernel file (bench/variants/) in today's place;
+its base is then today's kernel file unless ``--base`` names another. A copy loaded from a
+file keeps its tuning picks under a digest of that file alone, so two variants in one
+folder never read each other's. ``--recorded`` runs each case at the config a baseline file
+recorded for it, on both sides, without tuning (a case it lacks is tuned): the code's change
+at one config, and one compile a side.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -21,7 +28,9 @@ from pathlib import Path
 import torch
 import triton.testing
 
+from bench.kernel_static import recorded_configs
 from bench.kernel_vs_pytorch import call_us
+from bench.variants import VariantError, load, materialize
 from kernels.implicit_gemm import _config_dict
 from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
@@ -30,12 +39,68 @@ from pytest_conv3d_perf.tune import LaunchConfig
 KERNEL = "kernels/implicit_gemm.py"
 
 
-def load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # triton.jit reads the defining module's globals
-    spec.loader.exec_module(module)
-    return module
+class UsageError(Exception):
+    pass
+
+
+def base_source(base: str, kernel_file: str) -> Path:
+    """The base's kernel file: ``base`` itself where it is a file, else ``kernel_file`` as it
+    was at the git revision ``base``, written to a temporary file."""
+    if Path(base).is_file():
+        try:
+            return materialize(Path(base))
+        except VariantError as err:
+            raise UsageError(str(err)) from None
+    if base.endswith((".py", ".diff")):
+        raise UsageError(f"no such base file: {base!r}")
+    shown = subprocess.run(["git", "show", f"{base}:{kernel_file}"], capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise UsageError(
+            f"--base {base!r} is neither a file nor a git revision holding {kernel_file}: "
+            f"{shown.stderr.strip()}"
+        )
+    tmp = Path(tempfile.mkdtemp()) / "kernel_base.py"
+    tmp.write_text(shown.stdout)
+    return tmp
+
+
+def resolve_sides(args: argparse.Namespace) -> tuple[Path, Path, str, str]:
+    """The base's and the head's kernel files and their labels; UsageError for bad paths
+    or revisions, before anything needs a GPU."""
+    if args.variant:
+        try:
+            head = materialize(Path(args.variant))
+        except VariantError as err:
+            raise UsageError(str(err)) from None
+        head_label = args.variant
+    else:
+        if not args.base:
+            raise UsageError("give --base REV|FILE, --variant FILE, or both")
+        head = Path(args.file)
+        if not head.is_file():
+            raise UsageError(f"no such kernel file: {args.file!r}")
+        head_label = f"{args.file} (today)"
+    if args.base:
+        base = base_source(args.base, args.file)
+        base_label = args.base
+    else:
+        base = Path(args.file)
+        if not base.is_file():
+            raise UsageError(f"no such kernel file: {args.file!r}")
+        base_label = f"{args.file} (today)"
+    return base, head, base_label, head_label
+
+
+def pin_config(module, cfg, tuner) -> dict:
+    """Make ``module``'s next tuning return ``cfg`` (None: its own ``tuner`` again); the
+    keyword arguments a call then needs. The config stands in for the tuning, so each call
+    still takes the launch path a tuned one does (the plan's direct launch): conv3d(config=)
+    binds every argument anew each call, more host time than the suite's smallest cases take
+    on the GPU. A kernel older than its own tuner (v16) gets config= all the same."""
+    if tuner is None:
+        return {} if cfg is None else {"config": cfg}
+    module._tune = tuner if cfg is None else (lambda *_, c=cfg: c)
+    return {}
 
 
 def _label(config) -> str:
@@ -49,32 +114,52 @@ def median(values: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", required=True, help="git revision of the base kernel file, or a file")
+    ap.add_argument(
+        "--base",
+        default="",
+        help="git revision of the base kernel file, or a file (default with --variant: "
+        "today's kernel file)",
+    )
     ap.add_argument("--file", default=KERNEL, help=f"kernel file (default: {KERNEL})")
+    ap.add_argument(
+        "--variant", default="", help="a copy of the kernel file to run in today's place"
+    )
+    ap.add_argument(
+        "--recorded",
+        default="",
+        help="baseline file: run each case at the config it recorded, without tuning",
+    )
     ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rep-ms", type=int, default=100)
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
+    try:
+        base_path, head_path, base_label, head_label = resolve_sides(args)
+        if args.recorded and not Path(args.recorded).is_file():
+            raise UsageError(f"no such baseline file: {args.recorded!r}")
+    except UsageError as exc:
+        print(f"kernel_ab: {exc}", file=sys.stderr)
+        return 2
+    configs = recorded_configs(args.recorded) if args.recorded else {}
     if not torch.cuda.is_available():
         print("kernel_ab: needs a CUDA GPU", file=sys.stderr)
         return 2
-    if Path(args.base).is_file():
-        tmp = Path(args.base)
-    else:
-        text = subprocess.run(
-            ["git", "show", f"{args.base}:{args.file}"], capture_output=True, text=True, check=True
-        ).stdout
-        tmp = Path(tempfile.mkdtemp()) / "kernel_base.py"
-        tmp.write_text(text)
-    versions = {"base": load(tmp, "kernel_base"), "today": load(Path(args.file), "kernel_today")}
+    today = Path(args.file).resolve()
+    versions = {
+        "base": load(base_path, "kernel_base", own_digest=base_path.resolve() != today),
+        "today": load(head_path, "kernel_today", own_digest=head_path.resolve() != today),
+    }
+    tuners = {k: getattr(m, "_tune", None) for k, m in versions.items()}
     dev = torch.device("cuda")
     rows = []
     names = [n for n in args.cases.split(",") if n]
     for case in select(builtin_cases(), names):
         inputs = check.random_inputs(case, dev, seed=1)
         a = (inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
-        fns = {k: (lambda m=m, a=a: m.conv3d(*a)) for k, m in versions.items()}
+        cfg = configs.get(case.name)
+        kwargs = {k: pin_config(m, cfg, tuners[k]) for k, m in versions.items()}
+        fns = {k: (lambda m=m, a=a, kw=kwargs[k]: m.conv3d(*a, **kw)) for k, m in versions.items()}
         for fn in fns.values():
             fn()
         # Each version's autotuner pick: a change of pick moves a case by a few percent
@@ -102,13 +187,19 @@ def main(argv: list[str] | None = None) -> int:
             "call_change_pct": median(call_change),
             "base_config": picks["base"],
             "today_config": picks["today"],
+            "base": base_label,
+            "today": head_label,
         }
         rows.append(row)
         print(
             f"# {case.name}: {row['change_pct']:+.2f}%, call {row['call_change_pct']:+.1f}%, "
             f"configs {picks['base']} -> {picks['today']}"
         )
-    print(f"\n{torch.cuda.get_device_name()}, triton {triton.__version__}, base {args.base}")
+    at = f"recorded configs of {args.recorded}" if args.recorded else "each side's tuned picks"
+    print(
+        f"\n{torch.cuda.get_device_name()}, triton {triton.__version__}, base {base_label}, "
+        f"today {head_label}, {at}"
+    )
     print(
         f"{'case':20s} {'base ms':>9s} {'today ms':>9s} {'change':>8s} {'range':>16s} "
         f"{'base us':>8s} {'today us':>8s} {'call':>7s}"

@@ -10,6 +10,13 @@ registers it gives for #54 and the 64-channel layers match what `conv3d-perf tun
 from the GPU's own compile.
 
     python3 -m bench.kernel_static [--capability 90] [--cases kb54,kb59] [--baseline FILE]
+        [--kernel FILE] [--as-launched] [--loop] [--sass-dir DIR]
+
+``--kernel`` reads another copy of the kernel file (a variant in bench/variants) instead of
+kernels/implicit_gemm.py; ``--as-launched`` compiles the bias flag as a launch passes it
+(``compile_like_launch``; without it the bias is always compiled in); ``--loop`` adds the
+K loop's SASS (instructions of one step, its global loads by width) and the epilogue's
+(instructions after the loop, its shared-memory traffic and barriers).
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import astuple
+from pathlib import Path
 
 import triton
 
+from bench.variants import VariantError, load, materialize
 from kernels import implicit_gemm as ig
 from pytest_conv3d_perf.cases import builtin_cases, select
 from pytest_conv3d_perf.report import text_table
@@ -97,6 +106,44 @@ def store_layout(ttgir: str) -> str:
     )
 
 
+def load_kernel(path: str):
+    """The kernel file (or variant diff, bench/variants/) at ``path`` as a module of its own."""
+    try:
+        source = materialize(Path(path))
+        return load(source, "kernel_static_" + source.stem)
+    except VariantError as err:
+        raise SystemExit(f"kernel_static: {err}") from None
+
+
+def loop_facts(sass: str) -> dict:
+    """The K loop (the body of the widest backward branch) and the epilogue (what follows
+    it) of ``cuobjdump -sass`` text, by opcode."""
+    code = [(int(a, 16), op, rest) for a, op, rest in SASS_LINE.findall(sass)]
+    spans = []
+    for address, op, operands in code:
+        target = re.search(r"0x([0-9a-f]+)", operands) if op.startswith("BRA") else None
+        if target and int(target.group(1), 16) < address:
+            spans.append((int(target.group(1), 16), address))
+    if not spans:
+        return {"loop": -1}
+    lo, hi = max(spans, key=lambda span: span[1] - span[0])
+    body = collections.Counter(op for address, op, _ in code if lo <= address <= hi)
+    tail = collections.Counter(op for address, op, _ in code if address > hi)
+    head = sum(1 for address, _, _ in code if address < lo)
+
+    def count(ops: collections.Counter, *prefixes: str) -> int:
+        return sum(n for op, n in ops.items() if op.startswith(prefixes))
+
+    return {
+        "prologue": head,
+        "loop": sum(body.values()),
+        "loop_ldg": {op: n for op, n in body.items() if op.startswith("LDG.")},
+        "epilogue": sum(tail.values()),
+        "epilogue_shared": count(tail, "STS", "LDS"),
+        "epilogue_bars": count(tail, "BAR"),
+    }
+
+
 def compile_like_launch(
     config: triton.Config,
     capability: int,
@@ -104,12 +151,15 @@ def compile_like_launch(
     precision: str,
     *,
     generic: bool = False,
+    kernel=None,
 ):
     """``ig.compile_offline`` of ``case`` (a suite case) with its bias flag as a launch
     passes it. ``compile_offline`` always compiles the bias in; a bias-free launch compiles
     without it, and that changes the registers (kb54 at 128x64x32 w8, sm_89, ieee: 128 with
     the bias, 160 without). The source it builds is taken as it reaches ``triton.compile``,
-    so every other specialisation stays ``compile_offline``'s own."""
+    so every other specialisation stays ``compile_offline``'s own. ``kernel``: the kernel
+    module (``load_kernel``; default kernels/implicit_gemm.py)."""
+    kernel = kernel or ig
     captured: dict = {}
 
     def capture(src, target=None, options=None):
@@ -118,17 +168,17 @@ def compile_like_launch(
     real = triton.compile
     triton.compile = capture
     try:
-        ig.compile_offline(
+        kernel.compile_offline(
             config,
             capability,
             padded=any(case.padding),
             precision=precision,
-            scalars=None if generic else ig.case_scalar_args(case, precision),
+            scalars=None if generic else kernel.case_scalar_args(case, precision),
         )
     finally:
         triton.compile = real
     src = captured["src"]
-    src.constants[(ig._ARG_NAMES.index("HAS_BIAS"),)] = bool(case.bias)
+    src.constants[(kernel._ARG_NAMES.index("HAS_BIAS"),)] = bool(case.bias)
     return triton.compile(src, target=captured["target"], options=captured["options"])
 
 
@@ -161,9 +211,20 @@ def main(argv: list[str] | None = None) -> int:
         "case as a launch would (1 -> constant, multiples of 16 -> aligned)",
     )
     ap.add_argument("--json", default="", help="also write the rows here")
+    ap.add_argument("--kernel", default="", help="a copy of the kernel file to read instead")
+    ap.add_argument(
+        "--as-launched",
+        action="store_true",
+        help="compile the bias flag as the case's launch passes it (default: bias compiled in)",
+    )
+    ap.add_argument(
+        "--loop", action="store_true", help="also the K loop's and the epilogue's SASS counts"
+    )
+    ap.add_argument("--sass-dir", default="", help="also write each case's SASS and TTGIR here")
     args = ap.parse_args(argv)
     if ig.interpreting():
         sys.exit("kernel_static: unset TRITON_INTERPRET; compiling needs Triton's compiler")
+    kernel = load_kernel(args.kernel) if args.kernel else ig
     cases = builtin_cases()
     if args.cases:
         cases = select(cases, args.cases.split(","))
@@ -172,26 +233,42 @@ def main(argv: list[str] | None = None) -> int:
     scratch = os.path.join(tempfile.mkdtemp(prefix="kernel_static_"), "kernel.cubin")
     for case in cases:
         cfg = configs.get(case.name, ig.AUTOTUNE_CONFIGS[0])
-        scalars = ig.case_scalar_args(case, args.precision)
-        kernel = ig.compile_offline(
-            cfg,
-            args.capability,
-            padded=any(case.padding),
-            precision=args.precision,
-            scalars=None if args.generic else scalars,
-        )
+        if args.as_launched:
+            compiled = compile_like_launch(
+                cfg, args.capability, case, args.precision, generic=args.generic, kernel=kernel
+            )
+        else:
+            compiled = kernel.compile_offline(
+                cfg,
+                args.capability,
+                padded=any(case.padding),
+                precision=args.precision,
+                scalars=None if args.generic else kernel.case_scalar_args(case, args.precision),
+            )
+        usage, sass = dump_cubin(compiled.asm["cubin"], scratch)
         rows.append(
             {
                 "case": case.name,
                 "config": ig._config_dict(cfg),
-                "shared_bytes": int(kernel.metadata.shared),
-                "store_layout": store_layout(kernel.asm["ttgir"]),
-                **sass_facts(kernel.asm["cubin"], scratch),
+                "shared_bytes": int(compiled.metadata.shared),
+                "store_layout": store_layout(compiled.asm["ttgir"]),
+                **facts_from_dump(usage, sass),
+                **(loop_facts(sass) if args.loop else {}),
             }
         )
+        if args.sass_dir:
+            os.makedirs(args.sass_dir, exist_ok=True)
+            for ext, text in (("sass", sass), ("ttgir", compiled.asm["ttgir"])):
+                with open(os.path.join(args.sass_dir, f"{case.name}.{ext}"), "w") as fh:
+                    fh.write(text)
         print(f"# {case.name}: compiled", file=sys.stderr, flush=True)
     shutil.rmtree(os.path.dirname(scratch))
-    print(f"Triton {triton.__version__}, sm_{args.capability}, {args.precision}; per thread:")
+    source = args.kernel or "kernels/implicit_gemm.py"
+    bias = "bias as launched" if args.as_launched else "bias compiled in"
+    print(
+        f"Triton {triton.__version__}, sm_{args.capability}, {args.precision}, {source}, "
+        f"{bias}; per thread:"
+    )
     header = [
         "case",
         "config",
@@ -218,6 +295,29 @@ def main(argv: list[str] | None = None) -> int:
             [r["case"], cfg, *map(str, counts), str(r["async_copies"]), stores, r["store_layout"]]
         )
     print(text_table([*header, "output store layout"], body))
+    if args.loop:
+        print(
+            "\nSASS instructions: before the K loop, one K step (its global loads), the epilogue "
+            "after the loop:"
+        )
+        loop_rows = [
+            [
+                r["case"],
+                str(r.get("prologue", -1)),
+                str(r["loop"]),
+                " ".join(f"{op} {n}" for op, n in sorted(r.get("loop_ldg", {}).items())) or "-",
+                str(r.get("epilogue", -1)),
+                str(r.get("epilogue_shared", -1)),
+                str(r.get("epilogue_bars", -1)),
+            ]
+            for r in rows
+        ]
+        print(
+            text_table(
+                ["case", "prologue", "K step", "its LDG", "epilogue", "its LDS/STS", "its BAR"],
+                loop_rows,
+            )
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)
