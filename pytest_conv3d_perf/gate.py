@@ -114,6 +114,8 @@ class Other:
     # Today's call as the A/B makes it (wrapped alike when the sides' environments
     # differ); None: the plain one.
     today: Callable[[], object] | None = None
+    # The environment's variables that a call changed while the sides ran (sides.Pair).
+    changed: Callable[[], tuple[str, ...]] = lambda: ()
 
 
 def timing_of(m: Measurement, *, reference: bool = True) -> Timing:
@@ -266,6 +268,9 @@ def _ab_outcome(
 
     verdict, said = settle(once(), once)
     m, _, ab, call_ab = runs[-1]
+    leaked = found.changed()
+    if leaked:
+        verdict = Verdict.UNSTABLE
     lines = [
         f"A/B against {found.label}, interleaved in this process: "
         + ", then ".join(
@@ -276,6 +281,12 @@ def _ab_outcome(
         )
         + f" -> {verdict.value} (this decides)"
     ]
+    if leaked:
+        lines.append(
+            f"a call changed the environment while the two sides ran ({', '.join(leaked[:5])}):"
+            " what one side's call sets reaches the other's calls, so this A/B cannot tell "
+            "them apart"
+        )
     lines += throttle_note([run[0] for run in runs])
     throttled = sorted({name for run in runs for name in run[0].throttle})
     if throttled:

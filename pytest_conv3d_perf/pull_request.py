@@ -210,6 +210,23 @@ def _reader(root: Path, sha: str) -> Reader:
     return read
 
 
+# Files Python loads in place of a module's source (bytecode, extension modules): in the
+# head's package they would run code no reviewer's diff shows (the red team: an
+# unchecked-hash .pyc beside byte-identical sources passed a hidden slowdown).
+COMPILED = (".pyc", ".pyo", ".so", ".pyd")
+
+
+def compiled_files(root: Path, sha: str, paths: list[str]) -> list[str]:
+    """The files under ``paths`` in commit ``sha`` that are compiled code."""
+    if not paths:
+        return []
+    listing = git(root, "ls-tree", "-r", "-z", "--name-only", sha, "--", *paths)
+    names = [n for n in listing.stdout.split("\0") if n]
+    return [
+        n for n in names if n.endswith(COMPILED) or ".so." in n or "__pycache__" in n.split("/")
+    ]
+
+
 def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChange], str]:
     """Put the head's kernel package into the work tree at ``root``, which must be a
     clean checkout of ``base``; return the paths taken from the head, the rules the
@@ -237,6 +254,14 @@ def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChang
             f"the pull request changes which kernel is under test ({moved}): the gate judges "
             "the head's kernel by the base's configuration, so that change must land on its "
             "own first, with the kernel it names unchanged"
+        )
+    compiled = compiled_files(root, head_sha, under_test)
+    if compiled:
+        raise PullRequestError(
+            "the head's kernel package holds compiled code ("
+            + ", ".join(plain(p) for p in compiled[:3])
+            + "): Python would run it in place of the source a reviewer reads; take it out "
+            "of the pull request"
         )
     for path in under_test:
         target = root / path

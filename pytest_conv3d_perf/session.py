@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,7 +44,6 @@ from pytest_conv3d_perf.sides import (
     Unavailable,
     pair,
     repository_path,
-    resolve,
     today,
 )
 from pytest_conv3d_perf.target import Target, TargetError
@@ -168,9 +168,17 @@ class Conv3dRun:
                     "update measures this one alone: use one or the other"
                 )
             try:
-                sha = resolve(Path(config.rootpath), settings.against)
+                # Written out now, before any code of the work tree runs: what the head's
+                # code does to the repository later cannot change the base's files.
+                sha, _, _ = run.revisions.tree(settings.against)
             except RevisionError as exc:
+                run.revisions.close()
                 raise SettingsError(f"--conv3d-against: {exc}") from None
+            except (OSError, subprocess.SubprocessError) as exc:
+                run.revisions.close()
+                raise SettingsError(
+                    f"--conv3d-against: cannot read {settings.against}: {exc}"
+                ) from None
             run.against_label = (
                 sha[:10] if sha.startswith(settings.against) else f"{settings.against} ({sha[:10]})"
             )
@@ -382,7 +390,7 @@ class Conv3dRun:
             return Other(None, label, why), twin
         both.other.conv3d_role = "recorded"  # type: ignore[attr-defined]
         today_call = both.today if both.today is not call else None
-        return Other(both.other, label, today=today_call), twin
+        return Other(both.other, label, today=today_call, changed=both.changed), twin
 
     def _terminal(self) -> Any:
         return self.config.pluginmanager.get_plugin("terminalreporter")
@@ -466,6 +474,29 @@ class Conv3dRun:
         if dropped:
             config.hook.pytest_deselected(items=dropped)
             items[:] = keep
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: Any, call: Any) -> Any:
+        """Where a case that cannot be judged fails (``--conv3d-unstable=fail``, CI), a
+        timed test that skips (or xfails) fails: the kernel's own code can raise a skip, and
+        a skip is no verdict (the red team: a pull request that skipped on the CI GPU
+        passed with an empty table)."""
+        report = yield
+        if (
+            report.skipped
+            and self.timing
+            and self.settings.unstable_policy == "fail"
+            and "conv3d_perf" in getattr(item, "fixturenames", ())
+        ):
+            reason = getattr(report, "wasxfail", "") or (
+                report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            )
+            report.outcome = "failed"
+            report.longrepr = (
+                f"conv3d-perf: {item.nodeid} did not run to a verdict ({reason}); with "
+                "--conv3d-unstable=fail a timed test that skips fails"
+            )
+        return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """pytest-xdist: the controller prints each case's line its worker recorded."""

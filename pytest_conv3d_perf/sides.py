@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import hashlib
 import importlib
 import os
 import re
@@ -40,9 +41,34 @@ class RevisionError(ValueError):
     """A revision that cannot be had; the message says which and why."""
 
 
-def git(root: Path, *args: str, text: bool = True) -> subprocess.CompletedProcess:
-    """``git ARGS`` in ``root``, its output captured."""
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=text, timeout=120)
+def git_env() -> dict[str, str]:
+    """The environment git runs in here: without the GIT_* variables a process could have
+    set (another object store, index or repository) and without replace refs, which make
+    git hand out another object under a blob's name: a pull request's code, run before the
+    base is read, could otherwise give the base's tree its own files (the red team)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_NO_REPLACE_OBJECTS"] = "1"
+    return env
+
+
+def git(
+    root: Path, *args: str, text: bool = True, input: bytes | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """``git ARGS`` in ``root`` (in ``git_env``), its output captured."""
+    return subprocess.run(
+        ["git", *args],
+        cwd=root,
+        capture_output=True,
+        text=text,
+        input=input,
+        timeout=timeout,
+        env=git_env(),
+    )
+
+
+def blob_id(data: bytes) -> str:
+    """The id git gives a blob of ``data``."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def resolve(root: Path, revision: str) -> str:
@@ -83,11 +109,12 @@ def extract(root: Path, sha: str, into: Path, paths: tuple[str, ...] = ()) -> No
         path = name.decode("utf-8", "surrogateescape")
         if kind == "blob" and mode in ("100644", "100755") and ".." not in path.split("/"):
             files.append((path, mode, blob))
-    batch = subprocess.run(
-        ["git", "cat-file", "--batch"],
-        cwd=root,
+    batch = git(
+        root,
+        "cat-file",
+        "--batch",
+        text=False,
         input="".join(f"{blob}\n" for _, _, blob in files).encode(),
-        capture_output=True,
         timeout=300,
     )
     if batch.returncode != 0:
@@ -99,6 +126,8 @@ def extract(root: Path, sha: str, into: Path, paths: tuple[str, ...] = ()) -> No
         if got != blob or kind != "blob":
             raise RevisionError(f"git cat-file gave {got} {kind} for {path}")
         body = data[header_end + 1 : header_end + 1 + int(size)]
+        if blob_id(body) != blob:
+            raise RevisionError(f"git gave {path} other content than its blob {blob[:10]}")
         at = header_end + 1 + int(size) + 1
         target = into / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -131,11 +160,10 @@ def top_level_names(tree: Path) -> frozenset[str]:
 
 def _repository_modules(names: frozenset[str]) -> dict[str, ModuleType]:
     """The loaded modules of the repository's top-level packages, by name alone: a module
-    can say anything in its ``__file__``."""
+    can say anything in its ``__file__``. A None entry (which makes an import of that name
+    fail) is one too: a side's code could leave one to make the other side look absent."""
     return {
-        name: module
-        for name, module in list(sys.modules.items())
-        if name.split(".")[0] in names and module is not None
+        name: module for name, module in list(sys.modules.items()) if name.split(".")[0] in names
     }
 
 
@@ -288,10 +316,13 @@ def today(root: Path, names: frozenset[str]) -> Side:
 
 @dataclass(frozen=True)
 class Pair:
-    """Two callables that run the same call with each side's code, ready to interleave."""
+    """Two callables that run the same call with each side's code, ready to interleave;
+    ``changed()``: the variables of the environment that differ from when they were paired
+    (one side's call set them, and the other side's calls saw them)."""
 
     today: Callable[[], object]
     other: Callable[[], object]
+    changed: Callable[[], tuple[str, ...]] = lambda: ()
 
 
 def pair(
@@ -308,8 +339,16 @@ def pair(
         k for k in set(today_side.env) | set(other.env) if today_side.env.get(k) != other.env.get(k)
     )
     modules = today_side.lazy or other.lazy
+    # A variable set by a call (not by an import) is in neither side's snapshot: it would
+    # reach the other side's calls unseen. Checking after the A/B costs the calls nothing.
+    paired = dict(os.environ)
+
+    def changed() -> tuple[str, ...]:
+        now = dict(os.environ)
+        return tuple(sorted(k for k in set(now) | set(paired) if now.get(k) != paired.get(k)))
+
     if not keys and not modules:
-        return Pair(today_call, other_call)
+        return Pair(today_call, other_call, changed)
 
     def inside(side: Side, fn: Callable[[], object]) -> Callable[[], object]:
         def call() -> object:
@@ -318,7 +357,7 @@ def pair(
 
         return call
 
-    return Pair(inside(today_side, today_call), inside(other, other_call))
+    return Pair(inside(today_side, today_call), inside(other, other_call), changed)
 
 
 @dataclass(frozen=True)
@@ -356,14 +395,20 @@ class Revisions:
             self._sides[key] = self._load(revision, module_name)
         return self._sides[key]
 
+    def tree(self, revision: str) -> tuple[str, Path, str]:
+        """The commit ``revision`` names, its tree written out (once) and the rootdir's
+        place in it. Called at the run's start for ``--conv3d-against``, before any code of
+        the work tree runs, and again (from the written tree) when a side is loaded."""
+        sha = resolve(self.root, revision)
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="conv3d-revisions-"))
+        # The rootdir may sit below the repository's top: the same place in that tree.
+        prefix = git(self.root, "rev-parse", "--show-prefix").stdout.strip()
+        return sha, materialize(self.root, sha, self._folder) / prefix, prefix
+
     def _load(self, revision: str, module_name: str) -> Side | Unavailable:
         try:
-            sha = resolve(self.root, revision)
-            if self._folder is None:
-                self._folder = Path(tempfile.mkdtemp(prefix="conv3d-revisions-"))
-            # The rootdir may sit below the repository's top: the same place in that tree.
-            prefix = git(self.root, "rev-parse", "--show-prefix").stdout.strip()
-            tree = materialize(self.root, sha, self._folder) / prefix
+            sha, tree, prefix = self.tree(revision)
         except (RevisionError, OSError, subprocess.SubprocessError) as exc:
             return Unavailable(str(exc))
         if not tree.is_dir():
@@ -373,7 +418,7 @@ class Revisions:
                 sha[:10], tree, module_name, self.names(tree), self.start_env, self.root
             )
         except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
+            if exc.name and module_name.startswith(exc.name) and not _holds(tree, module_name):
                 return Unavailable(f"{sha[:10]} has no {module_name}", missing=True)
             return Unavailable(f"{module_name} at {sha[:10]} does not load ({exc})")
         except Exception as exc:  # the other side's code may not import today: say so
@@ -381,6 +426,13 @@ class Revisions:
                 f"{module_name} at {sha[:10]} does not load ({type(exc).__name__}: "
                 f"{str(exc)[:160]})"
             )
+
+
+def _holds(tree: Path, module_name: str) -> bool:
+    """Whether ``tree`` has a file for ``module_name``: only then can its import failing
+    with "no such module" be taken for a case the tree does not have."""
+    path = tree.joinpath(*module_name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def repository_path(fn: object, root: Path) -> str:

@@ -315,6 +315,16 @@ def test_a_job_that_failed_before_reporting_replaces_a_passed_comment(tmp_path):
     assert "❌" in lost and "could not be handed to this job" in lost
 
 
+def test_a_job_that_succeeded_without_judging_a_case_is_not_called_passed(tmp_path):
+    # The kernel's own code can skip every timed test or end the process early: a
+    # successful job with no rows is no pass.
+    for report in (b"", json.dumps({"results": []}).encode(), None):
+        text = comment.build_body(comment.trusted(DECIDED), "success", report, False, RUN)
+        assert "passed" not in text and "judged no case" in text
+    good = json.dumps({"results": [GOOD_ROW]}).encode()
+    assert "✅ conv3d GPU gate passed" in body(tmp_path, good, result="success")
+
+
 def test_a_gpu_job_not_run_says_why(tmp_path):
     doc = {"gpu": "false", "sha": SHA, "pr": "7", "reason": "GPU job not run: a fork"}
     text = body(tmp_path, None, decided=doc)

@@ -222,6 +222,10 @@ def build_body(
                 tail += ["", f"({cut} more rows were cut by the GPU job; see {run}.)"]
         except Unreadable as exc:
             lines.append(f"The timing report was unreadable ({inline(exc, 80)}); see {run}.")
+    if passed and not table:
+        # A job that succeeded without a judged case is no pass: the kernel's own code can
+        # skip the tests or end the process early (the red team).
+        lines[1] = f"## ⚠️ conv3d GPU gate judged no case on {commit}"
     if baselines_changed:
         tail += [
             "",
