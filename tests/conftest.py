@@ -1,3 +1,6 @@
+import os
+import sys
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -9,3 +12,63 @@ def _not_in_the_ci_job_summary(monkeypatch):
     # annotations; the plugin's own tests must not write into the job's summary.
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+
+
+# The red teams' pull request (tests/test_red_team*.py): the GPU job's steps on the fake
+# kernel package, a base commit and a head that edits it.
+RED_TEAM_CI_ARGS = (
+    "-k",
+    "speed",
+    "--conv3d-perf",
+    "--conv3d-unstable=fail",
+    "--conv3d-case=n1_oc17_bias",
+)
+
+
+@pytest.fixture
+def pull(pytester, monkeypatch, request):
+    """``pull(edits, binary, links)``: a base of the fake package and a head with ``edits``
+    (path -> text), ``binary`` (path -> bytes) and ``links`` (path -> symlink target);
+    composes the gate's tree in a checkout of the base (its summary in rules.md) and
+    returns (exit code of `conv3d-perf pull-request`, a function that runs the gate)."""
+    from pytest_conv3d_perf import cli
+    from tests.fake_gpu import KERNEL_PACKAGE, FakeProcesses, commit_all, git, write_files
+    from tests.test_ab import forget_kernels
+
+    monkeypatch.delenv("GITHUB_SHA", raising=False)
+    monkeypatch.delenv("KERNEL_SLOW", raising=False)
+    monkeypatch.chdir(pytester.path)
+    forget_kernels(monkeypatch)
+    processes = FakeProcesses(monkeypatch, request.node.name)
+    write_files(pytester.path, KERNEL_PACKAGE)
+    git(pytester.path, "init", "-q")
+    base = commit_all(pytester.path, "base")
+
+    def make(edits, binary=None, links=None):
+        write_files(pytester.path, edits)
+        for name, target in (links or {}).items():
+            (pytester.path / name).unlink(missing_ok=True)
+            (pytester.path / name).symlink_to(target)
+        for name, data in (binary or {}).items():
+            (pytester.path / name).parent.mkdir(parents=True, exist_ok=True)
+            (pytester.path / name).write_bytes(data)
+        git(pytester.path, "add", "-A", "-f")
+        head = commit_all(pytester.path, "head")
+        git(pytester.path, "checkout", "-q", "--detach", base)
+        code = cli.main(["pull-request", "--base", base, "--head", head, "--markdown", "rules.md"])
+
+        def gate():
+            processes.next()
+            for name in [
+                m for m in list(sys.modules) if m == "kernels" or m.startswith("kernels.")
+            ]:
+                del sys.modules[name]
+            return pytester.runpytest(
+                "-p", "no:cacheprovider", *RED_TEAM_CI_ARGS, f"--conv3d-against={base}"
+            )
+
+        return code, gate
+
+    yield make
+    os.environ.pop("KERNEL_SLOW", None)
+    sys.modules.pop("kernels", None)

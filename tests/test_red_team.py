@@ -3,51 +3,10 @@ now caught. A head commit slows the fake kernel package (tests/fake_gpu.py) with
 touching its kernel file; the gate runs as the GPU job runs it: `conv3d-perf
 pull-request` in a checkout of the base, then the base's speed test against the base."""
 
-import os
-import sys
-
-import pytest
-
-from pytest_conv3d_perf import cli
-from tests.fake_gpu import KERNEL_PACKAGE, FakeProcesses, commit_all, git, write_files
-from tests.test_ab import forget_kernels
+from tests.fake_gpu import KERNEL_PACKAGE
 
 SLOW_TUNING = "def factor():\n    return 1.05\n"
 CI_ARGS = ("-k", "speed", "--conv3d-perf", "--conv3d-unstable=fail", "--conv3d-case=n1_oc17_bias")
-
-
-@pytest.fixture
-def pull(pytester, monkeypatch, request):
-    """``pull(edits)``: a base of the fake package and a head with ``edits`` (path -> text);
-    composes the gate's tree in a checkout of the base and returns (exit code of
-    `conv3d-perf pull-request`, a function that runs the gate there)."""
-    monkeypatch.delenv("GITHUB_SHA", raising=False)
-    monkeypatch.chdir(pytester.path)
-    forget_kernels(monkeypatch)
-    processes = FakeProcesses(monkeypatch, request.node.name)
-    write_files(pytester.path, KERNEL_PACKAGE)
-    git(pytester.path, "init", "-q")
-    base = commit_all(pytester.path, "base")
-
-    def make(edits: dict[str, str]):
-        write_files(pytester.path, edits)
-        git(pytester.path, "add", "-A", "-f")
-        head = commit_all(pytester.path, "head")
-        git(pytester.path, "checkout", "-q", "--detach", base)
-        code = cli.main(["pull-request", "--base", base, "--head", head])
-
-        def gate():
-            processes.next()
-            for name in [m for m in list(sys.modules) if m.startswith("kernels")]:
-                del sys.modules[name]  # the last run's head: each run imports its own
-            return pytester.runpytest(
-                "-p", "no:cacheprovider", *CI_ARGS, f"--conv3d-against={base}"
-            )
-
-        return code, gate
-
-    yield make
-    os.environ.pop("KERNEL_SLOW", None)
 
 
 def test_a_file_export_ignore_leaves_out_is_still_in_the_tree_under_test(pull, pytester):

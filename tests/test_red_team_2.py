@@ -7,62 +7,10 @@ The fake package (tests/fake_gpu.py): kernels/implicit.py is the kernel's file a
 edited; its unchanged code reads KERNEL_SLOW at every call, as the real kernel reads
 CONV3D_TUNE_DIR, TRITON_CACHE_DIR and Triton's knobs."""
 
-import os
 import py_compile
 import sys
 
-import pytest
-
-from pytest_conv3d_perf import cli
-from tests.fake_gpu import KERNEL_PACKAGE, FakeProcesses, commit_all, git, write_files
-from tests.test_ab import forget_kernels
-
-CI_ARGS = ("-k", "speed", "--conv3d-perf", "--conv3d-unstable=fail", "--conv3d-case=n1_oc17_bias")
-SLOW_TUNING = "def factor():\n    return 1.05\n"
-
-
-@pytest.fixture
-def pull(pytester, monkeypatch, request):
-    """As tests/test_red_team.py's: ``pull(edits, binary)`` commits a head with ``edits``
-    (path -> text) and ``binary`` (path -> bytes), composes the gate's tree in a checkout of
-    the base; returns (exit code of `conv3d-perf pull-request`, a function running the gate)."""
-    monkeypatch.delenv("GITHUB_SHA", raising=False)
-    monkeypatch.delenv("KERNEL_SLOW", raising=False)
-    monkeypatch.chdir(pytester.path)
-    forget_kernels(monkeypatch)
-    processes = FakeProcesses(monkeypatch, request.node.name)
-    write_files(pytester.path, KERNEL_PACKAGE)
-    git(pytester.path, "init", "-q")
-    base = commit_all(pytester.path, "base")
-
-    def make(edits, binary=None, links=None):
-        write_files(pytester.path, edits)
-        for name, target in (links or {}).items():
-            (pytester.path / name).unlink(missing_ok=True)
-            (pytester.path / name).symlink_to(target)
-        for name, data in (binary or {}).items():
-            (pytester.path / name).parent.mkdir(parents=True, exist_ok=True)
-            (pytester.path / name).write_bytes(data)
-        git(pytester.path, "add", "-A", "-f")
-        head = commit_all(pytester.path, "head")
-        git(pytester.path, "checkout", "-q", "--detach", base)
-        code = cli.main(["pull-request", "--base", base, "--head", head, "--markdown", "rules.md"])
-
-        def gate():
-            processes.next()
-            for name in [
-                m for m in list(sys.modules) if m == "kernels" or m.startswith("kernels.")
-            ]:
-                del sys.modules[name]
-            return pytester.runpytest(
-                "-p", "no:cacheprovider", *CI_ARGS, f"--conv3d-against={base}"
-            )
-
-        return code, gate
-
-    yield make
-    os.environ.pop("KERNEL_SLOW", None)
-    sys.modules.pop("kernels", None)
+from tests.test_red_team import SLOW_TUNING
 
 
 def test_a_head_that_skips_on_the_ci_gpu_is_not_a_pass(pull):
