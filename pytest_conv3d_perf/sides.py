@@ -1,7 +1,7 @@
 """The kernel as another revision has it, loaded beside today's in this process with its
 whole import closure, so the two are timed interleaved (an A/B).
 
-A revision's tree is read from git (``git archive``) into a temporary folder; the working
+A revision's tree is read from git, blob by blob, into a temporary folder; the working
 tree is never touched. The module that defines the timed function is imported from there
 with every module of the repository hidden, so what it imports of the repository (its
 package ``__init__``, helpers, configuration modules) comes from that tree too, and the
