@@ -475,13 +475,14 @@ class Conv3dRun:
             config.hook.pytest_deselected(items=dropped)
             items[:] = keep
 
-    @pytest.hookimpl(wrapper=True)
+    @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: Any, call: Any) -> Any:
         """Where a case that cannot be judged fails (``--conv3d-unstable=fail``, CI), a
         timed test that skips (or xfails) fails: the kernel's own code can raise a skip, and
         a skip is no verdict (the red team: a pull request that skipped on the CI GPU
         passed with an empty table)."""
-        report = yield
+        outcome = yield
+        report = outcome.get_result()
         if (
             report.skipped
             and self.timing
@@ -496,7 +497,6 @@ class Conv3dRun:
                 f"conv3d-perf: {item.nodeid} did not run to a verdict ({reason}); with "
                 "--conv3d-unstable=fail a timed test that skips fails"
             )
-        return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """pytest-xdist: the controller prints each case's line its worker recorded."""
