@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +33,7 @@ from bench.variants import VariantError, load, materialize
 from kernels.implicit_gemm import _config_dict
 from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
+from pytest_conv3d_perf.sides import git
 from pytest_conv3d_perf.tune import LaunchConfig
 
 KERNEL = "kernels/implicit_gemm.py"
@@ -53,7 +53,7 @@ def base_source(base: str, kernel_file: str) -> Path:
             raise UsageError(str(err)) from None
     if base.endswith((".py", ".diff")):
         raise UsageError(f"no such base file: {base!r}")
-    shown = subprocess.run(["git", "show", f"{base}:{kernel_file}"], capture_output=True, text=True)
+    shown = git(Path.cwd(), "show", f"{base}:{kernel_file}")
     if shown.returncode != 0:
         raise UsageError(
             f"--base {base!r} is neither a file nor a git revision holding {kernel_file}: "
@@ -122,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--file", default=KERNEL, help=f"kernel file (default: {KERNEL})")
     ap.add_argument(
-        "--variant", default="", help="a copy of the kernel file to run in today's place"
+        "--variant",
+        default="",
+        help="a variant of the kernel file (a .diff of bench/variants, or a copy) to run in "
+        "today's place",
     )
     ap.add_argument(
         "--recorded",

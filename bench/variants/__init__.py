@@ -11,10 +11,11 @@ import functools
 import hashlib
 import importlib.util
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from pytest_conv3d_perf.sides import git
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 KERNEL = "kernels/implicit_gemm.py"
@@ -35,9 +36,7 @@ def materialize(path: Path, kernel: Path = ROOT / KERNEL) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="conv3d-variant-"))
     (folder / "kernels").mkdir()
     shutil.copy(kernel, folder / KERNEL)
-    applied = subprocess.run(
-        ["git", "apply", str(path.resolve())], cwd=folder, capture_output=True, text=True
-    )
+    applied = git(folder, "apply", str(path.resolve()))
     if applied.returncode != 0:
         raise VariantError(
             f"{path} no longer applies to today's {KERNEL}: {applied.stderr.strip()[:300]}"
