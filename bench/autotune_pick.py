@@ -2,7 +2,8 @@
 idle before the first call and with it kept busy first (``CudaTimer.warm_gpu``). Needs a
 CUDA GPU.
 
-    python3 -m bench.autotune_pick [--case kb54] [--processes 4]
+    python3 -m bench.autotune_pick [--case kb54[,n1_oc17_bias...]] [--processes 4]
+        [--settings idle,warmed] [--variant bench/variants/v24d_heldtuner.diff]
 
 Each child process makes the case's inputs, optionally warms the GPU, calls the kernel once
 (the autotune), and prints the pick and each config's median do_bench time over the
@@ -21,10 +22,18 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+from bench.variants import VariantError, materialize
+from pytest_conv3d_perf.cases import CaseError, builtin_cases, select
 
 CHILD = """
 import json, statistics, sys, time, torch
-from kernels import implicit_gemm as ig
+if sys.argv[4]:
+    from bench.variants import load
+    ig = load(sys.argv[4], "kernel_variant", own_digest=True)
+else:
+    from kernels import implicit_gemm as ig
 from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
 from pytest_conv3d_perf.timer import CudaTimer
@@ -51,24 +60,54 @@ print(json.dumps({"pick": str(ig._LAST[0]), "timings": timings}))
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", default="kb54")
+    ap.add_argument("--case", default="kb54", help="a case, or several comma-separated")
+    ap.add_argument(
+        "--settings",
+        default="idle,warmed",
+        help="idle (the GPU idle before the call), warmed (kept busy first), or both",
+    )
+    ap.add_argument(
+        "--variant",
+        default="",
+        help="a variant of the kernel file (a .diff of bench/variants) to tune instead",
+    )
     ap.add_argument("--processes", type=int, default=4, help="fresh processes per setting")
     ap.add_argument("--idle-s", type=float, default=2.0, help="idle time before the call")
     args = ap.parse_args(argv)
+    settings = [s for s in args.settings.split(",") if s]
+    try:
+        cases = select(builtin_cases(), [c for c in args.case.split(",") if c])
+        if not settings or set(settings) - {"idle", "warmed"}:
+            raise ValueError(f"--settings: idle, warmed or both, not {args.settings!r}")
+        variant = str(materialize(Path(args.variant))) if args.variant else ""
+    except (CaseError, ValueError, VariantError) as exc:
+        print(f"autotune_pick: {exc}", file=sys.stderr)
+        return 2
     # Neither Triton's on-disk autotune cache nor the kernel's kept picks: each child tunes.
     env = {**os.environ, "TRITON_CACHE_AUTOTUNING": "0", "CONV3D_TUNE_DIR": "off"}
-    picks = {"idle": collections.Counter(), "warmed": collections.Counter()}
-    for i in range(args.processes):
-        for setting in ("idle", "warmed"):
+    for case in cases:
+        code = pick_case(case.name, args.processes, settings, args.idle_s, variant, env)
+        if code:
+            return code
+    return 0
+
+
+def pick_case(
+    name: str, processes: int, settings: list[str], idle_s: float, variant: str, env: dict
+) -> int:
+    picks = {s: collections.Counter() for s in settings}
+    for i in range(processes):
+        for setting in settings:
             start = time.perf_counter()
             done = subprocess.run(
                 [
                     sys.executable,
                     "-c",
                     CHILD,
-                    args.case,
+                    name,
                     str(int(setting == "warmed")),
-                    str(args.idle_s),
+                    str(idle_s),
+                    variant,
                 ],
                 env=env,
                 capture_output=True,
@@ -83,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             took = time.perf_counter() - start
             print(f"# {setting} {i}: {took:.0f} s, picked {row['pick']}", flush=True)
             print(f"#   fastest three as it timed them: {fastest}", flush=True)
-    print(f"\n{args.case}: autotune picks in {args.processes} fresh processes each")
+    which = f" ({Path(variant).stem})" if variant else ""
+    print(f"\n{name}{which}: autotune picks in {processes} fresh processes each")
     for setting, counts in picks.items():
         for pick, n in counts.most_common():
             print(f"  {setting:7s} {n}x {pick}")

@@ -32,7 +32,7 @@ from bench.kernel_vs_pytorch import call_us
 from bench.variants import VariantError, load, materialize
 from kernels.implicit_gemm import _config_dict
 from pytest_conv3d_perf import check
-from pytest_conv3d_perf.cases import builtin_cases, select
+from pytest_conv3d_perf.cases import CaseError, builtin_cases, select
 from pytest_conv3d_perf.sides import git
 from pytest_conv3d_perf.tune import LaunchConfig
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="baseline file: run each case at the config it recorded, without tuning",
     )
-    ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    ap.add_argument("--cases", default="", help="comma-separated case names, or all (default: all)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rep-ms", type=int, default=100)
     ap.add_argument("--json", default="")
@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         base_path, head_path, base_label, head_label = resolve_sides(args)
         if args.recorded and not Path(args.recorded).is_file():
             raise UsageError(f"no such baseline file: {args.recorded!r}")
-    except UsageError as exc:
+        names = [n for n in args.cases.split(",") if n and n != "all"]
+        cases = select(builtin_cases(), names)
+    except (UsageError, CaseError) as exc:
         print(f"kernel_ab: {exc}", file=sys.stderr)
         return 2
     configs = recorded_configs(args.recorded) if args.recorded else {}
@@ -156,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     tuners = {k: getattr(m, "_tune", None) for k, m in versions.items()}
     dev = torch.device("cuda")
     rows = []
-    names = [n for n in args.cases.split(",") if n]
-    for case in select(builtin_cases(), names):
+    for case in cases:
         inputs = check.random_inputs(case, dev, seed=1)
         a = (inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
         cfg = configs.get(case.name)

@@ -110,12 +110,21 @@ def test_each_variant_keeps_its_tuning_picks_apart():
         (["--base", "bench/variants/no_such_base.py"], "no such base file"),
         (["--base", "no-such-revision-xyz"], "neither a file nor a git revision"),
         (["--variant", "kernels/implicit_gemm.py", "--recorded", "nope.json"], "baseline file"),
+        (["--variant", "kernels/implicit_gemm.py", "--cases", "kb54,nope"], "unknown case 'nope'"),
     ],
 )
 def test_kernel_ab_rejects_bad_paths_before_it_needs_a_gpu(argv, message, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert kernel_ab.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_kernel_ab_reads_all_as_every_case(capsys, monkeypatch):
+    # Past the cases, the next check is the GPU's: "all" got that far.
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(kernel_ab.torch.cuda, "is_available", lambda: False)
+    assert kernel_ab.main(["--variant", "kernels/implicit_gemm.py", "--cases", "all"]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
 
 
 def test_kernel_ab_times_a_variant_against_todays_file_by_default(monkeypatch):
@@ -181,3 +190,27 @@ def test_a_variant_that_no_longer_applies_is_a_clear_error(tmp_path):
     )
     with pytest.raises(VariantError, match="no longer applies"):
         materialize(stale)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--case", "kb54,nope"], "unknown case 'nope'"),
+        (["--settings", "hot"], "--settings: idle, warmed or both"),
+        (["--variant", "bench/variants/no_such_variant.diff"], "no such variant file"),
+    ],
+)
+def test_autotune_pick_rejects_bad_arguments_before_it_starts_a_process(argv, message, capsys):
+    from bench import autotune_pick
+
+    assert autotune_pick.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_held_tuner_times_each_config_for_about_its_share_of_a_round(monkeypatch):
+    held = load(materialize(ROOT / "bench/variants/v24d_heldtuner.diff"), "variant_held_calls")
+    for estimate_ms, calls in [(0.008, 40), (0.5, 10), (2.0, 5)]:
+        monkeypatch.setattr(held, "_held_ms", lambda fn, flush, hold, n, ms=estimate_ms: ms)
+        assert held._calls_per_round(None, None, 0) == calls
+    # A pick kept by today's tuner is never read back by the held one: its parameters key it.
+    assert held._tuner_parameters() != ig._tuner_parameters()
