@@ -3,7 +3,9 @@
 # .git, so the commits come as a bundle carried in .whl/ (`git bundle create
 # .whl/repo.bundle main`) and are checked out in .dev/r, where --conv3d-against can read
 # them; the plugin loads from that tree (PYTEST_PLUGINS, no install), and Triton's cache
-# in .dev/ is kept between warm calls. Usage: bash bench/on_device.sh COMMAND...
+# in .dev/ is kept between warm calls. REF names the carried branch to check out (default
+# main; bundle it too: `git bundle create .whl/repo.bundle main v24`).
+# Usage: [REF=branch] bash bench/on_device.sh COMMAND...
 set -uo pipefail
 here=$(pwd)
 mkdir -p .dev
@@ -13,8 +15,9 @@ if [ ! -d .dev/r/.git ]; then
     git clone -q "$here/.whl/repo.bundle" .dev/r || exit 1
 fi
 cd .dev/r || exit 1
-git fetch -q "$here/.whl/repo.bundle" "+refs/heads/main:refs/remotes/carried/main" || exit 1
-git checkout -q --detach carried/main || exit 1
+ref=${REF:-main}
+git fetch -q "$here/.whl/repo.bundle" "+refs/heads/*:refs/remotes/carried/*" || exit 1
+git checkout -q --detach "carried/$ref" || exit 1
 git worktree prune
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 echo "# on_device: $(git log -1 --format='%h %s' | cut -c1-100)"

@@ -92,9 +92,19 @@ HEADER = [
 ]
 
 
-def context_lines(meta: dict[str, Any]) -> list[str]:
+def context_lines(meta: dict[str, Any], results: Sequence[CaseResult] = ()) -> list[str]:
     """What every verdict of the run was measured against, in words."""
     lines = []
+    own: dict[tuple[float, float], list[str]] = {}
+    for r in ordered(results):
+        pair = (r.thresholds.fail_pct, r.thresholds.warn_pct)
+        if pair != (meta.get("fail_pct"), meta.get("warn_pct")):
+            own.setdefault(pair, []).append(r.name)
+    for (fail, warn), names in own.items():
+        lines.append(
+            f"{', '.join(names)}: fail above {fail:g}%, warn above {warn:g}% (the case's "
+            "own thresholds)."
+        )
     if meta.get("against"):
         lines.append(
             f"Each case is an A/B of this code against {meta['against']}, interleaved in one "
@@ -356,7 +366,7 @@ def markdown(
         f"Triton {_md(str(env.get('triton', '?')))}; L2 {_md(str(meta.get('l2', '?')))}; "
         f"fail above {meta.get('fail_pct', '?')}%, warn above {meta.get('warn_pct', '?')}%."
     )
-    lines += ["", *(_md(line) for line in context_lines(meta))]
+    lines += ["", *(_md(line) for line in context_lines(meta, results))]
     lines += [
         "",
         "| | case | ms | base ms | change [95% interval] | call ms | call change | verdict "

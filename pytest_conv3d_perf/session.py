@@ -253,9 +253,13 @@ class Conv3dRun:
         return case_from_mapping(case)
 
     def thresholds(self, case: Conv3dCase | None, marker: Mapping[str, Any]) -> Thresholds:
-        """Marker over case fields over the run's settings."""
-        fail = (case and case.fail_threshold) or self.settings.fail_pct
-        warn = (case and case.warn_threshold) or self.settings.warn_pct
+        """A marker over the run's thresholds where asked for (option, ini) over the case's
+        own (case file) over the defaults: a case's values are its resolution, and who
+        asks for other thresholds on the command line means them for every case."""
+        fail, warn = self.settings.fail_pct, self.settings.warn_pct
+        if case and not self.settings.thresholds_given:
+            fail = case.fail_threshold or fail
+            warn = case.warn_threshold or warn
         if marker.get("fail") is not None:
             fail = parse_percent(marker["fail"], "conv3d_perf marker, fail")
         if marker.get("warn") is not None:
@@ -452,10 +456,16 @@ class Conv3dRun:
         ]
         if self.timing and self.store:
             known = "" if self.store.exists() else " (no file yet: every case is new)"
+            own = [
+                c.name
+                for c in self.cases
+                if (c.fail_threshold or c.warn_threshold) and not self.settings.thresholds_given
+            ]
             lines.append(
                 f"conv3d-perf: timing on; baseline {self.store.path}{known}; fail above "
-                f"{self.settings.fail_pct:g}%, warn above {self.settings.warn_pct:g}%, "
-                f"L2 {self.settings.l2}"
+                f"{self.settings.fail_pct:g}%, warn above {self.settings.warn_pct:g}%"
+                + (f" ({', '.join(own)}: their own)" if own else "")
+                + f", L2 {self.settings.l2}"
             )
         elif self.merging:
             lines.append(
@@ -616,7 +626,7 @@ class Conv3dRun:
                 return ["the xdist workers timed no case (is a CUDA GPU visible to them?)"]
             return [f"wrote {p}" for p in self.written]
         lines = [
-            *report.context_lines(self.meta()),
+            *report.context_lines(self.meta(), self.results),
             report.text_table(report.HEADER, report.rows(self.results)),
             "",
         ]

@@ -318,6 +318,9 @@ class Settings:
     force: bool
     fail_pct: float
     warn_pct: float
+    # Whether the run's thresholds were asked for (option or ini value): then they stand over
+    # a case file's per-case values, which only replace the defaults.
+    thresholds_given: bool
     unstable_policy: str
     new_policy: str
     budget_s: float
@@ -389,6 +392,10 @@ class Settings:
             force=bool(config.getoption("--conv3d-force")),
             fail_pct=fail,
             warn_pct=warn,
+            thresholds_given=any(
+                config.getoption(o) is not None or bool(config.getini(ini_name(o)))
+                for o in ("--conv3d-fail", "--conv3d-warn")
+            ),
             unstable_policy=_choice(get("--conv3d-unstable"), POLICIES, "--conv3d-unstable"),
             new_policy=_choice(get("--conv3d-new"), POLICIES, "--conv3d-new"),
             budget_s=_positive(get("--conv3d-budget"), "--conv3d-budget"),
