@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 
 import pytest
 
@@ -12,6 +13,17 @@ def _not_in_the_ci_job_summary(monkeypatch):
     # annotations; the plugin's own tests must not write into the job's summary.
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _temporary_files_under_pytests_own_folder(tmp_path_factory, monkeypatch):
+    # A baseline file's lock lives in the temporary folder, keyed by the file's path, and
+    # filelock leaves it there: each test's own baseline folder would leave one in /tmp for
+    # good (751 after a few runs). Here they go under pytest's folder, which keeps the last
+    # three runs; TMPDIR takes the same folder to the processes a test starts.
+    where = tmp_path_factory.mktemp("tmp")
+    monkeypatch.setattr(tempfile, "tempdir", str(where))
+    monkeypatch.setenv("TMPDIR", str(where))
 
 
 # The red teams' pull request (tests/test_red_team*.py): the GPU job's steps on the fake
