@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,8 +330,9 @@ def mermaid_chart(results: Sequence[CaseResult]) -> str:
     shown = [r for r in ordered(results) if r.change is not None]
     if not shown:
         return ""
-    fail = shown[0].thresholds.fail_pct
-    warn = shown[0].thresholds.warn_pct
+    # The lines of the thresholds most cases run on (the rest are named in the summary).
+    pairs = Counter((r.thresholds.fail_pct, r.thresholds.warn_pct) for r in shown)
+    fail, warn = pairs.most_common(1)[0][0]
     top = max(
         [fail * 1.5]
         + [abs(r.change.high_pct) for r in shown]

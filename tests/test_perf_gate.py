@@ -389,6 +389,16 @@ def test_reports(gate, pytester, tmp_path, monkeypatch):
     assert summary.read_text() == md
 
 
+def test_the_report_draws_the_thresholds_most_cases_run_on(gate, pytester):
+    # One case of the suite's smallest (3% / 2%) and two on the run's (2% / 1%).
+    cases = ("-k", "n1_oc17_bias or mixed_stride or dilated2")
+    record_baseline(gate, pytester, cases=cases)
+    gate("--conv3d-markdown=out/r.md", cases=cases, FAKE_SLOWDOWN=0.05)
+    md = (pytester.path / "out/r.md").read_text()
+    assert "    line [2, 2, 2]" in md and "    line [1, 1, 1]" in md
+    assert "n1_oc17_bias: fail above 3%, warn above 2% (the case" in md
+
+
 def test_pytest_benchmark_compare_reads_our_json(gate, pytester):
     import subprocess
     import sys
