@@ -138,6 +138,7 @@ def loop_facts(sass: str) -> dict:
         "prologue": head,
         "loop": sum(body.values()),
         "loop_ldg": {op: n for op, n in body.items() if op.startswith("LDG.")},
+        "loop_stg_bars": (count(body, "STG"), count(body, "BAR")),
         "epilogue": sum(tail.values()),
         "epilogue_shared": count(tail, "STS", "LDS"),
         "epilogue_bars": count(tail, "BAR"),
@@ -246,10 +247,21 @@ def main(argv: list[str] | None = None) -> int:
                 scalars=None if args.generic else kernel.case_scalar_args(case, args.precision),
             )
         usage, sass = dump_cubin(compiled.asm["cubin"], scratch)
+        k = kernel.case_scalar_args(case, args.precision)[2]
         rows.append(
             {
                 "case": case.name,
                 "config": ig._config_dict(cfg),
+                "k_steps": -(-k // cfg.kwargs["BLOCK_K"]),
+                # A kernel with persistent programs (bench/variants/v25_persistent.diff)
+                # unrolls the K steps of such a case: its widest loop is the tile loop.
+                "persistent": bool(
+                    not args.generic
+                    and hasattr(kernel, "persistent_k_steps")
+                    and kernel.persistent_k_steps(
+                        cfg, case.oc, k, any(case.padding), args.precision
+                    )
+                ),
                 "shared_bytes": int(compiled.metadata.shared),
                 "store_layout": store_layout(compiled.asm["ttgir"]),
                 **facts_from_dump(usage, sass),
@@ -298,26 +310,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.loop:
         print(
             "\nSASS instructions: before the K loop, one K step (its global loads), the epilogue "
-            "after the loop:"
+            "after the loop; a block: prologue + K steps x K step + epilogue. Where the loop "
+            "is a persistent kernel's tile loop (its K steps unrolled), the K step column is "
+            "one tile and a block is one tile:"
         )
         loop_rows = [
             [
-                r["case"],
+                r["case"] + (" (tile loop)" if r["persistent"] else ""),
                 str(r.get("prologue", -1)),
                 str(r["loop"]),
                 " ".join(f"{op} {n}" for op, n in sorted(r.get("loop_ldg", {}).items())) or "-",
+                "{} {}".format(*r.get("loop_stg_bars", (-1, -1))),
                 str(r.get("epilogue", -1)),
                 str(r.get("epilogue_shared", -1)),
                 str(r.get("epilogue_bars", -1)),
+                str(
+                    r["loop"]
+                    if r["persistent"]
+                    else r.get("prologue", 0) + r["k_steps"] * r["loop"] + r.get("epilogue", 0)
+                ),
             ]
             for r in rows
         ]
-        print(
-            text_table(
-                ["case", "prologue", "K step", "its LDG", "epilogue", "its LDS/STS", "its BAR"],
-                loop_rows,
-            )
-        )
+        header = ["case", "prologue", "K step", "its LDG", "its STG BAR", "epilogue"]
+        header += ["its LDS/STS", "its BAR"]
+        print(text_table([*header, "a block"], loop_rows))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)
