@@ -31,6 +31,7 @@ from pytest_conv3d_perf.verdict import (
     assess_with_call,
     combine_call,
     decide,
+    disagree,
     fails_run,
     settle,
 )
@@ -211,7 +212,11 @@ def run_gate(
     final, _ = settle(a1.verdict, again)
     note = f"measurements said {', then '.join(_said(s) for s in steps)}"
     last = steps[-1]
-    reasons = (*last.reasons, *why, note, *throttle_note(ms))
+    split = ()
+    if disagree([s.change for s in steps]) or disagree([s.call_change for s in steps]):
+        final = Verdict.UNSTABLE
+        split = ("the measurements exclude each other: the code ran at two speeds",)
+    reasons = (*last.reasons, *why, note, *split, *throttle_note(ms))
     a = Assessment(final, last.change, last.drift, reasons, last.call_change)
     return GateOutcome(final, ms[-1], a, len(steps), a1, "repeat")
 
@@ -268,8 +273,9 @@ def _ab_outcome(
 
     verdict, said = settle(once(), once)
     m, _, ab, call_ab = runs[-1]
+    split = disagree([r[2] for r in runs]) or disagree([r[3] for r in runs])
     leaked = found.changed()
-    if leaked:
+    if leaked or split:
         verdict = Verdict.UNSTABLE
     lines = [
         f"A/B against {found.label}, interleaved in this process: "
@@ -281,6 +287,11 @@ def _ab_outcome(
         )
         + f" -> {verdict.value} (this decides)"
     ]
+    if split:
+        lines.append(
+            "the A/Bs exclude each other: the code under test ran at two speeds, so no one "
+            "measurement stands for it"
+        )
     if leaked:
         lines.append(
             f"a call changed the environment while the two sides ran ({', '.join(leaked[:5])}):"

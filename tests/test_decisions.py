@@ -323,3 +323,13 @@ def test_parse_rejects_bad_types():
             '{"schema": 1, "cases": {"a": {"median_ms": 1, "ci_low_ms": 1, '
             '"ci_high_ms": 1, "samples": "many", "l2": "flush"}}}',
         )
+
+
+def test_measurements_whose_intervals_exclude_each_other_disagree():
+    from pytest_conv3d_perf.verdict import disagree
+
+    fast, slow = Change(0.0, -0.2, 0.2), Change(10.0, 9.7, 10.3)
+    assert disagree([slow, fast]) and disagree([fast, None, slow])
+    assert not disagree([Change(1.73, 1.36, 2.10), Change(1.73, 1.20, 2.26)])
+    assert not disagree([Change(0.4, -0.1, 0.9), Change(-0.3, -0.8, 0.2)])  # they touch
+    assert not disagree([slow]) and not disagree([None, None]) and not disagree([])

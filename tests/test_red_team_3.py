@@ -111,10 +111,6 @@ PHASES = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=THROUGH + "slow in every other measurement: confirm keeps the milder of two",
-)
 @pytest.mark.parametrize(
     "case, factor",
     [("n1_oc17_bias", 1.10), ("kb54", 1.05)],
