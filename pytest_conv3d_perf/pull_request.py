@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_conv3d_perf.sides import HARNESS, extract, git, resolve
+from pytest_conv3d_perf.sides import HARNESS, blobs, extract, git, resolve
 
 # Where pytest reads its configuration, in its order of precedence.
 CONFIG_FILES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml")
@@ -214,17 +214,39 @@ def _reader(root: Path, sha: str) -> Reader:
 # head's package they would run code no reviewer's diff shows (the red team: an
 # unchecked-hash .pyc beside byte-identical sources passed a hidden slowdown).
 COMPILED = (".pyc", ".pyo", ".so", ".pyd")
+# Files pytest reads as part of the rules wherever they lie under the rootdir: a
+# conftest.py in the package set the exit status to 0 after a regression (the third red
+# team), and test files or ini files there would bring tests or settings of the head's.
+RULE_FILES = ("conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml")
 
 
-def compiled_files(root: Path, sha: str, paths: list[str]) -> list[str]:
-    """The files under ``paths`` in commit ``sha`` that are compiled code."""
+def refused_files(root: Path, sha: str, paths: list[str]) -> list[tuple[str, str]]:
+    """The files under ``paths`` in commit ``sha`` that the head's package may not hold,
+    each with why: compiled code, the harness's files, and anything not text (a zip
+    archive named like data, put on sys.path, ran code no diff shows: the third red
+    team)."""
     if not paths:
         return []
-    listing = git(root, "ls-tree", "-r", "-z", "--name-only", sha, "--", *paths)
-    names = [n for n in listing.stdout.split("\0") if n]
-    return [
-        n for n in names if n.endswith(COMPILED) or ".so." in n or "__pycache__" in n.split("/")
-    ]
+    out = []
+    for path, (_, body) in sorted(blobs(root, sha, tuple(paths)).items()):
+        name = path.rsplit("/", 1)[-1]
+        if path.endswith(COMPILED) or ".so." in name or "__pycache__" in path.split("/"):
+            out.append((path, "compiled code, which Python runs in place of the source"))
+        elif name in RULE_FILES or (
+            name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+        ):
+            out.append((path, "a file pytest reads as part of the rules"))
+        elif b"\0" in body or not _is_text(body):
+            out.append((path, "not text: code in it (an archive, a library) is not reviewed"))
+    return out
+
+
+def _is_text(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChange], str]:
@@ -255,13 +277,13 @@ def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChang
             "the head's kernel by the base's configuration, so that change must land on its "
             "own first, with the kernel it names unchanged"
         )
-    compiled = compiled_files(root, head_sha, under_test)
-    if compiled:
+    refused = refused_files(root, head_sha, under_test)
+    if refused:
         raise PullRequestError(
-            "the head's kernel package holds compiled code ("
-            + ", ".join(plain(p) for p in compiled[:3])
-            + "): Python would run it in place of the source a reviewer reads; take it out "
-            "of the pull request"
+            "the head's kernel package holds files the gate does not take from a pull "
+            "request: "
+            + "; ".join(f"{plain(p)} ({why})" for p, why in refused[:3])
+            + ". Take them out of the pull request (the harness's files come from the base)"
         )
     for path in under_test:
         target = root / path

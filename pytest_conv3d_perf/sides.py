@@ -91,12 +91,9 @@ def resolve(root: Path, revision: str) -> str:
     return sha
 
 
-def extract(root: Path, sha: str, into: Path, paths: tuple[str, ...] = ()) -> None:
-    """Write the files of commit ``sha`` (under ``paths``, or all) into ``into`` exactly as
-    the commit holds them. Not ``git archive``: it obeys ``.gitattributes`` (export-ignore
-    leaves a file out, export-subst rewrites one) and ``.git/info/attributes``, which a
-    pull request's own code can write, so the tree written would not be the commit's.
-    Symbolic links and submodules are not written: nothing outside the tree is reachable."""
+def blobs(root: Path, sha: str, paths: tuple[str, ...] = ()) -> dict[str, tuple[str, bytes]]:
+    """The files of commit ``sha`` (under ``paths``, or all): path -> (mode, content), each
+    content checked against its blob id. Symbolic links and submodules are left out."""
     listing = git(root, "ls-tree", "-r", "-z", "--full-tree", sha, "--", *paths, text=False)
     if listing.returncode != 0:
         raise RevisionError(f"git ls-tree {sha[:10]} failed: {listing.stderr.decode()[-300:]}")
@@ -120,6 +117,7 @@ def extract(root: Path, sha: str, into: Path, paths: tuple[str, ...] = ()) -> No
     if batch.returncode != 0:
         raise RevisionError(f"git cat-file failed: {batch.stderr.decode()[-300:]}")
     data, at = batch.stdout, 0
+    out = {}
     for path, mode, blob in files:
         header_end = data.index(b"\n", at)
         got, kind, size = data[at:header_end].decode().split()
@@ -129,11 +127,26 @@ def extract(root: Path, sha: str, into: Path, paths: tuple[str, ...] = ()) -> No
         if blob_id(body) != blob:
             raise RevisionError(f"git gave {path} other content than its blob {blob[:10]}")
         at = header_end + 1 + int(size) + 1
+        out[path] = (mode, body)
+    return out
+
+
+def extract(root: Path, sha: str, into: Path, paths: tuple[str, ...] = ()) -> dict[str, str]:
+    """Write the files of commit ``sha`` (under ``paths``, or all) into ``into`` exactly as
+    the commit holds them; return path -> blob id of what was written. Not ``git
+    archive``: it obeys ``.gitattributes`` (export-ignore leaves a file out, export-subst
+    rewrites one) and ``.git/info/attributes``, which a pull request's own code can write,
+    so the tree written would not be the commit's. Symbolic links and submodules are not
+    written: nothing outside the tree is reachable."""
+    written = {}
+    for path, (mode, body) in blobs(root, sha, paths).items():
         target = into / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(body)
         if mode == "100755":
             target.chmod(0o755)
+        written[path] = blob_id(body)
+    return written
 
 
 def materialize(root: Path, sha: str, into: Path) -> Path:

@@ -130,9 +130,6 @@ def test_a_head_slow_in_every_other_measurement_is_a_regression(pull, monkeypatc
     assert [gate().ret for _ in range(4)] == [1, 1, 1, 1]
 
 
-@pytest.mark.xfail(
-    strict=True, reason=THROUGH + "a conftest.py in the kernel package hooks the bare run"
-)
 def test_a_conftest_in_the_kernel_package_is_not_the_heads_to_bring(pull, capsys):
     # `conv3d-perf pull-request` puts the head's whole package in place, conftest.py
     # included, and leaves it out of the rules it lists (files under the package are
@@ -295,9 +292,6 @@ def _zipped(name: str, source: str) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.xfail(
-    strict=True, reason=THROUGH + "code in a zip archive in the package is not refused"
-)
 def test_code_in_an_archive_in_the_package_is_refused(pull):
     # Red team 2's .pyc, in another wrapper: `conv3d-perf pull-request` refuses .pyc, .so
     # and __pycache__ by name, not a zip archive (here named like data) that the package
@@ -345,34 +339,32 @@ def test_caught_a_base_whose_first_call_the_head_breaks_is_unstable(pull):
     result.stdout.fnmatch_lines(["*-> unstable*"])
 
 
-def test_caught_a_conftest_in_the_package_is_not_loaded_when_the_job_names_its_tests(
-    pull, monkeypatch
-):
-    # The job runs `pytest tests/test_suite.py ...`: pytest loads the conftest files on the
-    # named path only, so the package's conftest above never runs there.
-    _cases(monkeypatch, "n1_oc17_bias", extra=("test_gate.py",))
-    code, gate = pull(
-        {
-            "kernels/tuning.py": SLOW_TUNING,
-            "kernels/conftest.py": "import pytest\n\n\n@pytest.hookimpl(trylast=True)\n"
-            "def pytest_sessionfinish(session):\n    session.exitstatus = 0\n",
-        }
+def test_caught_rule_files_in_the_kernel_package_are_refused(pull, capsys):
+    # A conftest.py (it set the exit status to 0 after a regression, above), an ini file
+    # or a pyproject.toml with fail above 90%, or a test file in the package: pytest would
+    # read each as part of the rules, so `conv3d-perf pull-request` refuses the package.
+    hook = (
+        "import pytest\n\n\n@pytest.hookimpl(trylast=True)\n"
+        "def pytest_sessionfinish(session):\n    session.exitstatus = 0\n"
     )
-    assert code == 0
-    result = gate()
-    assert result.ret == 1, result.stdout.str()
-    result.stdout.fnmatch_lines(["*-> regression*"])
+    ini = "[pytest]\nconv3d_fail = 90\nconv3d_warn = 80\n"
+    for name, text in [
+        ("kernels/conftest.py", hook),
+        ("kernels/pytest.ini", ini),
+        ("kernels/pyproject.toml", "[tool.pytest.ini_options]\nconv3d_fail = '90'\n"),
+        ("kernels/test_fast.py", "def test_nothing():\n    pass\n"),
+    ]:
+        code, _ = pull({"kernels/tuning.py": SLOW_TUNING, name: text})
+        assert code != 0, name
+        assert f"`{name}` (a file pytest reads as part of the rules)" in capsys.readouterr().err
 
 
-def test_caught_rules_inside_the_kernel_package_are_not_read(pull):
-    # The package is the one place the head's files reach the gate's tree: settings and
-    # cases put there (fail above 90%) are never read, the base's rootdir configuration is.
-    ini = "[pytest]\nconv3d_fail = 90\nconv3d_warn = 80\nconv3d_kernel = kernels.implicit:conv3d\n"
+def test_caught_a_case_file_inside_the_kernel_package_is_not_read(pull):
+    # The package is the one place the head's files reach the gate's tree: cases put there
+    # (fail above 90%) are never read, the base's suite is.
     code, gate = pull(
         {
             "kernels/tuning.py": SLOW_TUNING,
-            "kernels/pytest.ini": ini,
-            "kernels/pyproject.toml": "[tool.pytest.ini_options]\nconv3d_fail = '90'\n",
             "kernels/suite.toml": '[[cases]]\nname = "n1_oc17_bias"\nfail_threshold = 90.0\n',
         }
     )
