@@ -149,9 +149,6 @@ def test_a_conftest_in_the_kernel_package_is_not_the_heads_to_bring(pull, capsys
     assert code != 0 or "conftest" in rules or result.ret == 1
 
 
-@pytest.mark.xfail(
-    strict=True, reason=THROUGH + "pytest.exit(returncode=0) after a regression: exit 0"
-)
 def test_a_head_that_ends_the_run_after_a_regression_does_not_pass(pull, monkeypatch, pytester):
     # The kernel's code calls pytest.exit(returncode=0) at its first call on a second case,
     # after the first case's `regression` was recorded: pytest ends with exit 0, the

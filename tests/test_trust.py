@@ -569,3 +569,33 @@ def test_zizmor_finds_nothing_at_the_auditor_persona():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "No findings to report" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "results, why",
+    [
+        (None, "wrote no report"),
+        ([], "judged no case"),
+        (
+            [{"case": "kb54", "verdict": "unchanged"}, {"case": "tiny", "verdict": "regression"}],
+            "1 failing case(s): `tiny`",
+        ),
+        ([{"case": "kb54", "verdict": "unstable"}], "1 failing case(s): `kb54`"),
+        ([{"case": "kb54", "verdict": "unchanged"}, {"case": "x", "verdict": "warning"}], ""),
+    ],
+)
+def test_the_handoff_fails_the_job_on_its_report_whatever_the_gate_said(
+    tmp_path, monkeypatch, capsys, results, why
+):
+    # The gate's exit status is the process's, where the kernel's code runs: it ended a run
+    # with 0 after a regression (the third red team). The trusted handoff reads the rows.
+    out = tmp_path / "github_output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    report = tmp_path / "conv3d-perf.json"
+    if results is not None:
+        report.write_text(json.dumps({"results": results}))
+    code = comment.main(["handoff", str(report)])
+    assert code == (1 if why else 0)
+    printed = capsys.readouterr().out
+    assert (why in printed and "::error" in printed) if why else printed == ""
+    assert out.exists() == (results is not None)

@@ -184,6 +184,9 @@ def rows(report: object) -> tuple[list[str], int]:
     return lines, cut if isinstance(cut, int) and not isinstance(cut, bool) and cut > 0 else 0
 
 
+# Verdicts that fail the gate in CI (`--conv3d-unstable=fail`).
+FAILING = ("regression", "unstable")
+
 TABLE = [
     "| | case | ms | baseline ms | change [95% interval] | verdict |",
     "|---|---|---:|---:|---|---|",
@@ -226,6 +229,10 @@ def build_body(
         # A job that succeeded without a judged case is no pass: the kernel's own code can
         # skip the tests or end the process early (the red team).
         lines[1] = f"## ⚠️ conv3d GPU gate judged no case on {commit}"
+    elif passed and any(f"| **{v}** |" in row for row in table for v in FAILING):
+        # Nor is one whose own rows fail: the kernel's code ended the run with status 0
+        # after a regression was recorded (pytest.exit, an atexit hook: the third red team).
+        lines[1] = f"## ❌ conv3d GPU gate: the job passed, its report did not, on {commit}"
     if baselines_changed:
         tail += [
             "",
@@ -280,14 +287,36 @@ def post(env: dict[str, str]) -> int:
     return 0
 
 
+def report_failure(line: str | None) -> str:
+    """Why the GPU job must fail whatever the gate's exit status said, or '': no report,
+    an unreadable one, no judged case, or a row that fails. The gate's status is the
+    process's, and the kernel's code runs in that process: it ended a run with status 0
+    after a regression was recorded (pytest.exit, an atexit hook: the third red team)."""
+    if line is None:
+        return "the performance gate wrote no report"
+    try:
+        table, _ = rows(json.loads(line))
+    except (ValueError, Unreadable) as exc:
+        return f"the performance gate's report is unreadable ({str(exc)[:80]})"
+    if not table:
+        return "the performance gate judged no case"
+    bad = [row.split("|")[2].strip() for row in table if any(f"**{v}**" in row for v in FAILING)]
+    if bad:
+        return f"the report holds {len(bad)} failing case(s): {', '.join(bad[:5])}"
+    return ""
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["handoff"] and len(argv) == 2:
-        if not Path(argv[1]).is_file():
-            return 0  # no report: the comment says the job finished without one
-        line = handoff(Path(argv[1]))
-        # One line of ASCII JSON: no newline can end the value early.
-        with open(os.environ["GITHUB_OUTPUT"], "a") as fh:
-            fh.write(f"report={line}\n")
+        line = handoff(Path(argv[1])) if Path(argv[1]).is_file() else None
+        if line is not None:
+            # One line of ASCII JSON: no newline can end the value early.
+            with open(os.environ["GITHUB_OUTPUT"], "a") as fh:
+                fh.write(f"report={line}\n")
+        why = report_failure(line)
+        if why:
+            print(f"::error title=conv3d-perf::{why}")
+            return 1
         return 0
     if argv == ["post"]:
         return post(dict(os.environ))
