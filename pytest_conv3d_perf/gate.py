@@ -115,8 +115,11 @@ class Other:
     # Today's call as the A/B makes it (wrapped alike when the sides' environments
     # differ); None: the plain one.
     today: Callable[[], object] | None = None
-    # The environment's variables that a call changed while the sides ran (sides.Pair).
+    # The environment's variables that a call changed while the sides ran (sides.Pair),
+    # and the files of the other side's tree on disk.
     changed: Callable[[], tuple[str, ...]] = lambda: ()
+    # The code that ran in this process changed the other side's tree before its import.
+    tampered: bool = False
 
 
 def timing_of(m: Measurement, *, reference: bool = True) -> Timing:
@@ -175,6 +178,8 @@ def run_gate(
         if found.call is not None:
             return _ab_outcome(measured, call, found, base, thresholds, None)
     m1 = measured(call, reference)
+    if found is not None and found.tampered:
+        return _tampered(found, m1)
     base_timing = base.timing() if base else None
     a1 = assess_with_call(timing_of(m1), base_timing, thresholds, throttle=m1.throttle)
     why = (found.why,) if found is not None and found.why else ()
@@ -196,6 +201,8 @@ def run_gate(
         found = other()
         if found.call is not None:
             return _ab_outcome(measured, call, found, base, thresholds, a1, m1)
+        if found.tampered:
+            return _tampered(found, m1, a1)
         why = (found.why,) if found.why else ()
     ms = [m1]
     steps = [a1]
@@ -219,6 +226,13 @@ def run_gate(
     reasons = (*last.reasons, *why, note, *split, *throttle_note(ms))
     a = Assessment(final, last.change, last.drift, reasons, last.call_change)
     return GateOutcome(final, ms[-1], a, len(steps), a1, "repeat")
+
+
+def _tampered(found: Other, m: Measurement, stored: Assessment | None = None) -> GateOutcome:
+    """The other side's tree changed on disk before it loaded: neither the A/B nor the
+    stored number may settle what that code set up, so "can't tell", which fails in CI."""
+    a = Assessment(Verdict.UNSTABLE, None, reasons=(found.why,))
+    return GateOutcome(Verdict.UNSTABLE, m, a, 1, stored)
 
 
 def throttle_note(ms: list[Measurement]) -> tuple[str, ...]:
@@ -294,9 +308,9 @@ def _ab_outcome(
         )
     if leaked:
         lines.append(
-            f"a call changed the environment while the two sides ran ({', '.join(leaked[:5])}):"
-            " what one side's call sets reaches the other's calls, so this A/B cannot tell "
-            "them apart"
+            "a call changed the environment or the other side's files while the two sides "
+            f"ran ({', '.join(leaked[:5])}): what one side's call sets reaches the other's "
+            "calls, so this A/B cannot tell them apart"
         )
     lines += throttle_note([run[0] for run in runs])
     throttled = sorted({name for run in runs for name in run[0].throttle})

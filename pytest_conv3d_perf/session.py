@@ -373,6 +373,8 @@ class Conv3dRun:
             return Other(None, why=why), None
         side = self.revisions.side(revision, module) if module else Unavailable("no module")
         if isinstance(side, Unavailable):
+            if side.tampered:
+                return Other(None, why=side.why, tampered=True), None
             if side.missing:
                 return Other(None, why=f"{side.why}: nothing to compare with", missing=True), None
             return Other(None, why=f"{side.why}; the stored number decides"), None
@@ -394,7 +396,12 @@ class Conv3dRun:
             return Other(None, label, why), twin
         both.other.conv3d_role = "recorded"  # type: ignore[attr-defined]
         today_call = both.today if both.today is not call else None
-        return Other(both.other, label, today=today_call, changed=both.changed), twin
+
+        def changed() -> tuple[str, ...]:
+            tree = self.revisions.tree_changes(side.tree)
+            return (*both.changed(), *(f"{side.label}'s tree: {c}" for c in tree))
+
+        return Other(both.other, label, today=today_call, changed=changed), twin
 
     def _terminal(self) -> Any:
         return self.config.pluginmanager.get_plugin("terminalreporter")

@@ -149,15 +149,37 @@ def extract(root: Path, sha: str, into: Path, paths: tuple[str, ...] = ()) -> di
     return written
 
 
-def materialize(root: Path, sha: str, into: Path) -> Path:
-    """The tree of commit ``sha``, written under ``into``; the work tree is untouched."""
+def materialize(root: Path, sha: str, into: Path) -> tuple[Path, dict[str, str]]:
+    """The tree of commit ``sha``, written under ``into`` (the work tree is untouched), and
+    path -> blob id of every file written."""
     folder = into / sha[:12]
-    if folder.is_dir():
-        return folder
     staging = Path(tempfile.mkdtemp(prefix="staging-", dir=into))
-    extract(root, sha, staging)
+    written = extract(root, sha, staging)
     staging.rename(folder)
-    return folder
+    return folder, written
+
+
+def tree_changes(folder: Path, written: Mapping[str, str]) -> list[str]:
+    """What differs in ``folder`` from the files ``written`` there: a file changed, gone or
+    added (a link or a ``__pycache__`` among them: nothing here writes bytecode, and
+    Python would run a planted one in place of the source). The head's code ran in this
+    process and could reach the base's tree on disk: it rewrote the base's module before
+    the base was imported, a data file the base read at each call, and deleted the base's
+    kernel file, so that the case was new (the third red team)."""
+    found: dict[str, Path] = {}
+    for dirpath, dirs, files in os.walk(folder):
+        for name in [*files, *(d for d in dirs if os.path.islink(os.path.join(dirpath, d)))]:
+            path = Path(dirpath) / name
+            found[path.relative_to(folder).as_posix()] = path
+    out = []
+    for rel, blob in sorted(written.items()):
+        path = found.get(rel)
+        if path is None:
+            out.append(f"{rel} deleted")
+        elif path.is_symlink() or blob_id(path.read_bytes()) != blob:
+            out.append(f"{rel} changed")
+    out += [f"{rel} added" for rel in sorted(set(found) - set(written))]
+    return out
 
 
 def top_level_names(tree: Path) -> frozenset[str]:
@@ -261,7 +283,8 @@ class Side:
             sys.modules.update(self.modules)
             sys.path.insert(0, str(self.tree))
         try:
-            yield
+            with _no_bytecode() if modules else contextlib.nullcontext():
+                yield
         finally:
             if modules:
                 sys.path.remove(str(self.tree))
@@ -269,6 +292,19 @@ class Side:
                     sys.modules.pop(name, None)
                 sys.modules.update(saved_modules)
             _set_env(saved_env)
+
+
+@contextlib.contextmanager
+def _no_bytecode() -> Iterator[None]:
+    """Imports that write no bytecode into the tree (``tree_changes`` counts any file it
+    did not write) and read none from a prefix folder elsewhere, which code that ran
+    before could have filled."""
+    saved = sys.dont_write_bytecode, sys.pycache_prefix
+    sys.dont_write_bytecode, sys.pycache_prefix = True, None
+    try:
+        yield
+    finally:
+        sys.dont_write_bytecode, sys.pycache_prefix = saved
 
 
 def _set_env(values: Mapping[str, str | None]) -> None:
@@ -303,7 +339,8 @@ def load_side(
     sys.path[:] = [str(tree)] + [p for p in sys.path if os.path.realpath(p or ".") != here]
     importlib.invalidate_caches()
     try:
-        importlib.import_module(module_name)
+        with _no_bytecode():
+            importlib.import_module(module_name)
     finally:
         env = dict(os.environ)
         os.environ.clear()
@@ -380,6 +417,8 @@ class Unavailable:
 
     why: str
     missing: bool = False
+    # The code that ran in this process changed that revision's tree: nothing can judge.
+    tampered: bool = False
 
 
 class Revisions:
@@ -390,6 +429,8 @@ class Revisions:
         self.root = root
         self.start_env = dict(start_env)
         self._folder: Path | None = None
+        # sha -> the tree written for it and path -> blob id of each file written there.
+        self._trees: dict[str, tuple[Path, dict[str, str]]] = {}
         self._sides: dict[tuple[str, str], Side | Unavailable] = {}
 
     def close(self) -> None:
@@ -397,6 +438,7 @@ class Revisions:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
+            self._trees.clear()
 
     def names(self, tree: Path) -> frozenset[str]:
         return top_level_names(tree) | tracked_names(self.root)
@@ -417,13 +459,31 @@ class Revisions:
             self._folder = Path(tempfile.mkdtemp(prefix="conv3d-revisions-"))
         # The rootdir may sit below the repository's top: the same place in that tree.
         prefix = git(self.root, "rev-parse", "--show-prefix").stdout.strip()
-        return sha, materialize(self.root, sha, self._folder) / prefix, prefix
+        if sha not in self._trees:
+            self._trees[sha] = materialize(self.root, sha, self._folder)
+        return sha, self._trees[sha][0] / prefix, prefix
+
+    def tree_changes(self, tree: Path) -> list[str]:
+        """What the code that ran since changed in the tree (``tree_changes``) that holds
+        ``tree``, a side's."""
+        for folder, written in self._trees.values():
+            if tree == folder or folder in tree.parents:
+                return tree_changes(folder, written)
+        return []
 
     def _load(self, revision: str, module_name: str) -> Side | Unavailable:
         try:
             sha, tree, prefix = self.tree(revision)
         except (RevisionError, OSError, subprocess.SubprocessError) as exc:
             return Unavailable(str(exc))
+        changed = self.tree_changes(tree)
+        if changed:
+            return Unavailable(
+                f"{sha[:10]}'s tree, written from git at the run's start, was changed on disk "
+                f"before its import ({', '.join(changed[:3])}): by code that ran since, the "
+                "code under test's",
+                tampered=True,
+            )
         if not tree.is_dir():
             return Unavailable(f"{revision} ({sha[:10]}) has no {prefix}", missing=True)
         try:
