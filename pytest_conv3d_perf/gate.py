@@ -219,7 +219,7 @@ def run_gate(
     final, _ = settle(a1.verdict, again)
     note = f"measurements said {', then '.join(_said(s) for s in steps)}"
     last = steps[-1]
-    split = ()
+    split: tuple[str, ...] = ()
     if disagree([s.change for s in steps]) or disagree([s.call_change for s in steps]):
         final = Verdict.UNSTABLE
         split = ("the measurements exclude each other: the code ran at two speeds",)
