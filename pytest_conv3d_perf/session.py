@@ -463,11 +463,8 @@ class Conv3dRun:
         ]
         if self.timing and self.store:
             known = "" if self.store.exists() else " (no file yet: every case is new)"
-            own = [
-                c.name
-                for c in self.cases
-                if (c.fail_threshold or c.warn_threshold) and not self.settings.thresholds_given
-            ]
+            run = Thresholds(self.settings.fail_pct, self.settings.warn_pct)
+            own = [c.name for c in self.cases if self.thresholds(c, {}) != run]
             lines.append(
                 f"conv3d-perf: timing on; baseline {self.store.path}{known}; fail above "
                 f"{self.settings.fail_pct:g}%, warn above {self.settings.warn_pct:g}%"

@@ -187,6 +187,17 @@ def rows(report: object) -> tuple[list[str], int]:
 # Verdicts that fail the gate in CI (`--conv3d-unstable=fail`).
 FAILING = ("regression", "unstable")
 
+
+def failing(report: object) -> list[str]:
+    """The cases of a handed-over report (already read by ``rows``) whose verdict fails."""
+    results = report.get("results", []) if isinstance(report, dict) else []
+    return [
+        inline(r.get("case"))
+        for r in results[:MAX_ROWS]
+        if isinstance(r, dict) and r.get("verdict") in FAILING
+    ]
+
+
 TABLE = [
     "| | case | ms | baseline ms | change [95% interval] | verdict |",
     "|---|---|---:|---:|---|---|",
@@ -212,6 +223,7 @@ def build_body(
     head = "✅ conv3d GPU gate passed" if passed else f"❌ conv3d GPU gate: {inline(result, 20)}"
     lines = [MARKER, f"## {head} on {commit}", ""]
     table: list[str] = []
+    bad: list[str] = []
     tail = []
     if report is None:
         lines.append(f"The GPU job's report could not be handed to this job; see {run}.")
@@ -219,7 +231,9 @@ def build_body(
         lines.append(f"The GPU job finished without a timing report; see {run}.")
     else:
         try:
-            table, cut = rows(loads(report))
+            handed = loads(report)
+            table, cut = rows(handed)
+            bad = failing(handed)
             lines += TABLE
             if cut:
                 tail += ["", f"({cut} more rows were cut by the GPU job; see {run}.)"]
@@ -229,7 +243,7 @@ def build_body(
         # A job that succeeded without a judged case is no pass: the kernel's own code can
         # skip the tests or end the process early (the red team).
         lines[1] = f"## ⚠️ conv3d GPU gate judged no case on {commit}"
-    elif passed and any(f"| **{v}** |" in row for row in table for v in FAILING):
+    elif passed and bad:
         # Nor is one whose own rows fail: the kernel's code ended the run with status 0
         # after a regression was recorded (pytest.exit, an atexit hook: the third red team).
         lines[1] = f"## ❌ conv3d GPU gate: the job passed, its report did not, on {commit}"
@@ -295,12 +309,13 @@ def report_failure(line: str | None) -> str:
     if line is None:
         return "the performance gate wrote no report"
     try:
-        table, _ = rows(json.loads(line))
+        report = json.loads(line)
+        table, _ = rows(report)
     except (ValueError, Unreadable) as exc:
         return f"the performance gate's report is unreadable ({str(exc)[:80]})"
     if not table:
         return "the performance gate judged no case"
-    bad = [row.split("|")[2].strip() for row in table if any(f"**{v}**" in row for v in FAILING)]
+    bad = failing(report)
     if bad:
         return f"the report holds {len(bad)} failing case(s): {', '.join(bad[:5])}"
     return ""
