@@ -217,7 +217,10 @@ COMPILED = (".pyc", ".pyo", ".so", ".pyd")
 # Files pytest reads as part of the rules wherever they lie under the rootdir: a
 # conftest.py in the package set the exit status to 0 after a regression (the third red
 # team), and test files or ini files there would bring tests or settings of the head's.
-RULE_FILES = ("conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml")
+# Every configuration file name pytest reads (CONFIG_FILES), though it reads them at the
+# rootdir only: the fourth red team's pytest.toml in the package was never read, and
+# refusing it keeps the rule one list.
+RULE_FILES = ("conftest.py", *CONFIG_FILES)
 
 
 def refused_files(root: Path, sha: str, paths: list[str]) -> list[tuple[str, str]]:

@@ -377,6 +377,9 @@ def test_reports(gate, pytester, tmp_path, monkeypatch):
     assert result.ret == 1
     report = json.loads((pytester.path / "out/r.json").read_text())
     assert report["failed"] == ["n1_oc17_bias", "pointwise_bias"]
+    # The timed tests the run selected, for the job's handoff to see a run cut short.
+    assert sorted(report["selected"]) == sorted(r["nodeid"] for r in report["results"])
+    assert len(report["selected"]) == 2
     assert {r["verdict"] for r in report["results"]} == {"regression"}
     assert report["results"][0]["change_pct"] == pytest.approx(5, abs=0.5)
     pb = json.loads((pytester.path / "out/pb.json").read_text())

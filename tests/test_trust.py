@@ -201,7 +201,13 @@ def body(tmp_path, report: bytes | None, result="success", decided=DECIDED) -> s
     return comment.build_body(comment.trusted(decided), result, handed, False, RUN)
 
 
-GOOD_ROW = {"case": "kb54", "verdict": "unchanged", "median_ms": 1.9, "baseline_ms": 1.9}
+GOOD_ROW = {
+    "case": "kb54",
+    "nodeid": "tests/test_suite.py::test_conv3d_speed[kb54]",
+    "verdict": "unchanged",
+    "median_ms": 1.9,
+    "baseline_ms": 1.9,
+}
 
 
 @pytest.mark.parametrize(
@@ -321,7 +327,7 @@ def test_a_job_that_succeeded_without_judging_a_case_is_not_called_passed(tmp_pa
     for report in (b"", json.dumps({"results": []}).encode(), None):
         text = comment.build_body(comment.trusted(DECIDED), "success", report, False, RUN)
         assert "passed" not in text and "judged no case" in text
-    good = json.dumps({"results": [GOOD_ROW]}).encode()
+    good = json.dumps({"results": [GOOD_ROW], "selected": [GOOD_ROW["nodeid"]]}).encode()
     assert "✅ conv3d GPU gate passed" in body(tmp_path, good, result="success")
 
 
@@ -571,29 +577,50 @@ def test_zizmor_finds_nothing_at_the_auditor_persona():
     assert "No findings to report" in done.stdout + done.stderr
 
 
+def _row(case: str, verdict: str) -> dict:
+    return {"case": case, "nodeid": f"t.py::speed[{case}]", "verdict": verdict}
+
+
 @pytest.mark.parametrize(
-    "results, why",
+    "results, selected, why",
     [
-        (None, "wrote no report"),
-        ([], "judged no case"),
+        (None, None, "wrote no report"),
+        ([], [], "judged no case"),
         (
-            [{"case": "kb54", "verdict": "unchanged"}, {"case": "tiny", "verdict": "regression"}],
+            [_row("kb54", "unchanged"), _row("tiny", "regression")],
+            ["t.py::speed[kb54]", "t.py::speed[tiny]"],
             "1 failing case(s): `tiny`",
         ),
-        ([{"case": "kb54", "verdict": "unstable"}], "1 failing case(s): `kb54`"),
-        ([{"case": "kb54", "verdict": "unchanged"}, {"case": "x", "verdict": "warning"}], ""),
+        ([_row("kb54", "unstable")], ["t.py::speed[kb54]"], "1 failing case(s): `kb54`"),
+        (
+            [_row("kb54", "unchanged"), _row("x", "warning")],
+            ["t.py::speed[kb54]", "t.py::speed[x]"],
+            "",
+        ),
+        # The run ended (status 0) before a selected case had a row (the fourth red team).
+        (
+            [_row("kb54", "unchanged")],
+            ["t.py::speed[kb54]", "t.py::speed[video_c64]"],
+            "ended before 1 selected case(s) had a verdict: `t.py::speed[video_c64]`",
+        ),
+        # A report that does not say what was selected cannot show it is whole.
+        ([_row("kb54", "unchanged")], None, "does not say which cases the run selected"),
     ],
 )
 def test_the_handoff_fails_the_job_on_its_report_whatever_the_gate_said(
-    tmp_path, monkeypatch, capsys, results, why
+    tmp_path, monkeypatch, capsys, results, selected, why
 ):
     # The gate's exit status is the process's, where the kernel's code runs: it ended a run
-    # with 0 after a regression (the third red team). The trusted handoff reads the rows.
+    # with 0 after a regression (the third red team), or before the case it slows was
+    # timed (the fourth). The trusted handoff reads the rows and the selection.
     out = tmp_path / "github_output"
     monkeypatch.setenv("GITHUB_OUTPUT", str(out))
     report = tmp_path / "conv3d-perf.json"
     if results is not None:
-        report.write_text(json.dumps({"results": results}))
+        doc = {"results": results}
+        if selected is not None:
+            doc["selected"] = selected
+        report.write_text(json.dumps(doc))
     code = comment.main(["handoff", str(report)])
     assert code == (1 if why else 0)
     printed = capsys.readouterr().out

@@ -259,13 +259,14 @@ def test_gpu_job_under_act_installs_what_the_plugin_needs_and_fails_without_a_gp
     assert job_lines(log, "GPU - ", "Job failed"), log[-5000:]
     failed = [line.split("Failure - Main ")[1] for line in job_lines(log, "GPU - ", "Failure - ")]
     # The gate runs first (no step before it runs the pull request's code), then the
-    # correctness tests; both need the GPU. The trusted handoff fails the job on the
-    # report, whatever the gate's status said: here there is none.
+    # trusted handoff, which fails the job on the report whatever the gate's status said
+    # (here there is none), before the correctness tests run the pull request's code
+    # again; the gate and the correctness tests need the GPU.
     steps = [step.split(" [")[0] for step in failed]
     assert steps == [
         "Performance gate",
-        "Correctness on the GPU",
         "Hand the result rows to the comment job",
+        "Correctness on the GPU",
     ], failed
     assert job_lines(log, "GPU - ", "the performance gate wrote no report"), log[-5000:]
     assert job_lines(

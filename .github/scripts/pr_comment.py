@@ -39,6 +39,8 @@ MAX_BYTES = 512 * 1024
 # Job outputs reach the comment job as an environment variable: Linux refuses one over
 # 128 KiB (MAX_ARG_STRLEN), and the step would not start.
 HANDOFF_BYTES = 48 * 1024
+# The selected cases without a row that the handoff names (it counts them all).
+MAX_MISSING = 20
 MAX_DEPTH = 16
 MAX_ROWS = 200
 ICONS = {
@@ -133,11 +135,44 @@ def handoff(report_path: Path) -> str:
     for row in rows:
         row.update({k: v[:100] for k, v in row.items() if isinstance(v, str)})
     cut = len(report["results"]) - len(rows)
+    absent = unjudged(report)
+    lost = {"missing": None} if absent is None else {"missing": absent[:MAX_MISSING]}
+    if absent:
+        lost["missing_count"] = len(absent)
     while True:
-        line = json.dumps({"results": rows, "cut": cut}, ensure_ascii=True)
+        line = json.dumps({"results": rows, "cut": cut, **lost}, ensure_ascii=True)
         if len(line) <= HANDOFF_BYTES:
             return line
         rows, cut = rows[: len(rows) * 3 // 4], cut + len(rows) - len(rows) * 3 // 4
+
+
+def unjudged(report: dict) -> list[str] | None:
+    """The selected timed tests (the report's ``selected``, node ids) that have no row, or
+    None where the report does not say what was selected. The kernel's code runs in the
+    gate's process and can end it with status 0 before the case it slows is timed: the
+    report then holds only the earlier cases' rows, none failing (the fourth red team)."""
+    selected = report.get("selected")
+    if not isinstance(selected, list):
+        return None
+    judged = {r.get("nodeid") for r in report["results"] if isinstance(r, dict)}
+    return [str(n)[:100] for n in selected if n not in judged]
+
+
+def incomplete(report: object) -> str:
+    """Why a handed-over report (already read by ``rows``) is not the whole run, or ''."""
+    if not isinstance(report, dict) or "missing" not in report:
+        return "the report does not say which cases the run selected"
+    missing = report["missing"]
+    if missing is None:
+        return "the report does not say which cases the run selected"
+    if not isinstance(missing, list):
+        return "the report's list of unjudged cases is unreadable"
+    if not missing:
+        return ""
+    count = report.get("missing_count")
+    n = count if isinstance(count, int) and not isinstance(count, bool) else len(missing)
+    names = ", ".join(inline(m) for m in missing[:5])
+    return f"the run ended before {n} selected case(s) had a verdict: {names}"
 
 
 # -- the comment job's half -------------------------------------------------------------
@@ -224,6 +259,7 @@ def build_body(
     lines = [MARKER, f"## {head} on {commit}", ""]
     table: list[str] = []
     bad: list[str] = []
+    gap = ""
     tail = []
     if report is None:
         lines.append(f"The GPU job's report could not be handed to this job; see {run}.")
@@ -234,6 +270,7 @@ def build_body(
             handed = loads(report)
             table, cut = rows(handed)
             bad = failing(handed)
+            gap = incomplete(handed)
             lines += TABLE
             if cut:
                 tail += ["", f"({cut} more rows were cut by the GPU job; see {run}.)"]
@@ -243,10 +280,15 @@ def build_body(
         # A job that succeeded without a judged case is no pass: the kernel's own code can
         # skip the tests or end the process early (the red team).
         lines[1] = f"## ⚠️ conv3d GPU gate judged no case on {commit}"
-    elif passed and bad:
-        # Nor is one whose own rows fail: the kernel's code ended the run with status 0
-        # after a regression was recorded (pytest.exit, an atexit hook: the third red team).
+    elif passed and (bad or gap):
+        # Nor is one whose own rows fail, or that lacks a selected case's row: the kernel's
+        # code ended the run with status 0 after a regression was recorded, or before the
+        # case it slows was timed (pytest.exit, an atexit hook: the third and fourth red
+        # teams).
         lines[1] = f"## ❌ conv3d GPU gate: the job passed, its report did not, on {commit}"
+    if gap:
+        # Plain text: the names in it went through inline() already.
+        tail += ["", f"The report is incomplete: {gap}."]
     if baselines_changed:
         tail += [
             "",
@@ -315,6 +357,9 @@ def report_failure(line: str | None) -> str:
         return f"the performance gate's report is unreadable ({str(exc)[:80]})"
     if not table:
         return "the performance gate judged no case"
+    gap = incomplete(report)
+    if gap:
+        return f"the performance gate's report is incomplete: {gap}"
     bad = failing(report)
     if bad:
         return f"the report holds {len(bad)} failing case(s): {', '.join(bad[:5])}"
