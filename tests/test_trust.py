@@ -605,6 +605,12 @@ def _row(case: str, verdict: str) -> dict:
         ),
         # A report that does not say what was selected cannot show it is whole.
         ([_row("kb54", "unchanged")], None, "does not say which cases the run selected"),
+        # Garbage among the selected or the rows' node ids is unjudged, never a crash.
+        (
+            [_row("kb54", "unchanged"), {"case": "y", "nodeid": ["x"], "verdict": "unchanged"}],
+            ["t.py::speed[kb54]", ["x"]],
+            "ended before 1 selected case(s) had a verdict: `['x']`",
+        ),
     ],
 )
 def test_the_handoff_fails_the_job_on_its_report_whatever_the_gate_said(

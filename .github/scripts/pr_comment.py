@@ -154,8 +154,14 @@ def unjudged(report: dict) -> list[str] | None:
     selected = report.get("selected")
     if not isinstance(selected, list):
         return None
-    judged = {r.get("nodeid") for r in report["results"] if isinstance(r, dict)}
-    return [str(n)[:100] for n in selected if n not in judged]
+    # Strings only on both sides: the report is untrusted, and a list among them would
+    # make the set lookup raise.
+    judged = {
+        r["nodeid"]
+        for r in report["results"]
+        if isinstance(r, dict) and isinstance(r.get("nodeid"), str)
+    }
+    return [str(n)[:100] for n in selected if not (isinstance(n, str) and n in judged)]
 
 
 def incomplete(report: object) -> str:
