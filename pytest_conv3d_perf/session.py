@@ -402,7 +402,12 @@ class Conv3dRun:
 
         def changed() -> tuple[str, ...]:
             tree = self.revisions.tree_changes(side.tree)
-            return (*both.changed(), *(f"{side.label}'s tree: {c}" for c in tree))
+            environ = self.revisions.environ_changes()
+            return (
+                *both.changed(),
+                *(f"{side.label}'s tree: {c}" for c in tree),
+                *(f"the environment mapping: {c}" for c in environ),
+            )
 
         return Other(both.other, label, today=today_call, changed=changed), twin
 

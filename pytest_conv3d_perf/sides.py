@@ -149,17 +149,32 @@ def extract(root: Path, sha: str, into: Path, paths: tuple[str, ...] = ()) -> di
     return written
 
 
-def materialize(root: Path, sha: str, into: Path) -> tuple[Path, dict[str, str]]:
-    """The tree of commit ``sha``, written under ``into`` (the work tree is untouched), and
-    path -> blob id of every file written."""
+def materialize(
+    root: Path, sha: str, into: Path
+) -> tuple[Path, dict[str, str], dict[str, tuple[int, int]]]:
+    """The tree of commit ``sha``, written under ``into`` (the work tree is untouched),
+    path -> blob id of every file written, and path -> its ``stamp``."""
     folder = into / sha[:12]
     staging = Path(tempfile.mkdtemp(prefix="staging-", dir=into))
     written = extract(root, sha, staging)
     staging.rename(folder)
-    return folder, written
+    return folder, written, {rel: stamp(folder / rel) for rel in written}
 
 
-def tree_changes(folder: Path, written: Mapping[str, str]) -> list[str]:
+def stamp(path: Path) -> tuple[int, int]:
+    """A file's inode and status-change time. Any write moves the time and no code can set
+    it back, so a file rewritten between two reads of its content and put back for them
+    shows (the fourth red team: an audit hook served the base's kernel one content and the
+    tree check git's)."""
+    st = os.lstat(path)
+    return st.st_ino, st.st_ctime_ns
+
+
+def tree_changes(
+    folder: Path,
+    written: Mapping[str, str],
+    stamps: Mapping[str, tuple[int, int]] | None = None,
+) -> list[str]:
     """What differs in ``folder`` from the files ``written`` there: a file changed, gone or
     added (a link or a ``__pycache__`` among them: nothing here writes bytecode, and
     Python would run a planted one in place of the source). The head's code ran in this
@@ -178,6 +193,8 @@ def tree_changes(folder: Path, written: Mapping[str, str]) -> list[str]:
             out.append(f"{rel} deleted")
         elif path.is_symlink() or blob_id(path.read_bytes()) != blob:
             out.append(f"{rel} changed")
+        elif stamps is not None and rel in stamps and stamp(path) != stamps[rel]:
+            out.append(f"{rel} written again (its content put back)")
     out += [f"{rel} added" for rel in sorted(set(found) - set(written))]
     return out
 
@@ -428,9 +445,14 @@ class Revisions:
     def __init__(self, root: Path, start_env: Mapping[str, str]) -> None:
         self.root = root
         self.start_env = dict(start_env)
+        # os.environ as the interpreter made it, at the run's start (before any code of
+        # the work tree runs): every snapshot and restore of the environment goes through
+        # it, and a head that gave it a class of its own, whose iteration left out a
+        # variable, kept that variable out of every snapshot (the fourth red team).
+        self._environ = (type(os.environ), type(os.environ._data), dict(vars(os._Environ)))
         self._folder: Path | None = None
         # sha -> the tree written for it and path -> blob id of each file written there.
-        self._trees: dict[str, tuple[Path, dict[str, str]]] = {}
+        self._trees: dict[str, tuple[Path, dict[str, str], dict[str, tuple[int, int]]]] = {}
         self._sides: dict[tuple[str, str], Side | Unavailable] = {}
 
     def close(self) -> None:
@@ -466,16 +488,35 @@ class Revisions:
     def tree_changes(self, tree: Path) -> list[str]:
         """What the code that ran since changed in the tree (``tree_changes``) that holds
         ``tree``, a side's."""
-        for folder, written in self._trees.values():
+        for folder, written, stamps in self._trees.values():
             if tree == folder or folder in tree.parents:
-                return tree_changes(folder, written)
+                return tree_changes(folder, written, stamps)
         return []
+
+    def environ_changes(self) -> list[str]:
+        """How ``os.environ`` differs from the interpreter's own mapping of the run's start:
+        its class, the store it wraps, or a method of its class replaced."""
+        kind, store, methods = self._environ
+        out = []
+        if type(os.environ) is not kind or type(getattr(os.environ, "_data", None)) is not store:
+            out.append(f"os.environ replaced by a {type(os.environ).__name__}")
+        now = vars(os._Environ)
+        patched = sorted(k for k in set(now) | set(methods) if now.get(k) is not methods.get(k))
+        out += [f"os._Environ.{k} replaced" for k in patched[:3]]
+        return out
 
     def _load(self, revision: str, module_name: str) -> Side | Unavailable:
         try:
             sha, tree, prefix = self.tree(revision)
         except (RevisionError, OSError, subprocess.SubprocessError) as exc:
             return Unavailable(str(exc))
+        environ = self.environ_changes()
+        if environ:
+            return Unavailable(
+                f"the process's environment mapping was changed before {sha[:10]}'s import "
+                f"({', '.join(environ)}): its variables cannot be set or read for a side",
+                tampered=True,
+            )
         changed = self.tree_changes(tree)
         if changed:
             return Unavailable(

@@ -5,6 +5,7 @@ off what its code returns)."""
 import json
 import os
 import sys
+import time
 
 import pytest
 
@@ -293,3 +294,46 @@ def test_a_module_imported_when_the_kernel_runs_comes_from_its_own_side(repo, py
     result = repo("--conv3d-perf", f"--conv3d-against={base}")
     assert result.ret == 1, result.stdout.str()
     result.stdout.fnmatch_lines(["*A/B against*+[45].*-> regression*"])
+
+
+def test_the_tree_check_sees_a_file_written_again_with_its_own_content(tmp_path):
+    # A write changes a file's status-change time, which no code can set back: a file of
+    # the base's tree rewritten and put back between two reads of its content (the fourth
+    # red team's audit hook) is found, as a changed or deleted one is.
+    from pytest_conv3d_perf.sides import blob_id, stamp, tree_changes
+
+    data = tmp_path / "config.json"
+    data.write_bytes(b'{"factor": 1.0}\n')
+    written = {"config.json": blob_id(data.read_bytes())}
+    stamps = {"config.json": stamp(data)}
+    assert tree_changes(tmp_path, written, stamps) == []
+    # The kernel keeps file times at its clock tick (a few ms): write again until the time
+    # moves, as it has long done by the time a head's code runs after the tree's writing.
+    for _ in range(200):
+        data.write_bytes(b'{"factor": 1.05}\n')
+        data.write_bytes(b'{"factor": 1.0}\n')
+        if stamp(data) != stamps["config.json"]:
+            break
+        time.sleep(0.01)
+    assert tree_changes(tmp_path, written) == []  # the content alone is git's again
+    assert tree_changes(tmp_path, written, stamps) == [
+        "config.json written again (its content put back)"
+    ]
+
+
+def test_the_environment_mapping_is_checked_against_the_runs_start(tmp_path, monkeypatch):
+    # The gate snapshots and restores variables through os.environ; a class of the head's,
+    # or a method of os._Environ replaced, could hide a variable from every snapshot (the
+    # fourth red team). Revisions keeps the mapping of the run's start and says what moved.
+    revisions = Revisions(tmp_path, os.environ)
+    assert revisions.environ_changes() == []
+    iterate = os._Environ.__iter__
+    monkeypatch.setattr(os._Environ, "__iter__", lambda self: iterate(self))
+    assert revisions.environ_changes() == ["os._Environ.__iter__ replaced"]
+    monkeypatch.undo()
+
+    class Hiding(os._Environ):
+        pass
+
+    monkeypatch.setattr(os.environ, "__class__", Hiding)
+    assert revisions.environ_changes() == ["os.environ replaced by a Hiding"]
