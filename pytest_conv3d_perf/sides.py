@@ -277,6 +277,8 @@ class Side:
     modules: dict[str, ModuleType]
     env: dict[str, str]
     lazy: bool = False  # a function of it imports a module of the repository when it runs
+    # The import machinery its imports go through (``Machinery``); None: whatever is there.
+    machinery: Machinery | None = None
 
     def counterpart(self, module_name: str, qualname: str) -> object | None:
         """This side's ``module_name``.``qualname``, or None."""
@@ -299,9 +301,11 @@ class Side:
                 sys.modules.pop(name, None)
             sys.modules.update(self.modules)
             sys.path.insert(0, str(self.tree))
+        importing = modules and self.machinery is not None
         try:
             with _no_bytecode() if modules else contextlib.nullcontext():
-                yield
+                with self.machinery.installed() if importing else contextlib.nullcontext():
+                    yield
         finally:
             if modules:
                 sys.path.remove(str(self.tree))
@@ -309,6 +313,34 @@ class Side:
                     sys.modules.pop(name, None)
                 sys.modules.update(saved_modules)
             _set_env(saved_env)
+
+
+@dataclass(frozen=True)
+class Machinery:
+    """Python's import machinery (its finders and path hooks) as it was at the run's
+    start, before any code of the work tree ran. A head's finder put first on
+    ``sys.meta_path`` answered the base's import of a module with the head's slower source
+    under a file name in the base's tree (the fourth red team); the base imports through
+    this instead, with an empty finder cache."""
+
+    meta_path: tuple[object, ...]
+    path_hooks: tuple[object, ...]
+
+    @classmethod
+    def now(cls) -> Machinery:
+        return cls(tuple(sys.meta_path), tuple(sys.path_hooks))
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        saved = list(sys.meta_path), list(sys.path_hooks), dict(sys.path_importer_cache)
+        sys.meta_path[:], sys.path_hooks[:] = self.meta_path, self.path_hooks
+        sys.path_importer_cache.clear()
+        try:
+            yield
+        finally:
+            sys.meta_path[:], sys.path_hooks[:] = saved[0], saved[1]
+            sys.path_importer_cache.clear()
+            sys.path_importer_cache.update(saved[2])
 
 
 @contextlib.contextmanager
@@ -339,6 +371,7 @@ def load_side(
     names: frozenset[str],
     start_env: Mapping[str, str],
     work_tree: Path,
+    machinery: Machinery | None = None,
 ) -> Side:
     """Import ``module_name`` from ``tree`` with every module of the repository (``names``)
     hidden, the work tree off ``sys.path`` (an import the tree cannot satisfy must fail,
@@ -356,7 +389,7 @@ def load_side(
     sys.path[:] = [str(tree)] + [p for p in sys.path if os.path.realpath(p or ".") != here]
     importlib.invalidate_caches()
     try:
-        with _no_bytecode():
+        with _no_bytecode(), machinery.installed() if machinery else contextlib.nullcontext():
             importlib.import_module(module_name)
     finally:
         env = dict(os.environ)
@@ -373,7 +406,7 @@ def load_side(
         raise RevisionError(
             f"{label}'s {module_name} loaded {', '.join(strays[:3])} from outside its tree"
         )
-    return Side(label, tree, loaded, env, _imports_lazily(loaded, names))
+    return Side(label, tree, loaded, env, _imports_lazily(loaded, names), machinery)
 
 
 def today(root: Path, names: frozenset[str]) -> Side:
@@ -450,6 +483,7 @@ class Revisions:
         # it, and a head that gave it a class of its own, whose iteration left out a
         # variable, kept that variable out of every snapshot (the fourth red team).
         self._environ = (type(os.environ), type(os.environ._data), dict(vars(os._Environ)))
+        self.machinery = Machinery.now()
         self._folder: Path | None = None
         # sha -> the tree written for it and path -> blob id of each file written there.
         self._trees: dict[str, tuple[Path, dict[str, str], dict[str, tuple[int, int]]]] = {}
@@ -529,7 +563,13 @@ class Revisions:
             return Unavailable(f"{revision} ({sha[:10]}) has no {prefix}", missing=True)
         try:
             return load_side(
-                sha[:10], tree, module_name, self.names(tree), self.start_env, self.root
+                sha[:10],
+                tree,
+                module_name,
+                self.names(tree),
+                self.start_env,
+                self.root,
+                self.machinery,
             )
         except ModuleNotFoundError as exc:
             if exc.name and module_name.startswith(exc.name) and not _holds(tree, module_name):
