@@ -485,7 +485,8 @@ class Revisions:
         self._environ = (type(os.environ), type(os.environ._data), dict(vars(os._Environ)))
         self.machinery = Machinery.now()
         self._folder: Path | None = None
-        # sha -> the tree written for it and path -> blob id of each file written there.
+        # sha -> the tree written for it, and path -> blob id and path -> stamp of each
+        # file written there.
         self._trees: dict[str, tuple[Path, dict[str, str], dict[str, tuple[int, int]]]] = {}
         self._sides: dict[tuple[str, str], Side | Unavailable] = {}
 

@@ -166,9 +166,7 @@ def unjudged(report: dict) -> list[str] | None:
 
 def incomplete(report: object) -> str:
     """Why a handed-over report (already read by ``rows``) is not the whole run, or ''."""
-    if not isinstance(report, dict) or "missing" not in report:
-        return "the report does not say which cases the run selected"
-    missing = report["missing"]
+    missing = report.get("missing") if isinstance(report, dict) else None
     if missing is None:
         return "the report does not say which cases the run selected"
     if not isinstance(missing, list):
