@@ -70,15 +70,21 @@ def test_a_run_ended_before_the_slowed_case_is_not_a_pass(pull, monkeypatch, pyt
 # The base's modules, found in the process's memory: they are loaded once, hidden from
 # sys.modules, and held by the gate's Side; gc finds them by their __file__.
 BASE_MODULES = (
-    "import gc\nimport types\n\n_FOUND = []\n\n\n"
+    "import gc\nimport os\nimport types\n\n_FOUND = {}\n\n\n"
     "def base_module(name):\n"
-    "    if not _FOUND:\n"
-    "        _FOUND.extend(\n"
-    "            m for m in gc.get_objects()\n"
-    "            if isinstance(m, types.ModuleType)\n"
-    "            and 'conv3d-revisions-' in str(getattr(m, '__file__', ''))\n"
+    # A module of an earlier base (its folder gone, not yet collected) is passed over,
+    # so the attack hits the base of this run whatever gc kept from earlier tests.
+    "    found = _FOUND.get(name)\n"
+    "    if found is None or not os.path.exists(found.__file__):\n"
+    "        found = next(\n"
+    "            (m for m in gc.get_objects()\n"
+    "             if type(m) is types.ModuleType and m.__name__ == name\n"
+    "             and 'conv3d-revisions-' in str(getattr(m, '__file__', ''))\n"
+    "             and os.path.exists(m.__file__)),\n"
+    "            None,\n"
     "        )\n"
-    "    return next((m for m in _FOUND if m.__name__ == name), None)\n"
+    "        _FOUND[name] = found\n"
+    "    return found\n"
 )
 
 
