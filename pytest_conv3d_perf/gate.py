@@ -308,9 +308,9 @@ def _ab_outcome(
         )
     if leaked:
         lines.append(
-            "a call changed the environment or the other side's files while the two sides "
-            f"ran ({', '.join(leaked[:5])}): what one side's call sets reaches the other's "
-            "calls, so this A/B cannot tell them apart"
+            "a call changed the environment, the other side's files or its modules' globals "
+            f"while the two sides ran ({', '.join(leaked[:5])}): what one side's call sets "
+            "reaches the other's calls, so this A/B cannot tell them apart"
         )
     lines += throttle_note([run[0] for run in runs])
     throttled = sorted({name for run in runs for name in run[0].throttle})

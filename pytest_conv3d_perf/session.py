@@ -386,6 +386,15 @@ class Conv3dRun:
         if twin is None:
             why = f"{label} has no {module}.{qualname}: nothing to compare with"
             return Other(None, label, why, missing=True), None
+        # Nothing of that side ran since its last call: a global of its modules bound
+        # differently now was rebound by other code, the code under test's.
+        rebound = side.watch.since() if side.watch else []
+        if rebound:
+            why = (
+                f"{label}'s module globals were rebound in memory since its last call "
+                f"({', '.join(rebound[:3])}): by code that ran since, the code under test's"
+            )
+            return Other(None, label, why, tampered=True), twin
         root = Path(self.config.rootpath)
         names = self.revisions.names(side.tree)
         both = pair(today(root, names), side, names, call, replay(twin))
@@ -397,16 +406,20 @@ class Conv3dRun:
                 f"({str(exc)[:120]}): an interface change? the stored number decides"
             )
             return Other(None, label, why), twin
+        if side.watch:
+            side.watch.take()  # what its own first call on this case bound is its own
         both.other.conv3d_role = "recorded"  # type: ignore[attr-defined]
         today_call = both.today if both.today is not call else None
 
         def changed() -> tuple[str, ...]:
             tree = self.revisions.tree_changes(side.tree)
             environ = self.revisions.environ_changes()
+            memory = side.watch.after(both.other) if side.watch else []
             return (
                 *both.changed(),
                 *(f"{side.label}'s tree: {c}" for c in tree),
                 *(f"the environment mapping: {c}" for c in environ),
+                *(f"{side.label}'s {c} rebound in memory" for c in memory),
             )
 
         return Other(both.other, label, today=today_call, changed=changed), twin

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from pytest_conv3d_perf.bindings import Watch
+
 # The harness: never loaded twice, whichever tree it sits in.
 HARNESS = "pytest_conv3d_perf"
 _SHA = re.compile(r"[0-9a-f]{40}")
@@ -279,6 +281,8 @@ class Side:
     lazy: bool = False  # a function of it imports a module of the repository when it runs
     # The import machinery its imports go through (``Machinery``); None: whatever is there.
     machinery: Machinery | None = None
+    # Its modules' globals, watched for rebinding by the other side's code (``bindings``).
+    watch: Watch | None = None
 
     def counterpart(self, module_name: str, qualname: str) -> object | None:
         """This side's ``module_name``.``qualname``, or None."""
@@ -406,7 +410,8 @@ def load_side(
         raise RevisionError(
             f"{label}'s {module_name} loaded {', '.join(strays[:3])} from outside its tree"
         )
-    return Side(label, tree, loaded, env, _imports_lazily(loaded, names), machinery)
+    lazy = _imports_lazily(loaded, names)
+    return Side(label, tree, loaded, env, lazy, machinery, Watch(loaded))
 
 
 def today(root: Path, names: frozenset[str]) -> Side:

@@ -77,7 +77,7 @@ def test_the_heads_calls_cannot_rewrite_the_bases_data_files(pull):
     result = gate()
     assert result.ret == 1, result.stdout.str()
     result.stdout.fnmatch_lines(
-        ["*or the other side's files while the two sides ran*kernels/config.json changed*"]
+        ["*its modules' globals while the two sides ran*kernels/config.json changed*"]
     )
 
 

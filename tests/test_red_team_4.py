@@ -88,17 +88,15 @@ BASE_MODULES = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True, reason=THROUGH + "the head's call sets the base's module global in memory"
-)
 def test_the_heads_calls_cannot_rewrite_the_bases_modules_in_memory(pull):
     # The third red team's fix checks the base's tree on disk before its import and after
     # each A/B; the base's modules, once imported, are objects in this process that
-    # nothing checks. At each call until it finds them, the head's tuning looks through
+    # nothing checked. At each call until it finds them, the head's tuning looks through
     # gc for a module whose __file__ lies in $TMPDIR/conv3d-revisions-*/ and sets the
     # base's implicit.MS to 1.05: no file, variable or entry of sys.modules changes. Both
     # sides 5% slower (the first base call, before the patch, is the untimed warm-up):
-    # `unchanged`.
+    # `unchanged`. Now the base's module globals are watched (pytest_conv3d_perf.bindings):
+    # one rebound by code other than the base's own calls makes the A/B `unstable`.
     code, gate = pull(
         {
             "kernels/tuning.py": BASE_MODULES + "\n\ndef factor():\n"
@@ -111,6 +109,67 @@ def test_the_heads_calls_cannot_rewrite_the_bases_modules_in_memory(pull):
     assert code == 0
     result = gate()
     assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*kernels.implicit.MS rebound in memory*", "*FAILED*"])
+
+
+@pytest.fixture
+def counting_base(monkeypatch):
+    """A base (and head) whose tuning rebinds two of its globals at every call."""
+    import tests.fake_gpu as fake
+
+    package = dict(fake.KERNEL_PACKAGE)
+    package["kernels/tuning.py"] = (
+        "CALLS = 0\nLAST = None\n\n\ndef factor():\n"
+        "    global CALLS, LAST\n"
+        "    CALLS += 1\n"
+        "    LAST = object()\n"
+        "    return 1.0\n"
+    )
+    monkeypatch.setattr(fake, "KERNEL_PACKAGE", package)
+
+
+def test_a_base_that_rebinds_its_own_globals_is_not_taken_for_tampering(counting_base, pull):
+    # The watch must not fail honest code: globals the base's own calls rebind (a counter,
+    # a lazy value) are told apart by one more call of the base and an idle wait.
+    code, gate = pull({"kernels/__init__.py": "from kernels.implicit import conv3d  # head\n"})
+    assert code == 0
+    result = gate()
+    assert result.ret == 0, result.stdout.str()
+    assert "rebound in memory" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*n1_oc17_bias*-> unchanged*"])
+
+
+def test_a_thread_that_rebinds_the_bases_globals_is_caught(pull):
+    # The same patch from a thread the head's import starts, so that no code of the
+    # head's runs in the base's calls' path; it rebinds a fresh 1.05 every millisecond,
+    # as a global the base's own calls rebind would change. The idle wait sees it move
+    # while no call runs. The thread ends once the base's tree is removed (the run's end).
+    code, gate = pull(
+        {
+            # The head's calls only look the base up (so the thread finds it at once);
+            # the thread alone rebinds.
+            "kernels/tuning.py": BASE_MODULES + "\n\ndef factor():\n"
+            "    base_module('kernels.implicit')\n"
+            "    return 1.05\n",
+            "kernels/__init__.py": "import os\nimport threading\nimport time\n\n"
+            "from kernels import tuning\nfrom kernels.implicit import conv3d  # noqa: F401\n\n\n"
+            "def _patch():\n"
+            "    end, found = time.monotonic() + 20, False\n"
+            "    while time.monotonic() < end:\n"
+            "        base = tuning._FOUND.get('kernels.implicit')\n"
+            "        if base is not None and os.path.exists(base.__file__):\n"
+            "            found = True\n"
+            "            base.MS = float('1.05')\n"
+            "        elif found:  # the base's tree is gone: the run ended\n"
+            "            return\n"
+            "        time.sleep(0.001)\n\n\n"
+            "threading.Thread(target=_patch, daemon=True).start()\n",
+        }
+    )
+    assert code == 0
+    result = gate()
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*kernels.implicit.MS rebound in memory*"])
 
 
 # An import hook the head's __init__ puts first on sys.meta_path: every later import of
