@@ -124,13 +124,13 @@ def _pytest_in_child(argv: list[str]) -> int:
 def configured_kernel(root: Path) -> str:
     """``conv3d_kernel`` from the project's pytest configuration, from the file pytest
     would read it from."""
-    from pytest_conv3d_perf.pull_request import pytest_ini
+    from pytest_conv3d_perf.pull_request import kernel_settings, pytest_ini
 
     def read(name: str) -> str | None:
         path = root / name
         return path.read_text() if path.is_file() else None
 
-    return pytest_ini(read)[1].get("conv3d_kernel", "")
+    return kernel_settings(pytest_ini(read)[1]).get("conv3d_kernel", "")
 
 
 def _pull_request(args: argparse.Namespace, extra: list[str]) -> int:
@@ -141,11 +141,11 @@ def _pull_request(args: argparse.Namespace, extra: list[str]) -> int:
 
     root = Path.cwd()
     try:
-        under_test, changes, head = compose(root, args.base, args.head)
+        under_test, changes, head, merged_into = compose(root, args.base, args.head)
     except (PullRequestError, RevisionError, OSError) as exc:
         print(f"conv3d-perf pull-request: {exc}", file=sys.stderr)
         return 2
-    text = markdown(changes, under_test, head)
+    text = markdown(changes, under_test, head, merged_into)
     if args.markdown:
         Path(args.markdown).write_text(text)
     print(text, end="")
@@ -153,13 +153,14 @@ def _pull_request(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _tune(args: argparse.Namespace, extra: list[str]) -> int:
+    from pytest_conv3d_perf.pull_request import PullRequestError
     from pytest_conv3d_perf.runtime import DeviceError, select_runtime
     from pytest_conv3d_perf.target import Target, TargetError
     from pytest_conv3d_perf.tune_gpu import TuneError, run_tuning, writable_source
 
     root = Path.cwd()
-    spec = args.kernel or configured_kernel(root)
     try:
+        spec = args.kernel or configured_kernel(root)
         if not spec:
             raise TargetError(
                 "no kernel to tune: pass --kernel module:function, or set conv3d_kernel in "
@@ -171,7 +172,7 @@ def _tune(args: argparse.Namespace, extra: list[str]) -> int:
         if args.write:
             writable_source(kernel, root)
         cases = select(load_suite(root, []), args.case)
-    except (DeviceError, CaseError, TargetError, TuneError) as exc:
+    except (DeviceError, CaseError, TargetError, TuneError, PullRequestError) as exc:
         print(f"conv3d-perf tune: {exc}", file=sys.stderr)
         return 2
     return run_tuning(

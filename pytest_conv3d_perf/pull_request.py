@@ -11,14 +11,16 @@ request changes is listed for the reviewer and takes effect after merge.
 
 from __future__ import annotations
 
-import configparser
+import shlex
 import shutil
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_conv3d_perf.sides import HARNESS, blobs, extract, git, resolve
+import iniconfig
+
+from pytest_conv3d_perf.sides import HARNESS, blobs, entries, extract, git, regular, resolve
 
 # Where pytest reads its configuration, in its order of precedence.
 CONFIG_FILES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml")
@@ -34,12 +36,15 @@ class PullRequestError(RuntimeError):
 
 def _ini_of(name: str, text: str) -> dict[str, str] | None:
     """The pytest ini values one configuration file holds, or None where it holds none
-    (pytest then looks at the next file)."""
+    (pytest then looks at the next file). Read as pytest reads it (iniconfig, tomllib):
+    configparser refused a key given twice in two cases, which iniconfig takes as two
+    keys, and the file pytest would use was passed over for the next (the fifth red
+    team). A file pytest cannot read stops pytest, so it stops this too."""
     if name.endswith(".toml"):
         try:
             data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError:
-            return None
+        except tomllib.TOMLDecodeError as exc:
+            raise PullRequestError(f"{name} is not valid TOML ({exc})") from None
         if name == "pyproject.toml":
             table = data.get("tool", {}).get("pytest")
             if table is None:
@@ -48,15 +53,14 @@ def _ini_of(name: str, text: str) -> dict[str, str] | None:
         else:
             table = data.get("pytest", {})
         return {k: str(v) for k, v in table.items()}
-    parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read_string(text)
-    except configparser.Error:
-        return None
+        parsed = iniconfig.IniConfig(name, data=text)
+    except iniconfig.ParseError as exc:
+        raise PullRequestError(f"{name} does not parse as pytest reads it ({exc})") from None
     section = {"setup.cfg": "tool:pytest"}.get(name, "pytest")
-    if not parser.has_section(section):
+    if section not in parsed:
         return {} if name in ("pytest.ini", ".pytest.ini") else None
-    return dict(parser.items(section))
+    return dict(parsed[section].items())
 
 
 def pytest_ini(read: Reader) -> tuple[str, dict[str, str]]:
@@ -103,12 +107,56 @@ def kernel_paths(values: dict[str, str], exists: Callable[[str], bool]) -> list[
     return paths
 
 
+KERNEL_KEYS = ("conv3d_kernel", "conv3d_model")
+
+
+def _option_values(addopts: str) -> dict[str, str]:
+    """The kernel and model that ``addopts`` sets (``--conv3d-kernel X``, ``-o
+    conv3d_kernel=X`` and their one-word forms), which take precedence over the ini
+    values: a head that set one there moved the kernel past the comparison of the ini
+    values (the fifth red team). pytest splits addopts as the shell does."""
+    try:
+        tokens = shlex.split(addopts)
+    except ValueError as exc:
+        raise PullRequestError(f"addopts does not split as pytest splits it ({exc})") from None
+    flags = {"--" + key.replace("_", "-"): key for key in KERNEL_KEYS}
+    out = {}
+    for i, token in enumerate(tokens):
+        after = tokens[i + 1] if i + 1 < len(tokens) else ""
+        option, eq, value = token.partition("=")
+        if option in flags:
+            out[flags[option]] = value if eq else after
+            continue
+        if token in ("-o", "--override-ini"):
+            setting = after
+        elif option == "--override-ini" and eq:
+            setting = value
+        elif token.startswith("-o") and not token.startswith("--"):
+            setting = token[2:]
+        else:
+            continue
+        key, _, value = setting.partition("=")
+        if key.strip() in KERNEL_KEYS:
+            out[key.strip()] = value
+    return out
+
+
+def kernel_settings(values: dict[str, str]) -> dict[str, str]:
+    """``conv3d_kernel`` and ``conv3d_model`` as a run with this configuration takes
+    them: the ini values, or what ``addopts`` sets."""
+    out = {key: values.get(key, "") for key in KERNEL_KEYS}
+    out.update(_option_values(values.get("addopts", "")))
+    return {key: value.strip() for key, value in out.items() if value.strip()}
+
+
 def configured_kernel_moved(base: dict[str, str], head: dict[str, str]) -> str:
-    """'conv3d_kernel: a -> b' where the head configures another kernel or model, else ''."""
+    """'conv3d_kernel: a -> b' where the head configures another kernel or model (in an
+    ini value or in addopts), else ''."""
+    before, after = kernel_settings(base), kernel_settings(head)
     moved = [
-        f"{key}: {base.get(key, '(unset)')} -> {head.get(key, '(unset)')}"
-        for key in ("conv3d_kernel", "conv3d_model")
-        if base.get(key, "").strip() != head.get(key, "").strip()
+        f"{key}: {before.get(key, '(unset)')} -> {after.get(key, '(unset)')}"
+        for key in KERNEL_KEYS
+        if before.get(key) != after.get(key)
     ]
     return "; ".join(moved)
 
@@ -179,11 +227,13 @@ def rule_changes(
     return out
 
 
-def markdown(changes: list[RuleChange], under_test: list[str], head: str) -> str:
+def markdown(changes: list[RuleChange], under_test: list[str], head: str, base: str = "") -> str:
+    """``base``: where the head does not contain the base, the base it was merged into."""
+    merged = f", merged into the base {plain(base[:10])} as it would land" if base else ""
     lines = [
         "### What this pull request changes among the rules\n",
         f"The gate ran the base commit's tests, plugin and settings on the head's "
-        f"{', '.join(plain(p) for p in under_test)} ({plain(head[:10])}). ",
+        f"{', '.join(plain(p) for p in under_test)} ({plain(head[:10])}{merged}). ",
     ]
     rules = [c for c in changes if c.what != "baselines"]
     if not rules:
@@ -225,12 +275,20 @@ RULE_FILES = ("conftest.py", *CONFIG_FILES)
 
 def refused_files(root: Path, sha: str, paths: list[str]) -> list[tuple[str, str]]:
     """The files under ``paths`` in commit ``sha`` that the head's package may not hold,
-    each with why: compiled code, the harness's files, and anything not text (a zip
-    archive named like data, put on sys.path, ran code no diff shows: the third red
-    team)."""
+    each with why: links and submodules, compiled code, the harness's files, and anything
+    not text (a zip archive named like data, put on sys.path, ran code no diff shows: the
+    third red team)."""
     if not paths:
         return []
-    out = []
+    # A link or a submodule is not written into the tree under test (nothing outside it
+    # may be reached), so the head's code would run without what a checkout holds there:
+    # a kernel that fell back to its fast path without its linked table passed a 5%
+    # slowdown (the fifth red team).
+    out = [
+        (path, "a symbolic link" if mode == "120000" else "a submodule or other non-file entry")
+        for path, mode, kind, _ in entries(root, sha, tuple(paths))
+        if not regular(mode, kind, path)
+    ]
     for path, (_, body) in sorted(blobs(root, sha, tuple(paths)).items()):
         name = path.rsplit("/", 1)[-1]
         if path.endswith(COMPILED) or ".so." in name or "__pycache__" in path.split("/"):
@@ -252,10 +310,37 @@ def _is_text(body: bytes) -> bool:
     return True
 
 
-def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChange], str]:
-    """Put the head's kernel package into the work tree at ``root``, which must be a
-    clean checkout of ``base``; return the paths taken from the head, the rules the
-    pull request changes, and the head's sha."""
+def merged_tree(root: Path, base_sha: str, head_sha: str) -> str:
+    """What the pull request would land: ``head_sha`` where it contains the base, else the
+    tree of the head merged into the base (``git merge-tree``). Judged unmerged, a head
+    branched before a kernel change landed on the base (one that reads an overrides file
+    where there is one) added that file alone: its own kernel never read it and the
+    base's had none, so the A/B read 1.0 against 1.0, while the merge is 5% slower (the
+    fifth red team)."""
+    if git(root, "merge-base", "--is-ancestor", base_sha, head_sha).returncode == 0:
+        return head_sha
+    done = git(root, "merge-tree", "--write-tree", "--name-only", base_sha, head_sha)
+    if done.returncode == 1:
+        conflicts = [line for line in done.stdout.splitlines()[1:] if line][:3]
+        raise PullRequestError(
+            f"the head {head_sha[:10]} does not contain the base {base_sha[:10]} and does not "
+            f"merge into it without conflicts ({', '.join(conflicts)}): merge the base into "
+            "the pull request first"
+        )
+    if done.returncode != 0 or not done.stdout.split():
+        raise PullRequestError(
+            f"the head {head_sha[:10]} does not contain the base {base_sha[:10]}, and git "
+            f"could not merge them ({done.stderr.strip()[-200:]}): merge the base into the "
+            "pull request first"
+        )
+    return done.stdout.split()[0]
+
+
+def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChange], str, str]:
+    """Put the head's kernel package, as the pull request would land it (``merged_tree``),
+    into the work tree at ``root``, which must be a clean checkout of ``base``; return
+    the paths taken from it, the rules the pull request changes, the head's sha, and the
+    base's where the head was merged into it ('' where it contains the base)."""
     top = git(root, "rev-parse", "--show-toplevel").stdout.strip()
     if top and Path(top).resolve() != root.resolve():
         raise PullRequestError(f"run it at the repository's top ({top}), not in {root}")
@@ -268,9 +353,10 @@ def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChang
         )
     if git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip():
         raise PullRequestError("the work tree has changes: this command overwrites files there")
-    base_read, head_read = _reader(root, base_sha), _reader(root, head_sha)
+    landed = merged_tree(root, base_sha, head_sha)
+    base_read, head_read = _reader(root, base_sha), _reader(root, landed)
     _, ini = pytest_ini(lambda name: (root / name).read_text() if (root / name).is_file() else None)
-    under_test = kernel_paths(ini, lambda p: (root / p).is_dir())
+    under_test = kernel_paths(kernel_settings(ini), lambda p: (root / p).is_dir())
     moved = configured_kernel_moved(ini, pytest_ini(head_read)[1])
     if moved:
         # The base's configuration would time the base's choice of code while the head
@@ -280,7 +366,7 @@ def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChang
             "the head's kernel by the base's configuration, so that change must land on its "
             "own first, with the kernel it names unchanged"
         )
-    refused = refused_files(root, head_sha, under_test)
+    refused = refused_files(root, landed, under_test)
     if refused:
         raise PullRequestError(
             "the head's kernel package holds files the gate does not take from a pull "
@@ -296,8 +382,9 @@ def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChang
             target.unlink()
         # Exactly the head's files (not git archive, which obeys .gitattributes); a path
         # the head deleted stays deleted, and the tests say so when they import it.
-        extract(root, head_sha, root, (path,))
-    listing = git(root, "diff", "--name-status", "--no-renames", "-z", base_sha, head_sha)
+        extract(root, landed, root, (path,))
+    listing = git(root, "diff", "--name-status", "--no-renames", "-z", base_sha, landed)
     fields = listing.stdout.split("\0")
     changed = [(fields[i], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]
-    return under_test, rule_changes(changed, under_test, base_read, head_read), head_sha
+    rules = rule_changes(changed, under_test, base_read, head_read)
+    return under_test, rules, head_sha, base_sha if landed != head_sha else ""

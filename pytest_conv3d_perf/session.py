@@ -399,7 +399,9 @@ class Conv3dRun:
         names = self.revisions.names(side.tree)
         both = pair(today(root, names), side, names, call, replay(twin))
         try:
-            both.other()  # its first call: compiles and tunes, and shows it runs this case
+            # Its first call: compiles and tunes, shows it runs this case, and whether it
+            # imports as it runs.
+            both.warm() if both.warm else both.other()
         except Exception as exc:
             why = (
                 f"{label}'s {qualname} raised {type(exc).__name__} on this case's arguments "

@@ -10,10 +10,10 @@ None of these monkeypatches a library, looks at the stack, caches calls, patches
 plugin or finds the base's modules through gc (the conceded kinds): each slows the kernel
 through files, git or the configuration, and most of them with no code the gate runs.
 
-Each attack that gets through today is an xfail(strict=True) test that asserts what the
-gate should do: it fails today, and turns into an unexpected pass (a failure of this
-suite) once the gate catches it, so the marker must go with the fix. The attacks the gate
-catches are plain tests."""
+Each test asserts what the gate should do. The seven that got through were strict xfails
+when the review was written and are plain tests since the fixes of the same session
+(each says what stops it now); the attacks the gate caught already are plain tests too.
+notes/gate-quality.md, "A fifth red-team review", has the table."""
 
 import json
 import os
@@ -28,8 +28,6 @@ import tests.conftest as shared
 from tests.fake_gpu import KERNEL_PACKAGE, FakeProcesses, git, write_files
 from tests.test_ab import forget_kernels
 from tests.test_red_team import SLOW_TUNING
-
-THROUGH = "red team 5: "
 
 # The fake package's kernel with its data file read through the package's name (the
 # idiom importlib.resources documents): at call time, that name is whatever sys.modules
@@ -110,8 +108,8 @@ def job(pytester, monkeypatch, request, tmp_path_factory):
     - ``head``: the pull request's edits, ``links``: path -> symbolic link target,
       ``gitlinks``: paths the head holds as submodules, ``index_only``: path -> text
       committed without touching the origin's work tree (a .gitattributes that the
-      origin's own checkout should not apply), ``pause``: seconds between the head's
-      checkout and the base's (two steps of the job).
+      origin's own checkout should not apply), ``checkout_head``: check the head out
+      before the base, as the job did until the fifth red team.
 
     Runs the job's steps up to `conv3d-perf pull-request` in a fresh repository
     (pytester's folder) and returns a Job; ``gate()`` then runs the base's speed test."""
@@ -125,7 +123,9 @@ def job(pytester, monkeypatch, request, tmp_path_factory):
     src = pytester.path
     state = {}
 
-    def make(head, base=None, merged=None, links=None, gitlinks=(), index_only=None, pause=0.0):
+    def make(
+        head, base=None, merged=None, links=None, gitlinks=(), index_only=None, checkout_head=False
+    ):
         git(origin, "init", "-q", "-b", "main")
         write_files(origin, KERNEL_PACKAGE)
         _apply(origin, base or {})
@@ -156,12 +156,16 @@ def job(pytester, monkeypatch, request, tmp_path_factory):
             ).stdout.strip()
             git(origin, "update-index", "--add", "--cacheinfo", f"100644,{blob},{name}")
         head_sha = _commit(origin, "head")
-        # The GPU job: a fresh repository, every branch fetched, the head checked out, then
-        # the base (gpu-gate.yml, "A fresh clone" and "The base commit's rules").
+        # The GPU job: a fresh repository, every branch fetched, the head's commit checked
+        # for (never checked out: the head's .gitattributes would apply, the row below),
+        # then the base checked out (gpu-gate.yml, "A fresh clone" and "The base commit's
+        # rules").
         git(src, "init", "-q")
         git(src, "fetch", "-q", "--no-tags", str(origin), "+refs/heads/*:refs/remotes/origin/*")
-        git(src, "checkout", "-q", "--detach", head_sha)
-        time.sleep(pause)  # the job's steps apart (racy git re-reads files of this second)
+        git(src, "rev-parse", "-q", "--verify", f"{head_sha}^{{commit}}")
+        if checkout_head:  # as the job did until the fifth red team
+            git(src, "checkout", "-q", "--detach", head_sha)
+            time.sleep(1.1)  # the job's steps apart (racy git re-reads files of this second)
         git(src, "checkout", "-q", "--detach", base_sha)
         monkeypatch.chdir(src)
         code = cli.main(
@@ -195,7 +199,7 @@ def _ls_tree(folder: Path, commit: str, path: str) -> str:
     return git(folder, "ls-tree", commit, "--", path)
 
 
-# -- got through ------------------------------------------------------------------------
+# -- got through, stopped since ---------------------------------------------------------
 
 
 # The head's tuning reads a table beside it and falls back to the defaults where a GPU has
@@ -211,9 +215,6 @@ TUNING_WITH_TABLE = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True, reason=THROUGH + "a link in the package is left out of the tree under test"
-)
 def test_a_link_in_the_package_is_not_dropped_from_the_tree_under_test(job):
     # sides.extract writes no symbolic link (nothing outside the tree is reachable), and
     # `pull-request` says nothing about it: the second red team's link to a slower module
@@ -225,6 +226,7 @@ def test_a_link_in_the_package_is_not_dropped_from_the_tree_under_test(job):
     # the summary lists no file as "not measured". Fix: `pull_request.refused_files` (or
     # `blobs`' listing for it) refuses any entry of the package that is not a regular
     # file (mode 120000, 160000).
+    # Now `refused_files` refuses a link or a submodule in the package (`sides.regular`).
     pr = job(
         {"kernels/tuning.py": TUNING_WITH_TABLE, "kernels/tables/h200.json": '{"factor": 1.05}\n'},
         links={"kernels/tuned.json": "tables/h200.json"},
@@ -234,14 +236,12 @@ def test_a_link_in_the_package_is_not_dropped_from_the_tree_under_test(job):
     assert _stopped(pr, result), result.stdout.str()
 
 
-@pytest.mark.xfail(
-    strict=True, reason=THROUGH + "a submodule in the package is left out of the tree under test"
-)
 def test_a_submodule_in_the_package_is_not_dropped_from_the_tree_under_test(job):
     # The same with a submodule (a vendored folder of tuning tables, mode 160000): not
     # written, not mentioned; the head's tuning falls back to 1.0 without its table. A
     # checkout with its submodules (`git clone --recurse-submodules`) runs the table's
     # 1.05. Same fix.
+    # Now refused as the link is.
     pr = job(
         {
             "kernels/tuning.py": TUNING_WITH_TABLE.replace(
@@ -257,10 +257,6 @@ def test_a_submodule_in_the_package_is_not_dropped_from_the_tree_under_test(job)
     assert _stopped(pr, result), result.stdout.str()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=THROUGH + "the base reads its data through the package's name: the head's file",
-)
 def test_a_data_file_the_base_reads_by_package_name_is_the_bases(job):
     # Two steps, the second a data file alone. The base (a first pull request, itself no
     # slower, merged) reads config.json through importlib.resources.files(__package__),
@@ -272,6 +268,8 @@ def test_a_data_file_the_base_reads_by_package_name_is_the_bases(job):
     # both sides 5% slower, `unchanged`. Fix: `sides.pair` enters each side's modules
     # around every call of the A/B (`modules=True` always, both sides wrapped alike), not
     # only where an import statement was seen.
+    # Now each side's modules are in sys.modules around each of its calls (`sides.pair`, a swap of a
+    # few entries).
     pr = job(
         {"kernels/config.json": '{"factor": 1.05}\n'}, base={"kernels/implicit.py": RESOURCE_KERNEL}
     )
@@ -279,24 +277,19 @@ def test_a_data_file_the_base_reads_by_package_name_is_the_bases(job):
     assert _stopped(pr, result), result.stdout.str()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=THROUGH + "the base imports a helper through importlib at call time: the head's",
-)
 def test_a_helper_the_base_imports_at_call_time_through_importlib_is_the_bases(job):
     # The same channel for code: the base (merged before) imports its tuning module when
     # first called, through importlib.import_module; `_imports_lazily` looks for import
     # statements only, so the base's calls run with the head's modules in sys.modules and
     # import the head's tuning. The head changes tuning.py alone (factor 1.05): both sides
     # 5% slower, `unchanged`. Same fix.
+    # Now the swap, and the base's first call imports through the run's machinery and marks it as
+    # importing when it runs.
     pr = job({"kernels/tuning.py": SLOW_TUNING}, base={"kernels/implicit.py": LAZY_KERNEL})
     result = pr.gate() if pr.code == 0 else None
     assert _stopped(pr, result), result.stdout.str()
 
 
-@pytest.mark.xfail(
-    strict=True, reason=THROUGH + "the gate judges the head, not the head merged into the base"
-)
 def test_a_head_behind_its_base_is_judged_as_it_would_merge(job):
     # The gate puts the head's kernel package into the base's tree: the head as it is, not
     # as it merges. A first pull request (no slower) lands on main a kernel that applies
@@ -311,6 +304,8 @@ def test_a_head_behind_its_base_is_judged_as_it_would_merge(job):
     # `pull_request.compose`), or composes the tree from the merge (refs/pull/N/merge,
     # or `git merge-tree --write-tree BASE HEAD`), with the base taken as the default
     # branch's tip fetched in the same step.
+    # Now `compose` takes the kernel package from the head merged into the base (`merged_tree`), and
+    # the GPU job judges a pull request against main as fetched.
     pr = job(
         {"kernels/overrides.json": '{"factor": 1.05}\n'},
         merged={"kernels/implicit.py": OVERRIDES_KERNEL},
@@ -337,10 +332,6 @@ def _pytest_config_of(folder: Path) -> tuple[str, dict]:
     return inifile.name, {k: v.value for k, v in cfg.items()}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=THROUGH + "a pytest.ini configparser refuses moves the kernel past the check",
-)
 def test_a_pytest_ini_the_check_cannot_parse_does_not_move_the_kernel(job, tmp_path):
     # The first red team's attack (a head that makes another function the project's
     # kernel was timed by the base's configuration: its old kernel) is refused by
@@ -356,6 +347,8 @@ def test_a_pytest_ini_the_check_cannot_parse_does_not_move_the_kernel(job, tmp_p
     # does (iniconfig, through `_pytest.config.findpaths.load_config_dict_from_file`), and
     # a configuration file it cannot read refuses the pull request instead of being
     # passed over.
+    # Now `_ini_of` reads as pytest does (iniconfig); a file it cannot read refuses the pull
+    # request.
     ini = (
         "[pytest]\nconv3d_kernel = kernels.rewrite:conv3d\nConv3d_Kernel = kernels.rewrite:conv3d\n"
     )
@@ -372,9 +365,6 @@ def test_a_pytest_ini_the_check_cannot_parse_does_not_move_the_kernel(job, tmp_p
     assert _stopped(pr, result), result.stdout.str()
 
 
-@pytest.mark.xfail(
-    strict=True, reason=THROUGH + "addopts --conv3d-kernel moves the kernel past the check"
-)
 def test_addopts_naming_another_kernel_does_not_move_it_past_the_check(job):
     # `configured_kernel_moved` compares the ini values conv3d_kernel and conv3d_model;
     # the command-line option --conv3d-kernel (which takes precedence over the ini value)
@@ -385,6 +375,8 @@ def test_addopts_naming_another_kernel_does_not_move_it_past_the_check(job):
     # `pull_request.configured_kernel_moved` also reads --conv3d-kernel/--conv3d-model
     # in addopts (shlex-split) of the head's configuration, or `compose` refuses a head
     # whose addopts names either option.
+    # Now `configured_kernel_moved` compares the kernel and model that addopts sets too
+    # (`kernel_settings`).
     pyproject = PYPROJECT.replace(
         "conv3d_kernel", 'addopts = "--conv3d-kernel=kernels.rewrite:conv3d"\nconv3d_kernel'
     )
@@ -397,31 +389,33 @@ def test_addopts_naming_another_kernel_does_not_move_it_past_the_check(job):
 
 
 def test_caught_the_heads_gitattributes_cannot_rewrite_the_bases_rules(job):
-    # The job checks out the head first in a fresh repository, so the head's
-    # .gitattributes applies to every file written; switching to the base rewrites only
+    # The job checked out the head first in a fresh repository, so the head's
+    # .gitattributes applied to every file written; switching to the base rewrites only
     # the files whose blob differs, and `git status` stays clean (the index holds the
     # converted files' stat data, once the steps are a second apart; closer, racy git
     # re-reads them and `pull-request` refuses a tree with changes). So the base's rules
-    # in the work tree can be the head's conversion of them (eol=crlf,
+    # in the work tree could be the head's conversion of them (eol=crlf,
     # working-tree-encoding, ident) rather than the base's blobs. Every conversion tried
-    # either changes nothing Python, TOML or INI reads (line ends) or makes the file
-    # unreadable: here the base's pytest.ini in UTF-16, which `pull-request` cannot read
-    # ("the base configures no conv3d_kernel"), so the job stops. Not a pass, but the
-    # tree the job composes is not what git holds: checking out the base directly (never
-    # the head) in "A fresh clone", or `pull_request.compose` checking the work tree's
-    # files against the base's blobs, would end it.
-    pr = job(
-        {"kernels/tuning.py": SLOW_TUNING},
-        index_only={
-            ".gitattributes": "* text eol=crlf\npytest.ini working-tree-encoding=UTF-16LE\n"
-        },
-        pause=1.1,
-    )
-    assert b"\0" in (pr.src / "pytest.ini").read_bytes()  # the head's conversion stayed
-    assert b"\r\n" in (pr.src / "conftest.py").read_bytes()
-    assert git(pr.src, "status", "--porcelain", "--untracked-files=no") == ""
-    result = pr.gate() if pr.code == 0 else None
-    assert _stopped(pr, result)
+    # either changed nothing Python, TOML or INI reads (line ends) or made the file
+    # unreadable: here the base's pytest.ini in UTF-16, which `pull-request` could not
+    # read ("the base configures no conv3d_kernel"), so the job stopped. Not a pass, but
+    # the tree the job composed was not what git holds. Now the job never checks the head
+    # out: the base's files are its blobs, and the slowdown is judged.
+    attributes = {".gitattributes": "* text eol=crlf\npytest.ini working-tree-encoding=UTF-16LE\n"}
+    old = job({"kernels/tuning.py": SLOW_TUNING}, index_only=attributes, checkout_head=True)
+    assert b"\0" in (old.src / "pytest.ini").read_bytes()  # as the job was: converted
+    assert git(old.src, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def test_caught_the_base_is_checked_out_as_git_holds_it(job):
+    attributes = {".gitattributes": "* text eol=crlf\npytest.ini working-tree-encoding=UTF-16LE\n"}
+    pr = job({"kernels/tuning.py": SLOW_TUNING}, index_only=attributes)
+    assert b"\0" not in (pr.src / "pytest.ini").read_bytes()
+    assert b"\r\n" not in (pr.src / "conftest.py").read_bytes()
+    assert pr.code == 0
+    result = pr.gate()
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*n1_oc17_bias*-> regression*"])
 
 
 def test_caught_control_a_slower_helper_under_the_fresh_clone_job(job):

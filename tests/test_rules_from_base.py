@@ -11,8 +11,11 @@ from pytest_conv3d_perf.pull_request import (
     PullRequestError,
     RuleChange,
     classify,
+    configured_kernel_moved,
     kernel_paths,
+    kernel_settings,
     markdown,
+    merged_tree,
     plain,
     pytest_ini,
 )
@@ -252,3 +255,79 @@ def test_untrusted_names_are_shown_as_plain_text():
     assert "\u202e" not in shown and "\u200b" not in shown and "\n" not in shown
     text = markdown([RuleChange("the plugin", hostile, "changed")], ["kernels"], "f" * 40)
     assert "\u202e" not in text and "take effect after merge" in text
+
+
+@pytest.mark.parametrize(
+    "addopts",
+    [
+        "--conv3d-kernel=kernels.rewrite:conv3d",
+        "-q --conv3d-kernel kernels.rewrite:conv3d",
+        "-o conv3d_kernel=kernels.rewrite:conv3d",
+        "-oconv3d_kernel=kernels.rewrite:conv3d",
+        "--override-ini=conv3d_kernel=kernels.rewrite:conv3d",
+        "--override-ini 'conv3d_kernel = kernels.rewrite:conv3d'",
+    ],
+)
+def test_a_kernel_set_in_addopts_is_the_configured_one(addopts):
+    base = {"conv3d_kernel": "kernels.implicit:conv3d"}
+    head = {**base, "addopts": addopts}
+    assert kernel_settings(head)["conv3d_kernel"] == "kernels.rewrite:conv3d"
+    assert configured_kernel_moved(base, head) == (
+        "conv3d_kernel: kernels.implicit:conv3d -> kernels.rewrite:conv3d"
+    )
+
+
+def test_addopts_that_set_no_kernel_move_nothing():
+    base = {"conv3d_kernel": "kernels.implicit:conv3d", "addopts": "-ra"}
+    head = {**base, "addopts": "-ra -o conv3d_fail=3 --conv3d-kernel-x y -p no:foo"}
+    assert configured_kernel_moved(base, head) == ""
+
+
+def test_addopts_pytest_cannot_split_refuse_the_pull_request():
+    with pytest.raises(PullRequestError, match="addopts does not split"):
+        kernel_settings({"addopts": "--conv3d-kernel 'kernels.rewrite:conv3d"})
+
+
+@pytest.mark.parametrize(
+    "name, text, match",
+    [
+        ("pytest.ini", "[pytest]\nconv3d_kernel = a:b\nconv3d_kernel = c:d\n", "duplicate name"),
+        ("pyproject.toml", "[tool.pytest.ini_options\n", "not valid TOML"),
+    ],
+)
+def test_a_configuration_file_pytest_cannot_read_refuses_the_pull_request(name, text, match):
+    with pytest.raises(PullRequestError, match=match):
+        pytest_ini({name: text}.get)
+
+
+def test_keys_that_differ_in_case_are_two_keys_as_pytest_reads_them():
+    ini = "[pytest]\nconv3d_kernel = kernels.rewrite:conv3d\nConv3d_Kernel = x:y\n"
+    name, values = pytest_ini({"pytest.ini": ini, "pyproject.toml": "[project]\n"}.get)
+    assert name == "pytest.ini"
+    assert values["conv3d_kernel"] == "kernels.rewrite:conv3d"
+
+
+def test_a_head_behind_the_base_is_merged_and_a_conflict_refused(tmp_path, capsys):
+    write_files(tmp_path, {"kernels/a.py": "A = 1\n", "kernels/b.py": "B = 1\n"})
+    git(tmp_path, "init", "-q")
+    fork = commit_all(tmp_path, "fork")
+    write_files(tmp_path, {"kernels/a.py": "A = 2\n"})
+    base = commit_all(tmp_path, "main moved on")
+    git(tmp_path, "checkout", "-q", "--detach", fork)
+    write_files(tmp_path, {"kernels/b.py": "B = 2\n"})
+    head = commit_all(tmp_path, "head")
+    assert merged_tree(tmp_path, fork, head) == head  # it contains that one
+    tree = merged_tree(tmp_path, base, head)
+    assert git(tmp_path, "show", f"{tree}:kernels/a.py") == "A = 2"
+    assert git(tmp_path, "show", f"{tree}:kernels/b.py") == "B = 2"
+    git(tmp_path, "checkout", "-q", "--detach", fork)
+    write_files(tmp_path, {"kernels/a.py": "A = 3\n"})
+    clash = commit_all(tmp_path, "clash")
+    with pytest.raises(PullRequestError, match=r"without conflicts.*kernels/a\.py"):
+        merged_tree(tmp_path, base, clash)
+
+
+def test_the_summary_says_when_the_head_was_merged_into_the_base():
+    text = markdown([], ["kernels"], "a" * 40, "b" * 40)
+    assert "merged into the base `bbbbbbbbbb` as it would land" in text
+    assert "merged" not in markdown([], ["kernels"], "a" * 40)

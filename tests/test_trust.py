@@ -445,7 +445,8 @@ def test_the_gpu_job_waits_for_the_trust_decision_and_runs_in_a_fresh_clone():
     assert [s["if"] for s in checkouts] == ["${{ env.ACT }}"]
     # The work tree is the base commit (its tests, plugin, settings judge); the head's kernel
     # package is put into it, and every case is an A/B against the base.
-    assert 'git init -q "$SCRATCH/src"' in run and 'git checkout -q --detach "$HEAD_SHA"' in run
+    assert 'git init -q "$SCRATCH/src"' in run and 'git checkout -q --detach "$HEAD_SHA"' not in run
+    assert 'test "$(git rev-parse -q --verify "$HEAD_SHA^{commit}")" = "$HEAD_SHA"' in run
     assert 'git checkout -q --detach "$against"' in run
     assert 'conv3d-perf" pull-request --base "$AGAINST" --head "$HEAD_SHA"' in run
     assert '--conv3d-against="$AGAINST" --conv3d-unstable=fail' in run
