@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+# pytest's own ini reader (pytest depends on it): the configuration is read as pytest reads it.
 import iniconfig
 
 from pytest_conv3d_perf.sides import HARNESS, blobs, entries, extract, git, regular, resolve
