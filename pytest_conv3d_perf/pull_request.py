@@ -11,6 +11,7 @@ request changes is listed for the reviewer and takes effect after merge.
 
 from __future__ import annotations
 
+import fnmatch
 import shlex
 import shutil
 import tomllib
@@ -53,7 +54,11 @@ def _ini_of(name: str, text: str) -> dict[str, str] | None:
             table = table.get("ini_options", table)
         else:
             table = data.get("pytest", {})
-        return {k: str(v) for k, v in table.items()}
+        # A list (addopts, testpaths) as the words it holds, quoted as the shell would:
+        # str() of a list split into words no option matched (the sixth red team).
+        return {
+            k: shlex.join(map(str, v)) if isinstance(v, list) else str(v) for k, v in table.items()
+        }
     try:
         parsed = iniconfig.IniConfig(name, data=text)
     except iniconfig.ParseError as exc:
@@ -150,15 +155,31 @@ def kernel_settings(values: dict[str, str]) -> dict[str, str]:
     return {key: value.strip() for key, value in out.items() if value.strip()}
 
 
+# Words of an addopts that can name the kernel or the model.
+_KERNEL_WORDS = ("conv3d_kernel", "conv3d_model", "conv3d-kernel", "conv3d-model")
+
+
+def _addopts_words(values: dict[str, str]) -> list[str]:
+    try:
+        return shlex.split(values.get("addopts", ""))
+    except ValueError as exc:
+        raise PullRequestError(f"addopts does not split as pytest splits it ({exc})") from None
+
+
 def configured_kernel_moved(base: dict[str, str], head: dict[str, str]) -> str:
-    """'conv3d_kernel: a -> b' where the head configures another kernel or model (in an
-    ini value or in addopts), else ''."""
-    before, after = kernel_settings(base), kernel_settings(head)
+    """'conv3d_kernel: a -> b' where the head configures another kernel or model, else ''.
+    An addopts that changes where either side's names the kernel or the model counts
+    whatever it sets: pytest's options have spellings no list here would keep up with
+    (``-vo conv3d_kernel=X``, ``-o=...``: the sixth red team), and such a change has to
+    land on its own first anyway."""
     moved = [
-        f"{key}: {before.get(key, '(unset)')} -> {after.get(key, '(unset)')}"
+        f"{key}: {base.get(key, '(unset)').strip()} -> {head.get(key, '(unset)').strip()}"
         for key in KERNEL_KEYS
-        if before.get(key) != after.get(key)
+        if base.get(key, "").strip() != head.get(key, "").strip()
     ]
+    before, after = _addopts_words(base), _addopts_words(head)
+    if before != after and any(w in t.lower() for t in before + after for w in _KERNEL_WORDS):
+        moved.append(f"addopts: {shlex.join(before) or '(unset)'} -> {shlex.join(after)}")
     return "; ".join(moved)
 
 
@@ -298,6 +319,7 @@ def refused_files(root: Path, sha: str, paths: list[str]) -> list[tuple[str, str
             name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
         ):
             out.append((path, "a file pytest reads as part of the rules"))
+
         elif b"\0" in body or not _is_text(body):
             out.append((path, "not text: code in it (an archive, a library) is not reviewed"))
     return out
@@ -309,6 +331,80 @@ def _is_text(body: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def nested_configuration(paths: list[str], read: Reader) -> list[str]:
+    """The files among ``paths`` below the top that pytest would take as its configuration
+    for a run in their folder (a pytest section in one of ``CONFIG_FILES``): a head's
+    ``tests/pytest.ini`` naming another kernel moved the kernel for every later run of
+    ``pytest tests/...`` (the sixth red team)."""
+    out = []
+    for path in paths:
+        folder, _, name = path.rpartition("/")
+        if folder and name in CONFIG_FILES:
+            text = read(path)
+            if text is not None and _ini_of(name, text) is not None:
+                out.append(path)
+    return out
+
+
+# Attributes that change nothing a checkout writes: what diff, merge, archive and the
+# forges read. Any other (text, eol, crlf, ident, filter, working-tree-encoding, binary, a
+# macro) may change the bytes a checkout writes.
+_INERT_ATTRIBUTES = ("diff", "merge", "export-ignore", "export-subst", "whitespace", "delta")
+_INERT_ATTRIBUTES += ("linguist-",)
+
+
+def _attribute_lines(text: str | None) -> set[str]:
+    return {
+        " ".join(line.split())
+        for line in (text or "").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    }
+
+
+def _pattern_matches(pattern: str, relative: str) -> bool:
+    if pattern.startswith('"'):
+        return True  # a quoted pattern: taken to match, rather than parsed
+    body = pattern.strip("/") if pattern.endswith("/") else pattern.lstrip("/")
+    if "/" not in pattern.rstrip("/"):
+        return any(fnmatch.fnmatchcase(part, body) for part in relative.split("/"))
+    # fnmatch's * also crosses "/": broader than git's, which errs toward refusing.
+    return fnmatch.fnmatchcase(relative, body) or fnmatch.fnmatchcase(relative, body + "/*")
+
+
+def attributes_moved(
+    paths: list[str], package_files: list[str], base_read: Reader, head_read: Reader
+) -> list[str]:
+    """The ``.gitattributes`` files among ``paths`` (changed by the pull request) with a
+    line added or removed whose pattern may match a file of the package and whose
+    attributes may change what a checkout writes. The gate writes the package as git
+    holds it; a head with ``ident`` (or eol, a filter, an encoding) set on its tuning
+    module ran one way in the gate and 5% slower in every checkout (the sixth red team)."""
+    out = []
+    for path in paths:
+        folder, _, name = path.rpartition("/")
+        if name != ".gitattributes":
+            continue
+        inside = [f[len(folder) + 1 :] if folder else f for f in package_files]
+        inside = [
+            r
+            for f, r in zip(package_files, inside, strict=True)
+            if not folder or f.startswith(folder + "/")
+        ]
+        if not inside:
+            continue
+        for line in _attribute_lines(base_read(path)) ^ _attribute_lines(head_read(path)):
+            pattern, *attributes = line.split()
+            if pattern.startswith("[attr]"):
+                out.append(path)  # a macro: its name may be set anywhere
+                break
+            if all(a.lstrip("-!").startswith(_INERT_ATTRIBUTES) for a in attributes):
+                continue
+            if any(_pattern_matches(pattern, r) for r in inside):
+                out.append(path)
+                break
+    return out
 
 
 def merged_tree(root: Path, base_sha: str, head_sha: str) -> str:
@@ -367,6 +463,32 @@ def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChang
             "the head's kernel by the base's configuration, so that change must land on its "
             "own first, with the kernel it names unchanged"
         )
+    listing = git(root, "diff", "--name-status", "--no-renames", "-z", base_sha, landed)
+    fields = listing.stdout.split("\0")
+    changed = [(fields[i], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]
+    kept = [path for status, path in changed if not status.startswith("D")]
+    # The package's own files of these names are refused below, with the rule files.
+    outside = [p for p in kept if not any(p == u or p.startswith(u + "/") for u in under_test)]
+    nested = nested_configuration(outside, head_read)
+    if nested:
+        raise PullRequestError(
+            f"the pull request adds or changes a pytest configuration below the top "
+            f"({', '.join(plain(p) for p in nested[:3])}): pytest takes it for a run in that "
+            "folder (the GPU job runs tests/test_suite.py), so it would set the rules, the "
+            "kernel among them, after merge unjudged; keep pytest's settings in the top's file"
+        )
+    package_files = [p for p, *_ in entries(root, landed, tuple(under_test))]
+    attributes = attributes_moved(
+        kept + [p for s, p in changed if s.startswith("D")], package_files, base_read, head_read
+    )
+    if attributes:
+        raise PullRequestError(
+            f"the pull request changes git attributes that apply to the kernel package's "
+            f"files on checkout ({', '.join(plain(p) for p in attributes[:3])}: line ends, "
+            "ident, filters or encodings): the gate runs the files as git holds them, a "
+            "checkout would run them converted, so it cannot judge that; review and merge "
+            "such a change apart from kernel changes"
+        )
     refused = refused_files(root, landed, under_test)
     if refused:
         raise PullRequestError(
@@ -384,8 +506,5 @@ def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChang
         # Exactly the head's files (not git archive, which obeys .gitattributes); a path
         # the head deleted stays deleted, and the tests say so when they import it.
         extract(root, landed, root, (path,))
-    listing = git(root, "diff", "--name-status", "--no-renames", "-z", base_sha, landed)
-    fields = listing.stdout.split("\0")
-    changed = [(fields[i], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]
     rules = rule_changes(changed, under_test, base_read, head_read)
     return under_test, rules, head_sha, base_sha if landed != head_sha else ""

@@ -331,8 +331,16 @@ class Side:
                 now = _repository_modules(names)
                 if not now.keys() <= self.modules.keys():
                     # It imported a module of the repository as it ran: from now on each
-                    # of its calls imports through the run's machinery (``pair``).
+                    # of its calls imports through the run's machinery (``pair``), and
+                    # what it imported from its own tree is kept for its later calls.
                     self.lazy = True
+                    self.modules.update(
+                        (name, module)
+                        for name, module in now.items()
+                        if name not in self.modules
+                        and module is not None
+                        and not _outside(module, self.tree)
+                    )
                 for name in now:
                     sys.modules.pop(name, None)
                 sys.modules.update(saved_modules)
@@ -461,6 +469,20 @@ def _put(modules: Mapping[str, ModuleType | None]) -> None:
             sys.modules[name] = module
 
 
+def _imported_as_it_ran(side: Side, every: frozenset[str], names: frozenset[str]) -> None:
+    """A call of ``side`` imported a module of the repository that neither side had when
+    they were paired: it goes again (neither side's later calls may find it: the head's
+    import at call time served the base the head's module, the sixth red team), and both
+    sides take the full swap from now on, whose imports go through the run's machinery
+    and are kept for the side that made them. Found by the length of ``sys.modules``,
+    which costs a call nothing; the scan runs only when it moved."""
+    new = [name for name in _repository_modules(names) if name not in every]
+    for name in new:
+        sys.modules.pop(name, None)
+    if new:
+        side.lazy = True
+
+
 def pair(
     today_side: Side,
     other: Side,
@@ -499,12 +521,15 @@ def pair(
                     return fn()
             saved = {name: sys.modules.get(name) for name in mine}
             _put(mine)
+            count = len(sys.modules)
             try:
                 if keys:
                     with side.entered(keys, names, False):
                         return fn()
                 return fn()
             finally:
+                if len(sys.modules) != count:
+                    _imported_as_it_ran(side, every, names)
                 _put(saved)
 
         return call

@@ -8,8 +8,9 @@ pull-request`, then the base's speed test with --conv3d-against BASE
 None of these monkeypatches a library, looks at the stack, caches calls, patches the
 plugin or reaches the base's modules through gc (the conceded kinds).
 
-Each test asserts what the gate should do: the attacks that got through are strict
-xfails, the ones the gate caught are plain tests."""
+Each test asserts what the gate should do. The attacks that got through were strict
+xfails when the review was written and are plain tests since the fixes of the same session
+(each says what stops it now); notes/gate-quality.md, "A sixth red-team review"."""
 
 import subprocess
 import sys
@@ -103,17 +104,14 @@ INI_ADDOPTS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 6: addopts as a TOML list is str()-ed and shlex-split by "
-    "`kernel_settings`, so --conv3d-kernel/-o in it are not seen",
-)
 @pytest.mark.parametrize("spelling", sorted(TOML_ADDOPTS))
 def test_a_toml_list_addopts_naming_another_kernel_is_refused(job, tmp_path, spelling):
     # The head adds kernels/rewrite.py (5% slower) and names it in addopts, a TOML list
     # (how pyproject.toml's own `testpaths = ["tests"]` is written in this repository).
     # `configured_kernel_moved` sees no move; the gate times the old kernel, `unchanged`;
     # after the merge every run times kernels/rewrite.py.
+    # Now a TOML list is read as the words it holds (shlex.join), and an addopts change that names
+    # the kernel or model anywhere is refused (`configured_kernel_moved`).
     pr = job({**TOML_ADDOPTS[spelling], **SLOW_KERNEL}, base=ON_PYPROJECT)
     merged = _checkout(pr.origin, pr.head, tmp_path / "merged")
     assert _kernel_of_a_run(merged) == "kernels.rewrite:conv3d"
@@ -121,12 +119,10 @@ def test_a_toml_list_addopts_naming_another_kernel_is_refused(job, tmp_path, spe
     assert _stopped(pr, result), result.stdout.str()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 6: `_option_values` misses -o grouped after a flag (-vo) and -o=KEY=VALUE",
-)
 @pytest.mark.parametrize("spelling", sorted(INI_ADDOPTS))
 def test_a_short_option_spelling_of_o_naming_another_kernel_is_refused(job, tmp_path, spelling):
+    # Now refused whatever the spelling: an addopts change that names the kernel or model anywhere
+    # counts.
     ini = f"[pytest]\nconv3d_kernel = kernels.implicit:conv3d\naddopts = {INI_ADDOPTS[spelling]}\n"
     pr = job({"pytest.ini": ini, **SLOW_KERNEL})
     merged = _checkout(pr.origin, pr.head, tmp_path / "merged")
@@ -138,11 +134,6 @@ def test_a_short_option_spelling_of_o_naming_another_kernel_is_refused(job, tmp_
 # -- 2. a configuration file below the rootdir, where pytest starts looking ---------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 6: pytest looks for its configuration from the arguments' folder up "
-    "(CI runs `pytest tests/test_suite.py`): a tests/pytest.ini moves the kernel unseen",
-)
 def test_a_configuration_file_in_the_tests_folder_naming_another_kernel_is_refused(job, tmp_path):
     # gpu-gate.yml runs `python3 -m pytest tests/test_suite.py ...`: pytest looks for a
     # configuration file in tests/ first, then above. `pytest_ini` reads the repository's
@@ -151,6 +142,7 @@ def test_a_configuration_file_in_the_tests_folder_naming_another_kernel_is_refus
     # slower; `pythonpath = ..` keeps it importable from the new rootdir): accepted, the
     # gate times the old kernel, `unchanged`. After the merge, every run of the tests in
     # tests/ times kernels.rewrite.
+    # Now `compose` refuses a pytest configuration below the top (`nested_configuration`).
     ini = "[pytest]\npythonpath = ..\nconv3d_kernel = kernels.rewrite:conv3d\n"
     pr = job({"tests/pytest.ini": ini, "tests/test_suite.py": "def test_x():\n    pass\n"})
     merged = _checkout(pr.origin, pr.head, tmp_path / "merged")
@@ -176,17 +168,14 @@ ATTRIBUTES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 6: `extract` writes blobs, a checkout applies .gitattributes (ident, "
-    "eol, working-tree-encoding): the code under test is not what a checkout runs",
-)
 @pytest.mark.parametrize("where", sorted(ATTRIBUTES))
 def test_gitattributes_that_rewrite_the_package_on_checkout_are_refused(job, tmp_path, where):
     # The fifth red team's link and submodule had the same shape (a checkout holds what
     # the gate's tree lacks) and `refused_files` refuses them now; a .gitattributes in the
     # package is text and is taken, and one at the top is listed as "other files" (not
     # even "not measured"). Either way every checkout of the merged commit runs 5% slower.
+    # Now refused: a changed line of a `.gitattributes` in or above the package that may
+    # apply to its files and change what a checkout writes (`attributes_moved`).
     pr = job({**ATTRIBUTES[where], "kernels/tuning.py": IDENT_TUNING})
     merged = _checkout(pr.origin, pr.head, tmp_path / "merged")
     assert "$Id: " in (merged / "kernels/tuning.py").read_text()
@@ -233,12 +222,6 @@ def test_caught_a_module_the_base_imports_after_its_first_call_is_its_own(job):
     assert _stopped(pr, result), result.stdout.str()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 6: `pair` swaps only the modules either side had at its import, and "
-    "finds call-time imports at the base's first call only (the head's never): a module "
-    "the head imports at call time is the base's too",
-)
 def test_a_module_the_head_imports_at_call_time_is_not_the_bases(job):
     # The same base. The head imports kernels.tuning from its first call on, and slows
     # tuning.py (1.05). Its call comes first in the A/B's warm-up (`measure` calls today's
@@ -247,6 +230,9 @@ def test_a_module_the_head_imports_at_call_time_is_not_the_bases(job):
     # looked for on the base's side only), so the base's later calls find the head's
     # module in sys.modules: both run 1.05, `unchanged`, and no global of the base's
     # modules was rebound. Merged, every call is 5% slower.
+    # Now a call of either side that imports a module neither side had is seen by the length of
+    # sys.modules; the module goes again and both sides take the full swap
+    # (`sides._imported_as_it_ran`).
     pr = job(
         {"kernels/implicit.py": EVERY_CALL_KERNEL, "kernels/tuning.py": SLOW_TUNING},
         base={"kernels/implicit.py": LATER_KERNEL},

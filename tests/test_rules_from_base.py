@@ -10,12 +10,14 @@ from pytest_conv3d_perf import cli
 from pytest_conv3d_perf.pull_request import (
     PullRequestError,
     RuleChange,
+    attributes_moved,
     classify,
     configured_kernel_moved,
     kernel_paths,
     kernel_settings,
     markdown,
     merged_tree,
+    nested_configuration,
     plain,
     pytest_ini,
 )
@@ -272,15 +274,36 @@ def test_a_kernel_set_in_addopts_is_the_configured_one(addopts):
     base = {"conv3d_kernel": "kernels.implicit:conv3d"}
     head = {**base, "addopts": addopts}
     assert kernel_settings(head)["conv3d_kernel"] == "kernels.rewrite:conv3d"
-    assert configured_kernel_moved(base, head) == (
-        "conv3d_kernel: kernels.implicit:conv3d -> kernels.rewrite:conv3d"
-    )
+    moved = configured_kernel_moved(base, head)
+    assert moved.startswith("addopts: (unset) -> ") and "kernels.rewrite:conv3d" in moved
 
 
-def test_addopts_that_set_no_kernel_move_nothing():
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        ("", "-vo conv3d_kernel=kernels.rewrite:conv3d"),  # -o grouped after a flag
+        ("", "-o=conv3d_model=models:Other"),
+        ("--conv3d-kernel kernels.implicit:conv3d", "--conv3d-kernel kernels.rewrite:conv3d"),
+        ("--conv3d-kernel kernels.implicit:conv3d", ""),  # back to the ini value
+    ],
+)
+def test_an_addopts_change_where_it_names_the_kernel_counts_whatever_it_sets(before, after):
+    base = {"conv3d_kernel": "kernels.implicit:conv3d", "addopts": before}
+    assert configured_kernel_moved(base, {**base, "addopts": after}).startswith("addopts: ")
+
+
+def test_addopts_that_name_no_kernel_move_nothing():
     base = {"conv3d_kernel": "kernels.implicit:conv3d", "addopts": "-ra"}
-    head = {**base, "addopts": "-ra -o conv3d_fail=3 --conv3d-kernel-x y -p no:foo"}
+    head = {**base, "addopts": "-ra -o conv3d_fail=3 -p no:foo"}
     assert configured_kernel_moved(base, head) == ""
+    same = {**base, "addopts": "--conv3d-kernel kernels.implicit:conv3d"}
+    assert configured_kernel_moved(same, dict(same)) == ""
+
+
+def test_a_toml_list_is_read_as_the_words_it_holds():
+    text = '[tool.pytest]\naddopts = ["-o", "conv3d_kernel=a b:c", "-ra"]\n'
+    _, values = pytest_ini({"pyproject.toml": text}.get)
+    assert values["addopts"] == "-o 'conv3d_kernel=a b:c' -ra"
 
 
 def test_addopts_pytest_cannot_split_refuse_the_pull_request():
@@ -331,3 +354,42 @@ def test_the_summary_says_when_the_head_was_merged_into_the_base():
     text = markdown([], ["kernels"], "a" * 40, "b" * 40)
     assert "merged into the base `bbbbbbbbbb` as it would land" in text
     assert "merged" not in markdown([], ["kernels"], "a" * 40)
+
+
+def test_a_pytest_configuration_below_the_top_is_found_and_other_files_of_its_name_are_not():
+    files = {
+        "tests/pytest.ini": "[pytest]\nconv3d_kernel = kernels.rewrite:conv3d\n",
+        "tests/tox.ini": "[tox]\nenvlist = py311\n",  # no [pytest]: pytest passes it over
+        "docs/pyproject.toml": "[project]\nname = 'docs'\n",
+        "tools/pyproject.toml": "[tool.pytest.ini_options]\naddopts = '-ra'\n",
+        "pytest.ini": "[pytest]\n",  # the top's: judged as the rules are
+    }
+    assert nested_configuration(list(files), files.get) == [
+        "tests/pytest.ini",
+        "tools/pyproject.toml",
+    ]
+
+
+PACKAGE = ["kernels/__init__.py", "kernels/tuning.py", "kernels/tables/h200.json"]
+
+
+@pytest.mark.parametrize(
+    "path, before, after, refused",
+    [
+        (".gitattributes", "", "kernels/tuning.py ident\n", True),
+        (".gitattributes", "", "*.py text eol=crlf\n", True),
+        (".gitattributes", "", "tuning.py filter=lfs\n", True),  # a basename at any depth
+        (".gitattributes", "", "*.json binary\n", True),  # a macro that unsets text
+        (".gitattributes", "", "[attr]fast ident\n", True),
+        (".gitattributes", "*.py ident\n", "", True),  # removed: the checkout changes too
+        (".gitattributes", "", "*.py diff=python linguist-language=Python\n", False),
+        (".gitattributes", "", "docs/*.md text eol=crlf\n", False),
+        (".gitattributes", "", "*.png binary\n", False),
+        (".gitattributes", "# a comment\n", "# another comment\n", False),
+        ("docs/.gitattributes", "", "* ident\n", False),  # not above the package
+        ("kernels/tables/.gitattributes", "", "*.json working-tree-encoding=UTF-16\n", True),
+    ],
+)
+def test_attributes_that_change_the_packages_checkout_are_found(path, before, after, refused):
+    got = attributes_moved([path], PACKAGE, {path: before}.get, {path: after}.get)
+    assert got == ([path] if refused else [])
