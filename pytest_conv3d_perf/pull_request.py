@@ -386,12 +386,8 @@ def attributes_moved(
         folder, _, name = path.rpartition("/")
         if name != ".gitattributes":
             continue
-        inside = [f[len(folder) + 1 :] if folder else f for f in package_files]
-        inside = [
-            r
-            for f, r in zip(package_files, inside, strict=True)
-            if not folder or f.startswith(folder + "/")
-        ]
+        prefix = f"{folder}/" if folder else ""
+        inside = [f[len(prefix) :] for f in package_files if f.startswith(prefix)]
         if not inside:
             continue
         for line in _attribute_lines(base_read(path)) ^ _attribute_lines(head_read(path)):

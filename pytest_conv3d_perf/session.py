@@ -401,7 +401,7 @@ class Conv3dRun:
         try:
             # Its first call: compiles and tunes, shows it runs this case, and whether it
             # imports as it runs.
-            both.warm() if both.warm else both.other()
+            both.warm()
         except Exception as exc:
             why = (
                 f"{label}'s {qualname} raised {type(exc).__name__} on this case's arguments "
