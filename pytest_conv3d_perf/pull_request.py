@@ -11,9 +11,9 @@ request changes is listed for the reviewer and takes effect after merge.
 
 from __future__ import annotations
 
-import fnmatch
 import shlex
 import shutil
+import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -349,58 +349,53 @@ def nested_configuration(paths: list[str], read: Reader) -> list[str]:
 
 
 # Attributes that change nothing a checkout writes: what diff, merge, archive and the
-# forges read. Any other (text, eol, crlf, ident, filter, working-tree-encoding, binary, a
-# macro) may change the bytes a checkout writes.
+# forges read. Any other (text, eol, crlf, ident, filter, working-tree-encoding, or a
+# macro that sets one) may change the bytes a checkout writes.
 _INERT_ATTRIBUTES = ("diff", "merge", "export-ignore", "export-subst", "whitespace", "delta")
 _INERT_ATTRIBUTES += ("linguist-",)
 
 
-def _attribute_lines(text: str | None) -> set[str]:
-    return {
-        " ".join(line.split())
-        for line in (text or "").splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    }
-
-
-def _pattern_matches(pattern: str, relative: str) -> bool:
-    if pattern.startswith('"'):
-        return True  # a quoted pattern: taken to match, rather than parsed
-    body = pattern.strip("/") if pattern.endswith("/") else pattern.lstrip("/")
-    if "/" not in pattern.rstrip("/"):
-        return any(fnmatch.fnmatchcase(part, body) for part in relative.split("/"))
-    # fnmatch's * also crosses "/": broader than git's, which errs toward refusing.
-    return fnmatch.fnmatchcase(relative, body) or fnmatch.fnmatchcase(relative, body + "/*")
-
-
-def attributes_moved(
-    paths: list[str], package_files: list[str], base_read: Reader, head_read: Reader
-) -> list[str]:
-    """The ``.gitattributes`` files among ``paths`` (changed by the pull request) with a
-    line added or removed whose pattern may match a file of the package and whose
-    attributes may change what a checkout writes. The gate writes the package as git
-    holds it; a head with ``ident`` (or eol, a filter, an encoding) set on its tuning
-    module ran one way in the gate and 5% slower in every checkout (the sixth red team)."""
-    out = []
-    for path in paths:
-        folder, _, name = path.rpartition("/")
-        if name != ".gitattributes":
-            continue
-        prefix = f"{folder}/" if folder else ""
-        inside = [f[len(prefix) :] for f in package_files if f.startswith(prefix)]
-        if not inside:
-            continue
-        for line in _attribute_lines(base_read(path)) ^ _attribute_lines(head_read(path)):
-            pattern, *attributes = line.split()
-            if pattern.startswith("[attr]"):
-                out.append(path)  # a macro: its name may be set anywhere
-                break
-            if all(a.lstrip("-!").startswith(_INERT_ATTRIBUTES) for a in attributes):
-                continue
-            if any(_pattern_matches(pattern, r) for r in inside):
-                out.append(path)
-                break
+def checkout_attributes(root: Path, tree: str, files: list[str]) -> dict[str, dict[str, str]]:
+    """Each of ``files``' attributes that may change what a checkout writes, as git itself
+    reads them from ``tree``'s .gitattributes files (a temporary index, no work tree):
+    matching patterns here was wrong for `**/`, `[^x]` and escapes (the seventh red
+    team)."""
+    with tempfile.TemporaryDirectory(prefix="conv3d-attributes-") as folder:
+        index = str(Path(folder) / "index")
+        done = git(root, "read-tree", tree, index=index)
+        if done.returncode != 0:
+            raise PullRequestError(f"git read-tree {tree[:10]} failed: {done.stderr[-200:]}")
+        done = git(
+            root,
+            "check-attr",
+            "--cached",
+            "--stdin",
+            "-z",
+            "-a",
+            input="".join(f"{f}\0" for f in files).encode(),
+            text=False,
+            index=index,
+        )
+    if done.returncode != 0:
+        raise PullRequestError(f"git check-attr failed: {done.stderr.decode()[-200:]}")
+    fields = done.stdout.decode("utf-8", "surrogateescape").split("\0")
+    out: dict[str, dict[str, str]] = {f: {} for f in files}
+    for path, name, value in zip(fields[0::3], fields[1::3], fields[2::3], strict=False):
+        if path in out and not name.startswith(_INERT_ATTRIBUTES):
+            out[path][name] = value
     return out
+
+
+def attributes_moved(root: Path, base: str, landed: str, files: list[str]) -> list[str]:
+    """The package's files whose checkout attributes differ between ``base`` and what
+    the pull request lands. The gate writes the package as git holds it; a head with
+    ``ident`` (or eol, a filter, an encoding) set on its tuning module ran one way in the
+    gate and 5% slower in every checkout (the sixth red team)."""
+    if not files:
+        return []
+    before = checkout_attributes(root, base, files)
+    after = checkout_attributes(root, landed, files)
+    return [f for f in files if before[f] != after[f]]
 
 
 def merged_tree(root: Path, base_sha: str, head_sha: str) -> str:
@@ -474,9 +469,7 @@ def compose(root: Path, base: str, head: str) -> tuple[list[str], list[RuleChang
             "kernel among them, after merge unjudged; keep pytest's settings in the top's file"
         )
     package_files = [p for p, *_ in entries(root, landed, tuple(under_test))]
-    attributes = attributes_moved(
-        kept + [p for s, p in changed if s.startswith("D")], package_files, base_read, head_read
-    )
+    attributes = attributes_moved(root, base_sha, landed, package_files)
     if attributes:
         raise PullRequestError(
             f"the pull request changes git attributes that apply to the kernel package's "

@@ -54,9 +54,18 @@ def git_env() -> dict[str, str]:
 
 
 def git(
-    root: Path, *args: str, text: bool = True, input: bytes | None = None, timeout: float = 120
+    root: Path,
+    *args: str,
+    text: bool = True,
+    input: bytes | None = None,
+    timeout: float = 120,
+    index: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """``git ARGS`` in ``root`` (in ``git_env``), its output captured."""
+    """``git ARGS`` in ``root`` (in ``git_env``), its output captured; ``index``: an index
+    file of the caller's instead of the repository's."""
+    env = git_env()
+    if index is not None:
+        env["GIT_INDEX_FILE"] = index
     return subprocess.run(
         ["git", *args],
         cwd=root,
@@ -64,7 +73,7 @@ def git(
         text=text,
         input=input,
         timeout=timeout,
-        env=git_env(),
+        env=env,
     )
 
 

@@ -370,26 +370,55 @@ def test_a_pytest_configuration_below_the_top_is_found_and_other_files_of_its_na
     ]
 
 
-PACKAGE = ["kernels/__init__.py", "kernels/tuning.py", "kernels/tables/h200.json"]
+PACKAGE = {
+    "kernels/__init__.py": "",
+    "kernels/tuning.py": "",
+    "kernels/tables/h200.json": "{}\n",
+    "docs/a.md": "",
+}
 
 
 @pytest.mark.parametrize(
-    "path, before, after, refused",
+    "path, before, after, moved",
     [
-        (".gitattributes", "", "kernels/tuning.py ident\n", True),
-        (".gitattributes", "", "*.py text eol=crlf\n", True),
-        (".gitattributes", "", "tuning.py filter=lfs\n", True),  # a basename at any depth
-        (".gitattributes", "", "*.json binary\n", True),  # a macro that unsets text
-        (".gitattributes", "", "[attr]fast ident\n", True),
-        (".gitattributes", "*.py ident\n", "", True),  # removed: the checkout changes too
-        (".gitattributes", "", "*.py diff=python linguist-language=Python\n", False),
-        (".gitattributes", "", "docs/*.md text eol=crlf\n", False),
-        (".gitattributes", "", "*.png binary\n", False),
-        (".gitattributes", "# a comment\n", "# another comment\n", False),
-        ("docs/.gitattributes", "", "* ident\n", False),  # not above the package
-        ("kernels/tables/.gitattributes", "", "*.json working-tree-encoding=UTF-16\n", True),
+        (".gitattributes", "", "kernels/tuning.py ident\n", ["kernels/tuning.py"]),
+        (
+            ".gitattributes",
+            "",
+            "*.py text eol=crlf\n",
+            ["kernels/__init__.py", "kernels/tuning.py"],
+        ),
+        (".gitattributes", "", "tuning.py filter=lfs\n", ["kernels/tuning.py"]),
+        (".gitattributes", "", "*.json binary\n", ["kernels/tables/h200.json"]),  # -text
+        (".gitattributes", "", "[attr]fast ident\ntuning.py fast\n", ["kernels/tuning.py"]),
+        (".gitattributes", "*.py ident\n", "", ["kernels/__init__.py", "kernels/tuning.py"]),
+        # Patterns as git reads them (the seventh red team): fnmatch read each otherwise.
+        (".gitattributes", "", "**/kernels/tuning.py ident\n", ["kernels/tuning.py"]),
+        (".gitattributes", "", "kernels/**/tuning.py ident\n", ["kernels/tuning.py"]),
+        (".gitattributes", "", "tuning.p[^x] ident\n", ["kernels/tuning.py"]),
+        (".gitattributes", "", "tuning\\.py ident\n", ["kernels/tuning.py"]),
+        ("kernels/.gitattributes", "", "**/tuning.py ident\n", ["kernels/tuning.py"]),
+        # What changes no byte a checkout writes, or applies to no file of the package.
+        (".gitattributes", "", "*.py diff=python linguist-language=Python\n", []),
+        (".gitattributes", "", "docs/*.md text eol=crlf\n", []),
+        (".gitattributes", "", "*.png binary\n", []),
+        (".gitattributes", "# a comment\n", "# another comment\n", []),
+        ("docs/.gitattributes", "", "* ident\n", []),
+        (
+            "kernels/tables/.gitattributes",
+            "",
+            "*.json eol=crlf\n",
+            ["kernels/tables/h200.json"],
+        ),
     ],
 )
-def test_attributes_that_change_the_packages_checkout_are_found(path, before, after, refused):
-    got = attributes_moved([path], PACKAGE, {path: before}.get, {path: after}.get)
-    assert got == ([path] if refused else [])
+def test_attributes_that_change_the_packages_checkout_are_found(
+    tmp_path, path, before, after, moved
+):
+    write_files(tmp_path, {**PACKAGE, path: before})
+    git(tmp_path, "init", "-q")
+    base = commit_all(tmp_path, "base")
+    write_files(tmp_path, {path: after})
+    head = commit_all(tmp_path, "head")
+    files = [f for f in PACKAGE if f.startswith("kernels/")]
+    assert attributes_moved(tmp_path, base, head, files) == moved
