@@ -104,9 +104,23 @@ class Watch:
         self.reference = bindings(self.modules)
 
     def _moved(self, now: Bindings) -> list[tuple[str, str]]:
+        """Rebound since the reference, less the side's own: a global of a module that
+        came after the reference (the side imported it as it ran), and a package's
+        attribute bound to one of the side's own modules (what an import of a submodule
+        does) are the side's."""
         if self.reference is None:
             return []
-        return [k for k in rebound(self.reference, now) if k not in self.own]
+        known = {module for module, _ in self.reference}
+        mine = {id(module) for module in self.modules.values()}
+        out = []
+        for key in rebound(self.reference, now):
+            value = now.get(key)
+            if key in self.own or key[0] not in known:
+                continue
+            if value is not None and isinstance(value[0], ModuleType) and id(value[0]) in mine:
+                continue
+            out.append(key)
+        return out
 
     def since(self) -> list[str]:
         """The globals rebound since the reference, when none of the side's calls ran in

@@ -372,7 +372,8 @@ def checkout_attributes(root: Path, tree: str, files: list[str]) -> dict[str, di
             "--stdin",
             "-z",
             "-a",
-            input="".join(f"{f}\0" for f in files).encode(),
+            # Names as git gave them (``entries`` decodes with surrogateescape).
+            input="".join(f"{f}\0" for f in files).encode("utf-8", "surrogateescape"),
             text=False,
             index=index,
         )

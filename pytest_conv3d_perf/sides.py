@@ -338,18 +338,15 @@ class Side:
             if modules:
                 sys.path.remove(str(self.tree))
                 now = _repository_modules(names)
-                if not now.keys() <= self.modules.keys():
-                    # It imported a module of the repository as it ran: from now on each
-                    # of its calls imports through the run's machinery (``pair``), and
-                    # what it imported from its own tree is kept for its later calls.
-                    self.lazy = True
-                    self.modules.update(
-                        (name, module)
-                        for name, module in now.items()
-                        if name not in self.modules
-                        and module is not None
-                        and not _outside(module, self.tree)
-                    )
+                # What it imported of its own tree as it ran (through the run's machinery
+                # here) is kept for its later calls, which find it as they find the rest.
+                self.modules.update(
+                    (name, module)
+                    for name, module in now.items()
+                    if name not in self.modules
+                    and module is not None
+                    and not _outside(module, self.tree)
+                )
                 for name in now:
                     sys.modules.pop(name, None)
                 sys.modules.update(saved_modules)
@@ -478,18 +475,24 @@ def _put(modules: Mapping[str, ModuleType | None]) -> None:
             sys.modules[name] = module
 
 
-def _imported_as_it_ran(side: Side, every: frozenset[str], names: frozenset[str]) -> None:
-    """A call of ``side`` imported a module of the repository that neither side had when
-    they were paired: it goes again (neither side's later calls may find it: the head's
-    import at call time served the base the head's module, the sixth red team), and both
-    sides take the full swap from now on, whose imports go through the run's machinery
-    and are kept for the side that made them. Found by the length of ``sys.modules``,
-    which costs a call nothing; the scan runs only when it moved."""
-    new = [name for name in _repository_modules(names) if name not in every]
-    for name in new:
+def _imported_as_it_ran(side: Side, trusted: bool, every: set[str], names: frozenset[str]) -> None:
+    """A call of ``side`` imported modules of the repository (the length of
+    ``sys.modules`` moved, which costs a call nothing to read; the scan runs only then).
+    Each goes again, so that neither side's later calls find the other's (the head's
+    import at call time served the base the head's module: the sixth red team), and its
+    name joins the swap. ``trusted`` (today's side, whose imports are its own): what came
+    from its tree is kept for its later calls. Otherwise the side's next call imports
+    again through the run's machinery (``Side.entered``), which keeps it: an import made
+    through the machinery as the other side's code left it is not taken."""
+    for name, module in _repository_modules(names).items():
+        if module is None or module is side.modules.get(name):
+            continue
+        every.add(name)
         sys.modules.pop(name, None)
-    if new:
-        side.lazy = True
+        if trusted and not _outside(module, side.tree):
+            side.modules[name] = module
+        else:
+            side.lazy = True
 
 
 def pair(
@@ -517,17 +520,26 @@ def pair(
     # imports as it runs: code that looks a module up by name at call time
     # (importlib.resources.files(__package__), importlib.import_module) found the head's
     # package and read the head's data file (the fifth red team). A swap of a few entries
-    # (under 1 us a call here, each side alike); the full one (a scan of sys.modules,
-    # about 170 us, and the import machinery) only where a side imports as it runs.
-    every = frozenset(today_side.modules) | frozenset(other.modules)
+    # (under 2 us a call here, each side alike); the full one (a scan of sys.modules,
+    # about 300 us, and the import machinery) for one call of a side after it imported
+    # as it ran, never for every call (the eighth review: a head's import put it in every
+    # call of both sides, which drowned the call time).
+    every = set(today_side.modules) | set(other.modules)
 
     def inside(side: Side, fn: Callable[[], object]) -> Callable[[], object]:
-        mine = {name: side.modules.get(name) for name in every}
+        trusted = side is today_side
 
         def call() -> object:
-            if today_side.lazy or other.lazy:
+            if side.lazy:
+                # Once, after it imported as it ran: through the run's machinery, which
+                # keeps what it imports; then the swap again.
                 with side.entered(keys, names, True):
-                    return fn()
+                    try:
+                        return fn()
+                    finally:
+                        side.lazy = False
+                        every.update(side.modules)
+            mine = {name: side.modules.get(name) for name in every}
             saved = {name: sys.modules.get(name) for name in mine}
             _put(mine)
             count = len(sys.modules)
@@ -538,14 +550,18 @@ def pair(
                 return fn()
             finally:
                 if len(sys.modules) != count:
-                    _imported_as_it_ran(side, every, names)
+                    _imported_as_it_ran(side, trusted, every, names)
                 _put(saved)
 
         return call
 
     def warm() -> object:
         with other.entered(keys, names, True):
-            return other_call()
+            try:
+                return other_call()
+            finally:
+                other.lazy = False
+                every.update(other.modules)
 
     return Pair(inside(today_side, today_call), inside(other, other_call), warm, changed)
 

@@ -145,3 +145,18 @@ def test_a_thread_rebinding_while_the_side_waits_is_not_the_sides_own():
         stop.set()
         worker.join()
     assert not watch.own
+
+
+def test_a_module_the_side_imported_as_it_ran_and_its_package_attribute_are_its_own():
+    package, tuning = _module("side", __path__=[]), _module("side.tuning", MS=1.0)
+    modules = {"side": package}
+    watch = Watch(modules)
+    watch.take()
+    # The side's own import at call time: a new module, bound on its package.
+    modules["side.tuning"] = tuning
+    package.tuning = tuning
+    assert watch.since() == []
+    # Another's module bound there, or a global of the new module rebound, is not.
+    package.tuning = _module("head.tuning")
+    tuning.MS = 1.05
+    assert watch.since() == ["side.tuning", "side.tuning.MS"]

@@ -39,16 +39,45 @@ def test_each_side_finds_its_own_package_by_name_at_call_time(monkeypatch, tmp_p
 def test_a_module_one_side_imports_as_it_runs_is_not_left_for_the_other(monkeypatch, tmp_path):
     head, base = _side("today", tmp_path / "h"), _side("base", tmp_path / "b")
     monkeypatch.setitem(sys.modules, "pairpkg", head.modules["pairpkg"])
+    imports = []
 
     def head_call():  # the head's import at call time, of a module neither side had
-        sys.modules.setdefault("pairpkg.tuning", types.ModuleType("pairpkg.tuning"))
+        if "pairpkg.tuning" not in sys.modules:
+            imports.append(1)
+            module = types.ModuleType("pairpkg.tuning")
+            module.__file__ = str(tmp_path / "h" / "pairpkg" / "tuning.py")
+            sys.modules["pairpkg.tuning"] = module
+        return sys.modules["pairpkg.tuning"]
 
     def base_call():
         return sys.modules.get("pairpkg.tuning")
 
     both = pair(head, base, NAMES, head_call, base_call)
-    assert not head.lazy
-    both.today()
-    assert "pairpkg.tuning" not in sys.modules  # it went again
-    assert head.lazy  # both sides take the full swap from now on
+    first = both.today()
+    assert "pairpkg.tuning" not in sys.modules  # not left between calls
+    assert head.modules["pairpkg.tuning"] is first  # kept for the head's own calls
+    assert not head.lazy and not base.lazy  # no full swap for anyone's later calls
     assert both.other() is None  # the base never sees the head's module
+    assert both.today() is first and imports == [1]  # imported once, not at each call
+
+
+def test_a_module_the_other_side_imports_as_it_runs_is_imported_again_through_the_runs_machinery(
+    monkeypatch, tmp_path
+):
+    head, base = _side("today", tmp_path / "h"), _side("base", tmp_path / "b")
+    monkeypatch.setitem(sys.modules, "pairpkg", head.modules["pairpkg"])
+
+    def base_call():
+        if "pairpkg.tuning" not in sys.modules:
+            module = types.ModuleType("pairpkg.tuning")
+            module.__file__ = str(tmp_path / "b" / "pairpkg" / "tuning.py")
+            sys.modules["pairpkg.tuning"] = module
+        return sys.modules["pairpkg.tuning"]
+
+    both = pair(head, base, NAMES, lambda: sys.modules.get("pairpkg.tuning"), base_call)
+    both.other()  # imported through whatever machinery the process had: not taken
+    assert base.lazy and "pairpkg.tuning" not in base.modules
+    kept = both.other()  # once more, inside the full swap, which keeps it
+    assert not base.lazy and base.modules["pairpkg.tuning"] is kept
+    assert both.other() is kept
+    assert both.today() is None  # the head never sees the base's module
