@@ -17,7 +17,6 @@ today's code twice.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import hashlib
 import importlib
@@ -27,10 +26,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from pytest_conv3d_perf.bindings import Watch
 
@@ -265,34 +265,6 @@ def _outside(module: ModuleType, tree: Path) -> bool:
     return not os.path.realpath(where).startswith(os.path.realpath(tree) + os.sep)
 
 
-def _imports_lazily(modules: Mapping[str, ModuleType], names: frozenset[str]) -> bool:
-    """Whether a function of these modules imports a module of the repository when it
-    runs: such an import would find whatever ``sys.modules`` holds at call time."""
-    for module in modules.values():
-        where = getattr(module, "__file__", None)
-        if not where or not where.endswith(".py"):
-            continue
-        try:
-            tree = ast.parse(Path(where).read_text())
-        except (OSError, SyntaxError, ValueError):
-            continue
-        for node in ast.walk(tree):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            for inner in ast.walk(node):
-                if isinstance(inner, ast.Import):
-                    targets = [alias.name for alias in inner.names]
-                elif isinstance(inner, ast.ImportFrom) and inner.level == 0 and inner.module:
-                    targets = [inner.module]
-                elif isinstance(inner, ast.ImportFrom):
-                    return True  # relative: always the repository's
-                else:
-                    continue
-                if any(t.split(".")[0] in names for t in targets):
-                    return True
-    return False
-
-
 @dataclass
 class Side:
     """One tree's code as this process loaded it: its modules of the repository and the
@@ -302,7 +274,9 @@ class Side:
     tree: Path
     modules: dict[str, ModuleType]
     env: dict[str, str]
-    lazy: bool = False  # a function of it imports a module of the repository when it runs
+    # Its next call imports through the run's machinery (``pair``): a call of it imported
+    # a module of the repository as it ran, through whatever machinery was there.
+    lazy: bool = False
     # The import machinery its imports go through (``Machinery``); None: whatever is there.
     machinery: Machinery | None = None
     # Its modules' globals, watched for rebinding by the other side's code (``bindings``).
@@ -394,12 +368,17 @@ def _no_bytecode() -> Iterator[None]:
         sys.dont_write_bytecode, sys.pycache_prefix = saved
 
 
-def _set_env(values: Mapping[str, str | None]) -> None:
+def _assign(target: MutableMapping[str, Any], values: Mapping[str, Any]) -> None:
+    """``target`` (os.environ, sys.modules) with ``values``: None removes the key."""
     for key, value in values.items():
         if value is None:
-            os.environ.pop(key, None)
+            target.pop(key, None)
         else:
-            os.environ[key] = value
+            target[key] = value
+
+
+def _set_env(values: Mapping[str, str | None]) -> None:
+    _assign(os.environ, values)
 
 
 def load_side(
@@ -444,8 +423,7 @@ def load_side(
         raise RevisionError(
             f"{label}'s {module_name} loaded {', '.join(strays[:3])} from outside its tree"
         )
-    lazy = _imports_lazily(loaded, names)
-    return Side(label, tree, loaded, env, lazy, machinery, Watch(loaded))
+    return Side(label, tree, loaded, env, False, machinery, Watch(loaded))
 
 
 def today(root: Path, names: frozenset[str]) -> Side:
@@ -468,11 +446,7 @@ class Pair:
 
 
 def _put(modules: Mapping[str, ModuleType | None]) -> None:
-    for name, module in modules.items():
-        if module is None:
-            sys.modules.pop(name, None)
-        else:
-            sys.modules[name] = module
+    _assign(sys.modules, modules)
 
 
 def _imported_as_it_ran(side: Side, trusted: bool, every: set[str], names: frozenset[str]) -> None:
