@@ -184,6 +184,19 @@ def random_inputs(case: Conv3dCase, device: torch.device, seed: int) -> Inputs:
     return Inputs(x, weight, bias)
 
 
+def refill(x: torch.Tensor, seed: int) -> Callable[[], None]:
+    """A function that refills ``x`` in place with new values drawn as ``random_inputs``
+    draws it (uniform in [0, 1)): the same tensor, new contents at each call. Its own
+    generator, on ``x``'s device: the caller's random stream does not move."""
+    gen = torch.Generator(device=x.device)
+    gen.manual_seed(seed)
+
+    def again() -> None:
+        x.uniform_(0.0, 1.0, generator=gen)
+
+    return again
+
+
 def poisoned_output(case: Conv3dCase, device: torch.device) -> torch.Tensor:
     return torch.full(case.output_shape, POISON_BITS, dtype=torch.int32, device=device).view(
         torch.float32
@@ -317,3 +330,27 @@ def _check_shape(got: object, case: Conv3dCase) -> None:
             f"case {case.name!r}: expected a float32 output of shape {case.output_shape}, "
             f"got {got.dtype} {tuple(got.shape)}"
         )
+
+
+def fresh_output_error(got: object, inputs: Inputs, case: Conv3dCase, rule: ToleranceRule) -> str:
+    """Why the output of a timed call on fresh inputs is wrong, or '' where it matches the
+    float64 truth. A kernel that keeps its results for repeated tensors (by identity, say)
+    returns the kept one here: timed on that path, it would pass while callers with new
+    values pay the slow one. Output that is no tensor is not checked: the fake kernel
+    package of the plugin's tests returns objects that declare a simulated time."""
+    if not isinstance(got, torch.Tensor):
+        return ""
+    try:
+        _check_shape(got, case)
+    except ShapeError as exc:
+        return f"a timed call on fresh inputs: {exc}"
+    report = CheckReport(case.name, rule)
+    compare_with_truth(got, inputs, case, report)
+    if report.ok:
+        return ""
+    return (
+        "the output of a timed call on fresh inputs differs from the float64 truth "
+        f"({report.outside:,} of {report.numel:,} elements outside {rule.describe()}; "
+        f"largest absolute error {report.max_abs.describe()}): a kernel that returns "
+        "results kept from earlier calls?"
+    )

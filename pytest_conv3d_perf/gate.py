@@ -64,6 +64,10 @@ class CaseResult:
     # The revision the A/B ran against, and its kernel's time in that A/B.
     against: str = ""
     other: Summary | None = None
+    # Why the output of a timed call on fresh inputs was wrong ('' where it was right or
+    # not checked): the case fails whatever its verdict, since its times are those of a
+    # path no caller with new values takes.
+    wrong_output: str = ""
 
     @property
     def ms(self) -> float:
@@ -374,7 +378,9 @@ def case_result(
     baseline: BaselineEntry | None,
     flop: int | None,
     policy: FailPolicy,
+    wrong_output: str = "",
 ) -> CaseResult:
+    """``wrong_output``: why the output of a timed call on fresh inputs was wrong, or ''."""
     return CaseResult(
         name=name,
         nodeid=nodeid,
@@ -385,14 +391,16 @@ def case_result(
         baseline=baseline,
         change=out.assessment.change,
         drift=out.assessment.drift,
-        reasons=out.assessment.reasons,
+        # First: it fails the case, whatever the lines after it say of the times.
+        reasons=(*((wrong_output,) if wrong_output else ()), *out.assessment.reasons),
         flop=flop,
         measurements=out.measurements,
-        fails=policy.fails(out.verdict),
+        fails=bool(wrong_output) or policy.fails(out.verdict),
         call_change=out.assessment.call_change,
         stored_verdict=out.stored.verdict if out.stored else None,
         stored_change=out.stored.change if out.stored else None,
         settled_by=out.settled_by,
         against=out.against,
         other=out.other,
+        wrong_output=wrong_output,
     )

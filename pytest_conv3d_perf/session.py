@@ -282,10 +282,12 @@ class Conv3dRun:
         flop: int | None = None,
         case: Conv3dCase | None = None,
         replay: Callable[[Any], Callable[[], object]] | None = None,
+        verify: Callable[[], str] | None = None,
     ) -> CaseResult | None:
         """Time ``call`` and decide; without timing, run it once as a smoke test.
         ``replay(f)`` makes the same call with another version of ``fn`` (another
-        revision's, for the A/B that decides or settles a verdict)."""
+        revision's, for the A/B that decides or settles a verdict). ``verify()``, after
+        the timing: why a timed call's output is wrong, or ''; the case fails on it."""
         if not self.timing:
             call()
             return None
@@ -348,6 +350,7 @@ class Conv3dRun:
             baseline=base,
             flop=flop,
             policy=policy,
+            wrong_output=verify() if verify is not None else "",
         )
         if out.settled_by == "ab" and counterpart and counterpart[0] is not None:
             # An autotuner picks among near-equal configs by a timing of its own: two
@@ -608,9 +611,12 @@ class Conv3dRun:
         """Write the baselines (on purpose only) and, unless an xdist worker hands its
         results to the controller instead, the report files."""
         if self.results and self.settings.update and self.store is not None:
+            # A case whose timed calls returned a wrong output was timed on a path no
+            # caller takes (results kept from earlier calls): its times are not stored.
             measured = {
                 r.name: Measurement(r.entry, r.verdict, r.baseline, r.thresholds.max_halfwidth_pct)
                 for r in self.results
+                if not r.wrong_output
             }
             chosen, notes = merge_processes(measured, prior_entries(list(self.settings.prior_json)))
             for r in self.results:

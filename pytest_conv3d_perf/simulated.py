@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pytest_conv3d_perf.timer import ClockState
+from pytest_conv3d_perf.timer import ClockState, prepare
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,8 @@ class SimulatedGpu:
         out = []
         for i, fn in enumerate(fns):
             v = self._variant(i, fn)
+            # One call stands for the batch's timed calls: prepared as each of them is.
+            prepare(fn)
             base = self._device_ms(v, fn) * (1 + v.offset) * (1 + drift)
             times = []
             for _ in range(rounds):
@@ -194,6 +196,9 @@ class SimulatedGpu:
         out = []
         for i, fn in enumerate(fns):
             v = self._variant(i, fn)
+            # One call stands for every loop, so one prepare before it, as CudaTimer's
+            # before each loop (never between a loop's calls).
+            prepare(fn)
             device = self._device_ms(v, fn) * (1 + v.offset)
             times = []
             for _ in range(rounds):

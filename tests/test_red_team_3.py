@@ -231,32 +231,63 @@ def test_a_head_that_looks_for_the_timer_on_its_stack_is_caught(pull):
     assert result.ret == 1, result.stdout.str()
 
 
-@pytest.mark.xfail(
-    strict=True, reason=THROUGH + "a cache of repeated calls: the gate repeats one call"
+# A head whose kernel computes a real output (the simulated GPU reads `simulated_ms` off
+# it) on the fresh path, 5% slower than the base (SLOW_TUNING), and keeps it: when the
+# same x comes back ({key}) it returns the kept tensor, as fast as the base.
+CACHING_HEAD = (
+    "import torch\n\nfrom kernels import implicit\n\n"
+    "_CONV3D = implicit.conv3d\n_KEPT = {{}}\n\n\n"
+    "def conv3d(x, weight, *args):\n"
+    "    ms = _CONV3D(x, weight, *args).simulated_ms  # the fresh path's time\n"
+    "    key = {key}\n"
+    "    if _KEPT.get('key') == key:  # the same input again: the kept result\n"
+    "        out = _KEPT['out']\n"
+    "        out.simulated_ms = ms / 1.05\n"
+    "        return out\n"
+    "    out = torch.nn.functional.conv3d(x, weight, *args)\n"
+    "    out.simulated_ms = ms\n"
+    "    _KEPT.update(key=key, out=out)\n"
+    "    return out\n\n\n"
+    "implicit.conv3d = conv3d\n"
 )
+
+
 def test_a_head_that_caches_repeated_calls_is_timed_on_fresh_ones(pull):
-    # The gate times one call (the same tensors) thousands of times; a head that keeps
-    # what it computed for the last arguments (here: a cheaper path when they repeat, as an
-    # output cache keyed by data_ptr and version would be on the GPU) is timed on that
-    # path only, while a caller with new tensors each step runs the 5% slower one. Reads
-    # as kernel code to a reviewer.
+    # The gate timed one call (the same tensors) thousands of times; a head that kept what
+    # it computed for the last input (by identity, as a cache keyed by data_ptr would on
+    # the GPU) was timed on that path only, `unchanged`, while a caller with new tensors
+    # each step runs the 5% slower one. Reads as kernel code to a reviewer. Now x gets new
+    # values before each timed call, in place: the identity repeats, so the kept (stale)
+    # tensor still comes back fast, and the output check on a fresh call after the timing
+    # fails the case.
+    code, gate = pull(
+        {"kernels/tuning.py": SLOW_TUNING, "kernels/__init__.py": CACHING_HEAD.format(key="id(x)")}
+    )
+    assert code == 0
+    result = gate()
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*the output of a timed call on fresh inputs differs from the float64 truth*"
+            "a kernel that returns results kept from earlier calls?*"
+        ]
+    )
+
+
+def test_a_head_that_caches_by_version_gains_nothing_on_fresh_inputs(pull):
+    # The same cache keyed correctly, by the tensor's version too (an in-place write bumps
+    # it): every timed call sees new values, so it is timed on the 5% slower fresh path.
     code, gate = pull(
         {
             "kernels/tuning.py": SLOW_TUNING,
-            "kernels/__init__.py": "from kernels import implicit\n\n"
-            "_CONV3D = implicit.conv3d\n_SEEN = {}\n\n\n"
-            "def conv3d(x, weight, *args):\n"
-            "    key = (id(x), id(weight), args)\n"
-            "    if key in _SEEN:  # repeated arguments: the kept result\n"
-            "        return implicit.Launch(_SEEN[key].simulated_ms / 1.05)\n"
-            "    _SEEN[key] = out = _CONV3D(x, weight, *args)\n"
-            "    return out\n\n\n"
-            "implicit.conv3d = conv3d\n",
+            "kernels/__init__.py": CACHING_HEAD.format(key="(id(x), x._version)"),
         }
     )
     assert code == 0
     result = gate()
     assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(["*n1_oc17_bias*-> regression*"])
+    result.stdout.no_fnmatch_line("*fresh inputs differs*")
 
 
 @pytest.mark.xfail(strict=True, reason=THROUGH + "the head's import patches the plugin")

@@ -593,6 +593,12 @@ def _row(case: str, verdict: str) -> dict:
             "1 failing case(s): `tiny`",
         ),
         ([_row("kb54", "unstable")], ["t.py::speed[kb54]"], "1 failing case(s): `kb54`"),
+        # A wrong output on fresh inputs fails the case whatever its verdict.
+        (
+            [{**_row("kb54", "unchanged"), "fails": True}],
+            ["t.py::speed[kb54]"],
+            "1 failing case(s): `kb54`",
+        ),
         (
             [_row("kb54", "unchanged"), _row("x", "warning")],
             ["t.py::speed[kb54]", "t.py::speed[x]"],

@@ -52,7 +52,15 @@ ICONS = {
     "unchanged": "✅",
 }
 ORDER = list(ICONS)
-ROW_KEYS = ("case", "verdict", "median_ms", "baseline_ms", "change_pct", "change_interval_pct")
+ROW_KEYS = (
+    "case",
+    "verdict",
+    "fails",
+    "median_ms",
+    "baseline_ms",
+    "change_pct",
+    "change_interval_pct",
+)
 
 
 class Unreadable(Exception):
@@ -228,12 +236,14 @@ FAILING = ("regression", "unstable")
 
 
 def failing(report: object) -> list[str]:
-    """The cases of a handed-over report (already read by ``rows``) whose verdict fails."""
+    """The cases of a handed-over report (already read by ``rows``) whose verdict fails,
+    or that the gate failed whatever their verdict (``fails``: the output of a timed call
+    on fresh inputs was wrong)."""
     results = report.get("results", []) if isinstance(report, dict) else []
     return [
         inline(r.get("case"))
         for r in results[:MAX_ROWS]
-        if isinstance(r, dict) and r.get("verdict") in FAILING
+        if isinstance(r, dict) and (r.get("verdict") in FAILING or r.get("fails") is True)
     ]
 
 
