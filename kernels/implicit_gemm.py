@@ -21,7 +21,6 @@ from typing import NamedTuple
 import torch
 import triton
 import triton.language as tl
-import triton.testing
 from triton.runtime.errors import OutOfResources
 
 # Triton's float32 dot defaults to TF32, which misses the fp32 rule (atol=rtol=1e-4) by up
@@ -258,6 +257,7 @@ def _conv3d_kernel(
     PROMOTE: tl.constexpr,
     ASSUME_K: tl.constexpr,
     AHEAD: tl.constexpr,
+    OUT_VEC: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -282,6 +282,10 @@ def _conv3d_kernel(
     # spills far less (bench/kernel_static.py, #54: 234 registers and no spill against 255
     # and 536 bytes); Triton 3.6 stored along M already and compiles much the same code.
     out_spatial = OD * OH * OW
+    if OUT_VEC > 1:
+        # v24a: exact (the host checked that OUT_VEC divides it), and the product tells
+        # the compiler the divisibility that OD, OH and OW alone do not.
+        out_spatial = out_spatial // OUT_VEC * OUT_VEC
     blocks_per_image = tl.cdiv(out_spatial, BLOCK_M)
     batch = pid_m // blocks_per_image
     pos = (pid_m % blocks_per_image) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -336,7 +340,7 @@ def _conv3d_kernel(
         )
     elif AHEAD:
         rq = tl.arange(0, BLOCK_K)
-        tap_next = tl.load(tap_ptr + rq, mask=rq < K, other=0)
+        tap_next = tl.load(tap_ptr + rq)
     for k0 in range(0, K, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
         k_mask = rk < K
@@ -352,7 +356,10 @@ def _conv3d_kernel(
             even, odd = tl.split(tl.reshape(quad, (BLOCK_K, 2, 2)))
             tap, kh = tl.split(even)
             kd, kw = tl.split(odd)
-            tap = tl.where(k_mask, tap, 0)
+            # No tl.where on `tap` for the columns past K (v24b): such a column loads the
+            # table's sentinel (1 << 30) in all four values, so its depth is at least
+            # 2^30 - PD, never inside the input: the bounds mask below is false there and
+            # the gather never reads that column's address.
             idd = id0[:, None] + kd[None, :]
             ihh = ih0[:, None] + kh[None, :]
             iww = iw0[:, None] + kw[None, :]
@@ -365,7 +372,9 @@ def _conv3d_kernel(
             if AHEAD:
                 tap = tap_next
                 rq = rk + BLOCK_K
-                tap_next = tl.load(tap_ptr + rq, mask=rq < K, other=0)
+                # No mask: the row holds zeros to a multiple of WEIGHT_PAD and one more
+                # WEIGHT_PAD (_tap_table); the gather's mask keeps the columns past K.
+                tap_next = tl.load(tap_ptr + rq)
             else:
                 tap = tl.load(tap_ptr + rk, mask=k_mask, other=0)
             a_mask = k_mask[None, :]
@@ -427,6 +436,12 @@ def _conv3d_kernel(
 _ARG_NAMES = tuple(_conv3d_kernel.arg_names)
 
 
+def out_vec(spatial: int) -> int:
+    """The kernel's OUT_VEC: the largest of 4, 2, 1 that divides ``spatial`` (the output's
+    positions per channel)."""
+    return 4 if spatial % 4 == 0 else 2 if spatial % 2 == 0 else 1
+
+
 def loads_taps_ahead(config: triton.Config) -> bool:
     """Whether an unpadded layer's taps are loaded a K step ahead with this config (the
     kernel's AHEAD): only where the pipeline keeps more than one step in flight."""
@@ -454,6 +469,9 @@ TUNE_ROUNDS = 9
 TUNE_WARMUP_MS = 1
 TUNE_REP_MS = 5
 TUNE_MARGIN = 0.01
+# v24d: each timed call waits behind a spin kernel of this many microseconds, long enough
+# for the host to queue the L2 flush, both events and the launch (30-60 us) behind it.
+TUNE_HOLD_US = 200
 # Each tuned key's timings (ms, one per round) by config index, for bench/autotune_pick.
 _TIMINGS: dict[tuple, dict[int, list[float]]] = {}
 
@@ -524,7 +542,14 @@ def _package_digest() -> str:
 
 def _tuner_parameters() -> tuple:
     # Read at the call: code elsewhere in the package may rebind them after import.
-    return (TUNE_ROUNDS, TUNE_WARMUP_MS, TUNE_REP_MS, TUNE_MARGIN, pick_config.__defaults__)
+    return (
+        TUNE_ROUNDS,
+        TUNE_WARMUP_MS,
+        TUNE_REP_MS,
+        TUNE_MARGIN,
+        TUNE_HOLD_US,
+        pick_config.__defaults__,
+    )
 
 
 def tune_file(key: tuple, gpu: str) -> str | None:
@@ -575,6 +600,49 @@ def _tune(args: tuple, resolved: dict, grid_of, key: tuple) -> triton.Config:
     return cfg
 
 
+@functools.cache
+def _cycles_per_us() -> int:
+    """Cycles of ``torch.cuda._sleep`` in a microsecond on this GPU, timed once. As the
+    plugin's timer does it (pytest_conv3d_perf/timer.py): the kernel package imports
+    nothing of the plugin, so that KernelBench can load it alone."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda._sleep(1000)
+    start.record()
+    torch.cuda._sleep(1_000_000)
+    end.record()
+    end.synchronize()
+    return max(1, int(1000 / start.elapsed_time(end)))
+
+
+def _flush_buffer() -> torch.Tensor:
+    """Twice the L2 cache, zeroed before each timed call so none starts with warm data."""
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    l2 = int(getattr(props, "L2_cache_size", 0) or 64 << 20)
+    return torch.empty(2 * l2 // 4, dtype=torch.int32, device="cuda")
+
+
+def _held_ms(fn, flush: torch.Tensor, hold: int, calls: int) -> float:
+    """The median device time of ``calls`` calls of ``fn``, in ms, each behind an L2 flush
+    and a stream hold, so the host's launch path is never inside the events."""
+    pending = []
+    for _ in range(calls):
+        flush.zero_()
+        torch.cuda._sleep(hold)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        pending.append((start, end))
+    torch.cuda.synchronize()
+    return float(statistics.median(s.elapsed_time(e) for s, e in pending))
+
+
+def _calls_per_round(fn, flush: torch.Tensor, hold: int) -> int:
+    """Enough calls for about TUNE_REP_MS of the kernel's time in a round, 5 to 40."""
+    estimate = _held_ms(fn, flush, hold, 3)  # also the config's warm-up
+    return max(5, min(40, round(TUNE_REP_MS / max(estimate, 1e-3))))
+
+
 def _time_configs(args: tuple, resolved: dict, grid_of, key: tuple) -> triton.Config:
     runs = {}
     for i, cfg in enumerate(AUTOTUNE_CONFIGS):
@@ -590,13 +658,13 @@ def _time_configs(args: tuple, resolved: dict, grid_of, key: tuple) -> triton.Co
     order = list(runs)
     shuffle = random.Random(0)  # the same orders in every process
     timings: dict[int, list[float]] = {i: [] for i in runs}
+    flush = _flush_buffer()
+    hold = _cycles_per_us() * TUNE_HOLD_US
+    calls = {i: _calls_per_round(runs[i], flush, hold) for i in runs}
     for _ in range(TUNE_ROUNDS):
         shuffle.shuffle(order)
         for i in order:
-            ms = triton.testing.do_bench(
-                runs[i], warmup=TUNE_WARMUP_MS, rep=TUNE_REP_MS, return_mode="median"
-            )
-            timings[i].append(float(ms))
+            timings[i].append(_held_ms(runs[i], flush, hold, calls[i]))
     _TIMINGS[key] = timings
     return AUTOTUNE_CONFIGS[pick_config(timings)]
 
@@ -740,7 +808,13 @@ def _tap_table(
         kh_i * dh,
         kw_i * dw,
     ]
-    table = torch.stack([r.reshape(-1) for r in rows], dim=1) if padded else rows[0].reshape(-1)
+    if padded:
+        table = torch.stack([r.reshape(-1) for r in rows], dim=1)
+    else:
+        # Zeros past K, to a multiple of WEIGHT_PAD and one WEIGHT_PAD more: every block's
+        # load of a step and of the step ahead lies inside it, unmasked (v24c).
+        row = rows[0].reshape(-1)
+        table = torch.nn.functional.pad(row, (0, padded_k(row.numel()) + WEIGHT_PAD - row.numel()))
     return table.to(torch.int32).contiguous().to(device)
 
 
@@ -891,6 +965,7 @@ def conv3d(
             "PRECISION": mode,
             "PROMOTE": promotes(mode, scalars[2]),
             "ASSUME_K": ASSUME_NONEMPTY_K,
+            "OUT_VEC": 1 if padded else out_vec(spatial),
         }
 
     if config is not None or interpreting():
@@ -916,7 +991,17 @@ def conv3d(
     # cost 3 us of a 42 us launch path (notes/kernel.md, v8), a dict lookup on
     # x.get_device() 0.6-0.8 us (v9); building the flags and the config's arguments anew
     # each call cost about as much again.
-    key = (scalars[0], oc, scalars[2], bias is not None, padded, precision, x.get_device())
+    # OUT_VEC in the key: two shapes of one M may differ in their planes' alignment.
+    key = (
+        scalars[0],
+        oc,
+        scalars[2],
+        bias is not None,
+        padded,
+        precision,
+        1 if padded else out_vec(spatial),
+        x.get_device(),
+    )
     tuned = _TUNED.get(key)
     if tuned is None:
         resolved = flags()
@@ -1018,6 +1103,9 @@ def compile_offline(
         "PROMOTE": scalars is not None and promotes(precision, scalars[2]),
         "ASSUME_K": ASSUME_NONEMPTY_K,
         "AHEAD": loads_taps_ahead(config),
+        "OUT_VEC": (
+            1 if scalars is None or padded else out_vec(scalars[6] * scalars[7] * scalars[8])
+        ),
         **config.kwargs,
     }
     names = _ARG_NAMES

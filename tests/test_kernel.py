@@ -542,3 +542,16 @@ def test_a_kept_pick_is_used_instead_of_tuning(tmp_path, monkeypatch):
     assert ig._tune((), {}, None, key) is ig.AUTOTUNE_CONFIGS[5]
     assert ig._tune((), {}, None, key) is ig.AUTOTUNE_CONFIGS[5]
     assert len(timed) == 1
+
+
+def test_the_tuner_times_each_config_for_about_its_share_of_a_round(monkeypatch):
+    # v24: device time behind a stream hold, as many calls as TUNE_REP_MS holds, 5 to 40.
+    for estimate_ms, calls in [(0.008, 40), (0.5, 10), (2.0, 5)]:
+        monkeypatch.setattr(ig, "_held_ms", lambda fn, flush, hold, n, ms=estimate_ms: ms)
+        assert ig._calls_per_round(None, None, 0) == calls
+
+
+def test_the_tuners_hold_keys_the_kept_picks(monkeypatch):
+    before = ig._tuner_parameters()
+    monkeypatch.setattr(ig, "TUNE_HOLD_US", ig.TUNE_HOLD_US + 1)
+    assert ig._tuner_parameters() != before

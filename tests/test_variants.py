@@ -259,11 +259,3 @@ def test_the_persistent_variant_loops_over_more_tiles_than_it_has_programs(monke
     for programs, k, blocks in launched.values():
         assert programs == (min(blocks, v25.INTERPRETER_PROGRAMS) if k else blocks)
 
-
-def test_the_held_tuner_times_each_config_for_about_its_share_of_a_round(monkeypatch):
-    held = load(materialize(ROOT / "bench/variants/v24d_heldtuner.diff"), "variant_held_calls")
-    for estimate_ms, calls in [(0.008, 40), (0.5, 10), (2.0, 5)]:
-        monkeypatch.setattr(held, "_held_ms", lambda fn, flush, hold, n, ms=estimate_ms: ms)
-        assert held._calls_per_round(None, None, 0) == calls
-    # A pick kept by today's tuner is never read back by the held one: its parameters key it.
-    assert held._tuner_parameters() != ig._tuner_parameters()
