@@ -258,4 +258,3 @@ def test_the_persistent_variant_loops_over_more_tiles_than_it_has_programs(monke
     assert launched["n1_oc17_bias"][1] == 0  # OC 17 over BLOCK_N 16
     for programs, k, blocks in launched.values():
         assert programs == (min(blocks, v25.INTERPRETER_PROGRAMS) if k else blocks)
-
