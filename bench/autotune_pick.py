@@ -49,7 +49,9 @@ ig.conv3d(inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.
 tuned = getattr(ig, "_TIMINGS", None)
 if tuned:  # the kernel's own tuner: each config's median over its rounds
     [rounds] = tuned.values()
-    configs = ig.AUTOTUNE_CONFIGS
+    # The list the tuner ran on this GPU (v26: more than AUTOTUNE_CONFIGS on sm_90).
+    listed = getattr(ig, "autotune_configs", None)
+    configs = listed(torch.cuda.get_device_capability()) if listed else ig.AUTOTUNE_CONFIGS
     timings = {str(configs[i]): round(statistics.median(t), 4) for i, t in rounds.items()}
 else:  # Triton's autotuner (the kernel before v16)
     timed = getattr(ig._conv3d_autotuned, "configs_timings", None) or {}

@@ -134,6 +134,29 @@ AUTOTUNE_CONFIGS = [
     _config(32, 32, 32, 4, 4),
 ]
 
+# Tiles over the RTX 4090's 99 KB, for the GPUs whose blocks may take about 227 KB of
+# shared memory (sm_90: H100, H200) and only there, so the 4090's list stays the one above:
+# 64x128x32 with 4 warps and 3 stages (112.5 KB in tf32x3-ws), a wider N for the layers of
+# 128 and 256 output channels, took c3d_conv3a from 1.35 to 1.06 ms and wide_c128_c256 from
+# 0.319 to 0.292 ms on an H200, and won no other case (`bench.kernel_modes --configs more`,
+# notes/kernel.md, round 3, sixth session).
+LARGE_SHARED_CONFIGS = [
+    _config(64, 128, 32, 4, 3),
+]
+LARGE_SHARED_CAPABILITIES = frozenset({(9, 0)})
+
+
+def autotune_configs(capability: tuple[int, int]) -> list[triton.Config]:
+    """The configs tuned on a GPU of this compute capability."""
+    wide = tuple(capability) in LARGE_SHARED_CAPABILITIES
+    return [*AUTOTUNE_CONFIGS, *(LARGE_SHARED_CONFIGS if wide else ())]
+
+
+def _all_configs() -> list[triton.Config]:
+    # Read at the call: a kept pick's index counts in this list on every GPU.
+    return [*AUTOTUNE_CONFIGS, *LARGE_SHARED_CONFIGS]
+
+
 # Triton's interpreter cannot autotune over several configs; the smallest blocks tl.dot
 # accepts keep the CPU path fast.
 INTERPRETER_CONFIG = _config(32, 16, 16, 4, 1)
@@ -536,7 +559,7 @@ def _package_digest() -> str:
             digest.update(os.path.relpath(path, root).encode() + b"\0")
             with open(path, "rb") as fh:
                 digest.update(hashlib.sha256(fh.read()).digest())
-    digest.update(repr([_config_dict(c) for c in AUTOTUNE_CONFIGS]).encode())
+    digest.update(repr([_config_dict(c) for c in _all_configs()]).encode())
     return digest.hexdigest()
 
 
@@ -570,9 +593,10 @@ def kept_pick(path: str) -> triton.Config | None:
     except (OSError, ValueError):
         return None
     index = data.get("index") if isinstance(data, dict) else None
-    if not isinstance(index, int) or not 0 <= index < len(AUTOTUNE_CONFIGS):
+    configs = _all_configs()
+    if not isinstance(index, int) or not 0 <= index < len(configs):
         return None
-    cfg = AUTOTUNE_CONFIGS[index]
+    cfg = configs[index]
     return cfg if data.get("config") == _config_dict(cfg) else None
 
 
@@ -582,7 +606,7 @@ def keep_pick(path: str, cfg: triton.Config) -> None:
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(tmp, "w") as fh:
-            json.dump({"index": AUTOTUNE_CONFIGS.index(cfg), "config": _config_dict(cfg)}, fh)
+            json.dump({"index": _all_configs().index(cfg), "config": _config_dict(cfg)}, fh)
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):
@@ -645,7 +669,8 @@ def _calls_per_round(fn, flush: torch.Tensor, hold: int) -> int:
 
 def _time_configs(args: tuple, resolved: dict, grid_of, key: tuple) -> triton.Config:
     runs = {}
-    for i, cfg in enumerate(AUTOTUNE_CONFIGS):
+    configs = autotune_configs(torch.cuda.get_device_capability(key[-1]))
+    for i, cfg in enumerate(configs):
 
         def run(cfg: triton.Config = cfg) -> None:
             _conv3d_kernel[grid_of(cfg)](*args, **launch_kwargs(resolved, cfg))
@@ -666,7 +691,7 @@ def _time_configs(args: tuple, resolved: dict, grid_of, key: tuple) -> triton.Co
         for i in order:
             timings[i].append(_held_ms(runs[i], flush, hold, calls[i]))
     _TIMINGS[key] = timings
-    return AUTOTUNE_CONFIGS[pick_config(timings)]
+    return configs[pick_config(timings)]
 
 
 # The config each key's tuning chose, so later calls launch the kernel directly: Triton's
