@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 "case": case.name,
                 "config": ig._config_dict(cfg),
                 "k_steps": -(-k // cfg.kwargs["BLOCK_K"]),
-                # A kernel with persistent programs (bench/variants/v25_persistent.diff)
+                # A kernel with persistent programs (v25, retired: in git history before v26)
                 # unrolls the K steps of such a case: its widest loop is the tile loop.
                 "persistent": bool(
                     not args.generic

@@ -41,9 +41,8 @@ CASES = [
         _case("dilated2", n=1, ic=2, oc=16, input=(7, 7, 6), padding=(0, 0, 0)),
         ig._config(32, 16, 32, 4, 2),
     ),
-    # v25's persistent programs: unpadded, OC within BLOCK_N, K = 108 in four steps of 32,
-    # a bias; output 4x5x6 = 120, 4 row blocks an image, 8 in all for the interpreter's 3
-    # programs (loops of 3, 3 and 2 tiles, the last block of each image cut short).
+    # Unpadded, OC within BLOCK_N, K = 108 in four steps of 32, a bias; output 4x5x6 = 120,
+    # 4 row blocks an image (the shape v25's persistent programs, retired, looped over).
     (
         _case("n1_oc17_bias", name="persistent_k4_bias", n=2, ic=4, oc=16, input=(6, 7, 8)),
         ig._config(32, 16, 32, 4, 2),
@@ -212,49 +211,3 @@ def test_autotune_pick_rejects_bad_arguments_before_it_starts_a_process(argv, me
 
     assert autotune_pick.main(argv) == 2
     assert message in capsys.readouterr().err
-
-
-class _GridRecorder:
-    """``kernel[grid](...)`` recorded (grid and K_STEPS), then run."""
-
-    def __init__(self, kernel):
-        self.kernel, self.seen = kernel, []
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            self.seen.append((grid, kwargs["K_STEPS"]))
-            return self.kernel[grid](*args, **kwargs)
-
-        return launch
-
-
-def test_the_persistent_variant_loops_over_more_tiles_than_it_has_programs(monkeypatch):
-    # v25's tile loop: at least one case of CASES takes it with several programs that each
-    # loop more than once and a last loop cut short; a padded case and one whose OC is over
-    # BLOCK_N keep today's grid of one program a block.
-    v25 = load(materialize(ROOT / "bench/variants/v25_persistent.diff"), "variant_v25_grid")
-    recorder = _GridRecorder(v25._conv3d_kernel)
-    monkeypatch.setattr(v25, "_conv3d_kernel", recorder)
-    launched = {}
-    for case, cfg in CASES:
-        inputs = check.random_inputs(case, "cpu", 0)
-        args = (inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
-        v25.conv3d(*args, config=cfg)
-        grid, k_steps = recorder.seen[-1]
-        blocks = (
-            case.n
-            * -(-math.prod(case.output_shape[2:]) // cfg.kwargs["BLOCK_M"])
-            * -(-case.oc // cfg.kwargs["BLOCK_N"])
-        )
-        launched[case.name] = (grid[0], k_steps, blocks)
-    looping = [
-        (programs, k, blocks)
-        for programs, k, blocks in launched.values()
-        if k > 0 and 1 < programs < blocks and blocks % programs and blocks > 2 * programs
-    ]
-    assert looping, launched
-    assert any(k >= 3 for _, k, _ in looping), launched
-    assert launched["odd_sizes_oc24"][1] == 0  # padded
-    assert launched["n1_oc17_bias"][1] == 0  # OC 17 over BLOCK_N 16
-    for programs, k, blocks in launched.values():
-        assert programs == (min(blocks, v25.INTERPRETER_PROGRAMS) if k else blocks)
