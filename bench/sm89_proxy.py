@@ -32,6 +32,7 @@ import numpy as np
 from bench.sm89_model import H200, RTX_4090
 from pytest_conv3d_perf.cases import builtin_cases
 from pytest_conv3d_perf.report import text_table
+from pytest_conv3d_perf.tune import LaunchConfig
 
 # notes/sm89.md, "Proposed sm_89 config list": the five that spill in the K loop on sm_89.
 PROPOSED_DROP = (
@@ -42,20 +43,15 @@ PROPOSED_DROP = (
     "64x16x128 w4 s2",
 )
 
-_FIELD = re.compile(r"(BLOCK_M|BLOCK_N|BLOCK_K|num_warps|num_stages): (\d+)")
+_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps", "num_stages")
+_FIELD = re.compile(rf"({'|'.join(_KEYS)}): (\d+)")
 
 
 def label(config: str | dict) -> str:
     """'128x64x16 w4 s3' for a config as kernel_modes prints it or as a dict."""
-    if isinstance(config, dict):
-        fields = {k: int(v) for k, v in config.items() if isinstance(v, int)}
-    else:
-        fields = {k: int(v) for k, v in _FIELD.findall(config)}
+    fields = config if isinstance(config, dict) else dict(_FIELD.findall(config))
     try:
-        return (
-            f"{fields['BLOCK_M']}x{fields['BLOCK_N']}x{fields['BLOCK_K']}"
-            f" w{fields['num_warps']} s{fields['num_stages']}"
-        )
+        return LaunchConfig.from_dict({k: int(v) for k, v in fields.items() if k in _KEYS}).label()
     except KeyError as missing:
         raise ValueError(f"not a config: {config!r} (no {missing})") from None
 
