@@ -500,19 +500,21 @@ def pair(
     # call of both sides, which drowned the call time).
     every = set(today_side.modules) | set(other.modules)
 
+    def full(side: Side, fn: Callable[[], object]) -> object:
+        # Through the run's machinery, which keeps what the call imports; the swap after.
+        with side.entered(keys, names, True):
+            try:
+                return fn()
+            finally:
+                side.lazy = False
+                every.update(side.modules)
+
     def inside(side: Side, fn: Callable[[], object]) -> Callable[[], object]:
         trusted = side is today_side
 
         def call() -> object:
-            if side.lazy:
-                # Once, after it imported as it ran: through the run's machinery, which
-                # keeps what it imports; then the swap again.
-                with side.entered(keys, names, True):
-                    try:
-                        return fn()
-                    finally:
-                        side.lazy = False
-                        every.update(side.modules)
+            if side.lazy:  # once, after it imported as it ran
+                return full(side, fn)
             mine = {name: side.modules.get(name) for name in every}
             saved = {name: sys.modules.get(name) for name in mine}
             _put(mine)
@@ -534,15 +536,12 @@ def pair(
             call.conv3d_prepare = hook  # type: ignore[attr-defined]
         return call
 
-    def warm() -> object:
-        with other.entered(keys, names, True):
-            try:
-                return other_call()
-            finally:
-                other.lazy = False
-                every.update(other.modules)
-
-    return Pair(inside(today_side, today_call), inside(other, other_call), warm, changed)
+    return Pair(
+        inside(today_side, today_call),
+        inside(other, other_call),
+        lambda: full(other, other_call),
+        changed,
+    )
 
 
 @dataclass(frozen=True)
