@@ -614,3 +614,28 @@ def test_the_tuners_hold_keys_the_kept_picks(monkeypatch):
     before = ig._tuner_parameters()
     monkeypatch.setattr(ig, "TUNE_HOLD_US", ig.TUNE_HOLD_US + 1)
     assert ig._tuner_parameters() != before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--precision", "fp8"], "unknown precision 'fp8'"),
+        # A variant's own mode is checked against the variant's list, not today's.
+        (
+            ["--precision", "tf32x3-ss", "--kernel", "bench/variants/v00_null.diff"],
+            "unknown precision 'tf32x3-ss'",
+        ),
+    ],
+)
+def test_kernel_static_names_an_unknown_precision_in_one_line(args, message):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.kernel_static", "--cases", "kb54", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert message in done.stderr and "Traceback" not in done.stderr

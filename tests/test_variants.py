@@ -41,6 +41,17 @@ CASES = [
         _case("dilated2", n=1, ic=2, oc=16, input=(7, 7, 6), padding=(0, 0, 0)),
         ig._config(32, 16, 32, 4, 2),
     ),
+    # Padded with 16 input channels (v27d's tap-major K): BLOCK_K 16 divides IC, so a step
+    # lies within one tap; K = 432 in 27 steps.
+    (
+        _case("video_c64", name="tap_major_ic16", n=1, ic=16, oc=16, input=(3, 4, 5)),
+        ig._config(32, 16, 16, 4, 3),
+    ),
+    # The same with BLOCK_K 32, which does not divide IC: a step spans two taps.
+    (
+        _case("video_c64", name="tap_major_ic16_bk32", n=1, ic=16, oc=16, input=(3, 4, 5)),
+        ig._config(32, 16, 32, 4, 2),
+    ),
     # Unpadded, OC within BLOCK_N, K = 108 in four steps of 32, a bias; output 4x5x6 = 120,
     # 4 row blocks an image (the shape v25's persistent programs, retired, looped over).
     (
@@ -84,6 +95,13 @@ def test_the_cases_reach_both_stagings_and_every_output_alignment():
     assert unpadded == {0, 2}
     assert {ig.loads_taps_ahead(cfg) for _, cfg in CASES} == {True, False}
     assert {any(case.padding) for case, _ in CASES} == {True, False}
+    # v27d: a padded layer of 16 input channels, with a BLOCK_K that divides IC and one that
+    # does not.
+    tap_major = [cfg for c, cfg in CASES if any(c.padding) and c.ic % 16 == 0]
+    assert {c.ic % cfg.kwargs["BLOCK_K"] == 0 for c, cfg in CASES if cfg in tap_major} == {
+        True,
+        False,
+    }
 
 
 @pytest.mark.parametrize("k", [1, 27, 81, 127, 128, 129, 315, 1026])
