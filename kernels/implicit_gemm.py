@@ -1,7 +1,8 @@
 """Implicit-GEMM conv3d in Triton, float32 NCDHW in and out.
 
 The output is the (N*OD*OH*OW, OC) matrix product of the gathered input patches,
-(N*OD*OH*OW, IC*KD*KH*KW), with the weight seen as (IC*KD*KH*KW, OC).
+(N*OD*OH*OW, IC*KD*KH*KW), with the weight seen as (IC*KD*KH*KW, OC). A padded layer of a
+multiple of 16 input channels orders K tap-major, (KD*KH*KW, IC), in tf32x3-ws (v27).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import random
 import statistics
@@ -224,10 +226,17 @@ def padded_k(k: int) -> int:
     return _cdiv(k, WEIGHT_PAD) * WEIGHT_PAD
 
 
-def weight_halves(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+_TAP_MAJOR_SPLITS: dict[int, _Split] = {}
+
+
+def weight_halves(
+    weight: torch.Tensor, tap_major: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``split_tf32`` of ``weight`` as an (OC, K) matrix padded with zeros to multiples of
-    ``WEIGHT_PAD``, made once per weight tensor and state."""
-    held = _WEIGHT_SPLITS.get(id(weight))
+    ``WEIGHT_PAD``, made once per weight tensor and state (``tap_major``: K ordered
+    (kd, kh, kw, ic), v27)."""
+    splits = _TAP_MAJOR_SPLITS if tap_major else _WEIGHT_SPLITS
+    held = splits.get(id(weight))
     if (
         held is not None
         and held.tensor() is weight
@@ -237,15 +246,14 @@ def weight_halves(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return held.halves
     oc = weight.shape[0]
     k = weight.numel() // oc
+    ordered = weight.permute(0, 2, 3, 4, 1) if tap_major else weight
     matrix = torch.nn.functional.pad(
-        weight.reshape(oc, k), (0, padded_k(k) - k, 0, _cdiv(oc, WEIGHT_PAD) * WEIGHT_PAD - oc)
+        ordered.reshape(oc, k), (0, padded_k(k) - k, 0, _cdiv(oc, WEIGHT_PAD) * WEIGHT_PAD - oc)
     )
     halves = split_tf32(matrix)
-    if len(_WEIGHT_SPLITS) >= _MAX_PLANS:
-        _WEIGHT_SPLITS.clear()
-    _WEIGHT_SPLITS[id(weight)] = _Split(
-        weakref.ref(weight), weight._version, weight.data_ptr(), halves
-    )
+    if len(splits) >= _MAX_PLANS:
+        splits.clear()
+    splits[id(weight)] = _Split(weakref.ref(weight), weight._version, weight.data_ptr(), halves)
     return halves
 
 
@@ -280,6 +288,7 @@ def _conv3d_kernel(
     PROMOTE: tl.constexpr,
     ASSUME_K: tl.constexpr,
     AHEAD: tl.constexpr,
+    TAP_MAJOR: tl.constexpr,
     OUT_VEC: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -354,7 +363,19 @@ def _conv3d_kernel(
     # stages (AHEAD): its offsets are loaded a column at a time in each thread, and with
     # two stages carrying them from step to step took the KernelBench layers' K step from
     # 288 SASS instructions to 399 and made #60 and #66 10% slower (v20).
-    if PADDED:
+    # A tap-major layer whose BLOCK_K divides IC (v27): each K step's columns are channels
+    # of one tap, so its bounds check is one per row instead of one per element, and its
+    # offsets a row's plus a channel's (c3d_conv3a's K step: 401 SASS instructions against
+    # 557, Triton 3.6, sm_90).
+    if TAP_MAJOR:
+        dhw = D * H * W
+        ic_count = X_BATCH_STRIDE // dhw
+        rc = tl.arange(0, BLOCK_K)
+        # A step's tap row is loaded a step ahead, as v20 does the padded layers' taps:
+        # loaded in the step that uses it, Triton 3.6 made it a pipeline stage of its own,
+        # kept one buffer of the gather and waited for every copy at the top of each step.
+        row_next = tl.load(tap_ptr + tl.arange(0, 4))
+    elif PADDED:
         rq = tl.arange(0, BLOCK_K)
         quad_next = tl.load(
             tap_ptr + rq[:, None] * 4 + tl.arange(0, 4)[None, :],
@@ -367,7 +388,31 @@ def _conv3d_kernel(
     for k0 in range(0, K, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
         k_mask = rk < K
-        if PADDED:
+        if TAP_MAJOR:
+            ic0 = k0 % ic_count
+            # The tap's row of the table: its first column's (offset, kd, kh, kw).
+            row = row_next
+            k_next = k0 + BLOCK_K
+            # The mask as a tensor: the interpreter takes no scalar mask with a tensor load.
+            row_next = tl.load(
+                tap_ptr + (k_next - k_next % ic_count) * 4 + tl.arange(0, 4),
+                mask=(k_next + tl.arange(0, 4) * 0) < K,
+                other=0,
+            )
+            even, odd = tl.split(tl.reshape(row, (2, 2)))
+            t_off, t_kh = tl.split(even)
+            t_kd, t_kw = tl.split(odd)
+            row_ok = (
+                ((id0 + t_kd).to(tl.uint32, bitcast=True) < tl.cast(D, tl.uint32))
+                & ((ih0 + t_kh).to(tl.uint32, bitcast=True) < tl.cast(H, tl.uint32))
+                & ((iw0 + t_kw).to(tl.uint32, bitcast=True) < tl.cast(W, tl.uint32))
+            )
+            a = tl.load(
+                x_ptr + (x_row + t_off)[:, None] + ((ic0 + rc) * dhw)[None, :],
+                mask=row_ok[:, None],
+                other=0.0,
+            )
+        elif PADDED:
             quad = quad_next
             rq = rk + BLOCK_K
             quad_next = tl.load(
@@ -401,7 +446,8 @@ def _conv3d_kernel(
             else:
                 tap = tl.load(tap_ptr + rk, mask=k_mask, other=0)
             a_mask = k_mask[None, :]
-        a = tl.load(x_ptr + x_row[:, None] + tap[None, :], mask=a_mask, other=0.0)
+        if not TAP_MAJOR:
+            a = tl.load(x_ptr + x_row[:, None] + tap[None, :], mask=a_mask, other=0.0)
         # WK: the weight matrix's row stride. tf32x3-ws's weight (the split halves, zeros
         # to a multiple of WEIGHT_PAD both ways) needs no mask: each row starts 16-byte
         # aligned and every block's rows and columns lie inside it.
@@ -471,9 +517,31 @@ def loads_taps_ahead(config: triton.Config) -> bool:
     return config.num_stages > 2
 
 
+def tap_ic(mode: str, padded: bool, ic: int) -> int:
+    """``ic`` where a layer's K is ordered tap-major (v27), else 0: tf32x3-ws (whose weight
+    is laid out before the launch anyway), padded, and a multiple of 16 input channels, so
+    that the configs' BLOCK_K of 16 and 32 divide IC. The order is the layer's, not the
+    config's: the tuner times every config on one weight and tap table, and a config whose
+    BLOCK_K does not divide IC takes the per-column path over the tap-major table."""
+    return ic if mode == "tf32x3-ws" and padded and ic % 16 == 0 else 0
+
+
+def tap_major(flags: dict, config: triton.Config) -> bool:
+    """The kernel's TAP_MAJOR: a tap-major layer (``flags["TAP_IC"]``, ``tap_ic``) whose
+    BLOCK_K divides IC."""
+    ic = flags.get("TAP_IC", 0)
+    return ic > 0 and ic % config.kwargs["BLOCK_K"] == 0
+
+
 def launch_kwargs(flags: dict, config: triton.Config) -> dict:
     """The keyword arguments of a launch: the call's flags, AHEAD and the config's."""
-    return {**flags, "AHEAD": loads_taps_ahead(config), **config.all_kwargs()}
+    kernel_flags = {k: v for k, v in flags.items() if k != "TAP_IC"}
+    return {
+        **kernel_flags,
+        "AHEAD": loads_taps_ahead(config),
+        "TAP_MAJOR": tap_major(flags, config),
+        **config.all_kwargs(),
+    }
 
 
 # The tuner. Triton's autotuner times each config once, in list order, and on the H100
@@ -713,6 +781,7 @@ class _Plan(NamedTuple):
     split_weight: bool
     # The kernel's constexpr arguments in its parameter order, for the direct launch.
     constexprs: tuple
+    tap_major: bool = False
     # The compiled kernel's launcher (``CompiledKernel[grid]``) and the alignment of the
     # pointers it was specialised for, once a call through the plan has compiled it.
     direct: object = None
@@ -778,7 +847,9 @@ def _launch_plan(key: tuple, plan: _Plan, x, weight, bias) -> torch.Tensor:
     specialisation (the integers, the constexprs, the dtypes) is fixed by the plan's key."""
     x, weight = x.contiguous(), weight.contiguous()
     out = x.new_empty(plan.out_shape)
-    w_big, w_small = weight_halves(weight) if plan.split_weight else (weight, weight)
+    w_big, w_small = (
+        weight_halves(weight, plan.tap_major) if plan.split_weight else (weight, weight)
+    )
     args = (x, w_big, w_small, weight if bias is None else bias, out, plan.taps, *plan.scalars)
     aligned = _alignment(args[:5])
     if plan.direct is not None and aligned == plan.aligned:
@@ -816,9 +887,11 @@ def _tap_table(
     dhw: tuple[int, int, int],
     device: torch.device,
     padded: bool,
+    tap_major: bool = False,
 ) -> torch.Tensor:
     """Per K column the input offset of its (ic, kd, kh, kw); with padding, a (K, 4)
-    table of that offset and the dilated kernel offsets the bounds check adds."""
+    table of that offset and the dilated kernel offsets the bounds check adds
+    (``tap_major``: the columns ordered (kd, kh, kw, ic), v27)."""
     # Cached because building it on the host and copying it would add a transfer to
     # every call; it depends only on the geometry.
     kd, kh, kw = kernel
@@ -833,7 +906,9 @@ def _tap_table(
         kh_i * dh,
         kw_i * dw,
     ]
-    if padded:
+    if padded and tap_major:
+        table = torch.stack([r.permute(1, 2, 3, 0).reshape(-1) for r in rows], dim=1)
+    elif padded:
         table = torch.stack([r.reshape(-1) for r in rows], dim=1)
     else:
         # Zeros past K, to a multiple of WEIGHT_PAD and one WEIGHT_PAD more: every block's
@@ -962,15 +1037,16 @@ def conv3d(
     x = x.contiguous()
     weight = weight.contiguous()
     padded = any(padding_)
-    taps = _tap_table(ic, (kd, kh, kw), dilation_, (d, h, w), x.device, padded)
     mode = precision or precision_for(x.get_device())
     split_weight = mode == "tf32x3-ws"
+    tm = tap_ic(mode, padded, ic) > 0
+    taps = _tap_table(ic, (kd, kh, kw), dilation_, (d, h, w), x.device, padded, tm)
     scalars = scalar_args(
         n, ic, (d, h, w), oc, (kd, kh, kw), stride_, padding_, out_dims, padded_weight=split_weight
     )
     args = (
         x,
-        *(weight_halves(weight) if split_weight else (weight, weight)),
+        *(weight_halves(weight, tm) if split_weight else (weight, weight)),
         bias if bias is not None else weight,
         out,
         taps,
@@ -991,6 +1067,7 @@ def conv3d(
             "PROMOTE": promotes(mode, scalars[2]),
             "ASSUME_K": ASSUME_NONEMPTY_K,
             "OUT_VEC": 1 if padded else out_vec(spatial),
+            "TAP_IC": ic if tm else 0,
         }
 
     if config is not None or interpreting():
@@ -999,14 +1076,7 @@ def conv3d(
             raise ValueError(
                 f"conv3d: {mode} reads the weight in blocks of at most {WEIGHT_PAD}, got {cfg}"
             )
-        handle = _conv3d_kernel[grid_of(cfg)](
-            *args,
-            **flags(),
-            **cfg.kwargs,
-            AHEAD=loads_taps_ahead(cfg),
-            num_warps=cfg.num_warps,
-            num_stages=cfg.num_stages,
-        )
+        handle = _conv3d_kernel[grid_of(cfg)](*args, **launch_kwargs(flags(), cfg))
         if compiled is not None:
             compiled.append(handle)
         _LAST[:] = [cfg]
@@ -1025,6 +1095,7 @@ def conv3d(
         padded,
         precision,
         1 if padded else out_vec(spatial),
+        ic,
         x.get_device(),
     )
     tuned = _TUNED.get(key)
@@ -1046,6 +1117,7 @@ def conv3d(
             launch,
             split_weight,
             tuple(launch[name] for name in _ARG_NAMES[len(args) :]),
+            tap_major=tm,
         )
     _LAST[:] = [cfg]
     return out
@@ -1128,6 +1200,12 @@ def compile_offline(
         "PROMOTE": scalars is not None and promotes(precision, scalars[2]),
         "ASSUME_K": ASSUME_NONEMPTY_K,
         "AHEAD": loads_taps_ahead(config),
+        "TAP_MAJOR": scalars is not None
+        and tap_major(
+            # IC: the input's batch stride over its D*H*W.
+            {"TAP_IC": tap_ic(precision, padded, scalars[15] // math.prod(scalars[3:6]))},
+            config,
+        ),
         "OUT_VEC": (
             1 if scalars is None or padded else out_vec(scalars[6] * scalars[7] * scalars[8])
         ),

@@ -1,5 +1,6 @@
 """The Triton kernel's own contract, beyond the suite: configs, errors, KernelBench's weights."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -639,3 +640,96 @@ def test_kernel_static_names_an_unknown_precision_in_one_line(args, message):
     )
     assert done.returncode != 0
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "mode, padded, ic, expected",
+    [
+        ("tf32x3-ws", True, 16, 16),
+        ("tf32x3-ws", True, 128, 128),
+        ("tf32x3-ws", True, 24, 0),  # BLOCK_K 16 would not divide it
+        ("tf32x3-ws", False, 64, 0),  # an unpadded gather has no bounds check to save
+        ("ieee", True, 64, 0),  # the raw weight, in (ic, kd, kh, kw) order
+    ],
+)
+def test_a_padded_layer_of_a_multiple_of_16_channels_orders_k_tap_major(mode, padded, ic, expected):
+    assert ig.tap_ic(mode, padded, ic) == expected
+
+
+def test_the_tap_major_path_runs_only_where_block_k_divides_ic():
+    flags = {"TAP_IC": 32, "PADDED": True}
+    by_k = {
+        bk: ig.launch_kwargs(flags, ig._config(64, 32, bk, 4, 2))["TAP_MAJOR"]
+        for bk in (16, 32, 64)
+    }
+    assert by_k == {16: True, 32: True, 64: False}
+    assert "TAP_IC" not in ig.launch_kwargs(flags, ig._config(64, 32, 16, 4, 2))
+    assert not ig.launch_kwargs({"TAP_IC": 0}, ig._config(64, 32, 16, 4, 2))["TAP_MAJOR"]
+
+
+def test_the_tap_major_table_and_weight_pair_the_same_products():
+    # Column j of the tap-major order is (tap j // IC, channel j % IC): the same offset
+    # and kernel offsets as that pair's column in the (ic, kd, kh, kw) order, and the same
+    # weight, so both orders sum the same products.
+    ic, kernel, dilation, dhw = 16, (2, 3, 2), (1, 2, 1), (5, 6, 7)
+    taps = kernel[0] * kernel[1] * kernel[2]
+    by_ic = ig._tap_table(ic, kernel, dilation, dhw, "cpu", True)
+    by_tap = ig._tap_table(ic, kernel, dilation, dhw, "cpu", True, True)
+    j = torch.arange(ic * taps)
+    assert torch.equal(by_tap, by_ic[(j % ic) * taps + j // ic])
+    weight = torch.randn(5, ic, *kernel)
+    big, small = ig.weight_halves(weight, tap_major=True)
+    want_big, want_small = ig.split_tf32(weight.permute(0, 2, 3, 4, 1).reshape(5, -1))
+    assert torch.equal(big[:5, : ic * taps], want_big) and torch.equal(
+        small[:5, : ic * taps], want_small
+    )
+    assert not big[5:].any() and not big[:, ic * taps :].any()
+    # Kept apart from the same weight's (ic, kd, kh, kw) halves.
+    assert not torch.equal(ig.weight_halves(weight)[0], big)
+
+
+TAP_MAJOR_LAYERS = [
+    # Padding 1 on a 16-channel layer: BLOCK_K 16 takes the tap-major path, 32 and more
+    # the per-column path over the tap-major table.
+    dict(n=1, ic=16, oc=20, kernel=(3, 3, 3), input=(3, 4, 5), padding=(1, 1, 1)),
+    # 32 channels with stride, dilation and uneven padding, and a bias.
+    dict(
+        n=2,
+        ic=32,
+        oc=8,
+        kernel=(3, 2, 3),
+        input=(4, 5, 6),
+        stride=(1, 2, 1),
+        padding=(2, 0, 1),
+        dilation=(2, 1, 1),
+        bias=True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [ig._config(32, 16, 16, 4, 3), ig._config(32, 32, 32, 4, 2), ig._config(32, 16, 64, 4, 2)],
+    ids=str,
+)
+@pytest.mark.parametrize("sizes", TAP_MAJOR_LAYERS, ids=["ic16", "ic32_strided_dilated"])
+def test_a_tap_major_layer_computes_the_truth(conv3d_device, config, sizes):
+    base = select(builtin_cases(), ["video_c64"])[0]
+    case = dataclasses.replace(base, name="tap_major", small=None, **sizes)
+    assert ig.tap_ic("tf32x3-ws", True, case.ic)
+    seed = check.case_seed(case, 0, 1)
+    inputs = check.random_inputs(case, conv3d_device, seed)
+    got = conv3d(
+        inputs.x,
+        inputs.weight,
+        inputs.bias,
+        case.stride,
+        case.padding,
+        case.dilation,
+        out=check.poisoned_output(case, conv3d_device),
+        precision="tf32x3-ws",
+        config=config,
+    )
+    report = check.CheckReport(case.name, check.rule_for("fp32"), 0, seed)
+    check.compare_with_truth(got, inputs, case, report)
+    assert report.ok, report.message()
