@@ -1,8 +1,10 @@
 """Implicit-GEMM conv3d in Triton, float32 NCDHW in and out.
 
 The output is the (N*OD*OH*OW, OC) matrix product of the gathered input patches,
-(N*OD*OH*OW, IC*KD*KH*KW), with the weight seen as (IC*KD*KH*KW, OC). A padded layer of a
-multiple of 16 input channels orders K tap-major, (KD*KH*KW, IC), in tf32x3-ws (v27).
+(N*OD*OH*OW, IC*KD*KH*KW), with the weight seen as (IC*KD*KH*KW, OC).
+
+A padded layer of a multiple of 16 input channels orders K tap-major instead,
+(KD*KH*KW, IC), in tf32x3-ws (v27).
 """
 
 from __future__ import annotations
