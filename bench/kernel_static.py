@@ -37,7 +37,7 @@ import triton
 
 from bench.variants import VariantError, load, materialize
 from kernels import implicit_gemm as ig
-from pytest_conv3d_perf.cases import builtin_cases, select
+from pytest_conv3d_perf.cases import CaseError, builtin_cases, select
 from pytest_conv3d_perf.report import text_table
 from pytest_conv3d_perf.tune import LaunchConfig
 
@@ -198,7 +198,7 @@ def recorded_configs(path: str) -> dict[str, triton.Config]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--capability", type=int, default=90, help="sm_XX to compile for (90: H100)")
-    ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    ap.add_argument("--cases", default="", help="comma-separated case names, or all (default: all)")
     ap.add_argument(
         "--precision",
         default=ig.DEFAULT_PRECISION,
@@ -237,8 +237,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{', '.join(kernel.PRECISIONS)}"
         )
     cases = builtin_cases()
-    if args.cases:
-        cases = select(cases, args.cases.split(","))
+    if args.cases and args.cases != "all":
+        try:
+            cases = select(cases, args.cases.split(","))
+        except CaseError as err:
+            sys.exit(f"kernel_static: {err}")
     configs = recorded_configs(args.baseline)
     rows = []
     scratch = os.path.join(tempfile.mkdtemp(prefix="kernel_static_"), "kernel.cubin")

@@ -4,7 +4,7 @@ The output is the (N*OD*OH*OW, OC) matrix product of the gathered input patches,
 (N*OD*OH*OW, IC*KD*KH*KW), with the weight seen as (IC*KD*KH*KW, OC).
 
 A padded layer of a multiple of 16 input channels orders K tap-major instead,
-(KD*KH*KW, IC), in tf32x3-ws (v27).
+(KD*KH*KW, IC), in tf32x3-ws, and an unpadded layer gathers without a mask (v27).
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ class _Split(NamedTuple):
 _WEIGHT_SPLITS: dict[int, _Split] = {}
 
 
-# The split weight is kept as an (OC, K) matrix padded with zeros to a multiple of this in
+# The split weight is kept as an (OC, K) matrix padded to a multiple of this in
 # both dimensions, so no block of any config (BLOCK_N and BLOCK_K at most this) reads past
 # it and the kernel loads it without masks, 16 bytes at a time (v13).
 WEIGHT_PAD = 128
@@ -253,6 +253,14 @@ def weight_halves(
         ordered.reshape(oc, k), (0, padded_k(k) - k, 0, _cdiv(oc, WEIGHT_PAD) * WEIGHT_PAD - oc)
     )
     halves = split_tf32(matrix)
+    # Past K both halves are +-2^-126 with the sign of the row's first weight: an unpadded
+    # layer's gather reads the row's first tap for those columns (v27), so a finite input
+    # adds under 2^-119 of itself (at most 127 such columns), and an infinite one the
+    # infinity of that tap's own product, never inf * 0 or inf - inf; where the first
+    # weight is zero, that product is NaN already.
+    tiny = torch.where(matrix[:oc, :1] < 0, -(2.0**-126), 2.0**-126)
+    for half in halves:
+        half[:oc, k:] = tiny
     if len(splits) >= _MAX_PLANS:
         splits.clear()
     splits[id(weight)] = _Split(weakref.ref(weight), weight._version, weight.data_ptr(), halves)
@@ -448,7 +456,14 @@ def _conv3d_kernel(
             else:
                 tap = tl.load(tap_ptr + rk, mask=k_mask, other=0)
             a_mask = k_mask[None, :]
-        if not TAP_MAJOR:
+        if PRECISION == "tf32x3-ws" and not PADDED:
+            # No mask (v27): a column past K reads the row's first tap (the table's zeros
+            # past K) and meets the split weight's padding of +-2^-126 (weight_halves). The
+            # mask cost four instructions an element: the copy's size chosen from the
+            # column's bound and the pipeline's own predicate (kb54's K step: 256 SASS
+            # instructions against 336, Triton 3.6, sm_90).
+            a = tl.load(x_ptr + x_row[:, None] + tap[None, :])
+        elif not TAP_MAJOR:
             a = tl.load(x_ptr + x_row[:, None] + tap[None, :], mask=a_mask, other=0.0)
         # WK: the weight matrix's row stride. tf32x3-ws's weight (the split halves, zeros
         # to a multiple of WEIGHT_PAD both ways) needs no mask: each row starts 16-byte

@@ -362,6 +362,31 @@ def test_the_split_modes_compute_the_truth(conv3d_check, name, mode):
     conv3d_check(fn, name, trials=1)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
+@pytest.mark.parametrize(
+    "config", [ig._config(32, 16, 16, 4, 3), ig._config(32, 16, 64, 4, 2)], ids=["bk16", "bk64"]
+)
+def test_an_unmasked_gather_keeps_infinities_at_the_first_tap(conv3d_device, config):
+    # K = 81, not a multiple of BLOCK_K: the last step's columns past K read each row's
+    # first tap (v27). Infinities of both signs there, and a channel whose first weight is
+    # zero (the truth: inf * 0 = NaN in its outputs that meet them).
+    x = torch.rand(2, 3, 6, 7, 8, device=conv3d_device)
+    x[0, 0, 1, 2, 3] = float("inf")
+    x[1, 0, 2, 1, 0] = float("-inf")
+    x[1, 0, 0, 0, 0] = float("inf")
+    w = torch.randn(9, 3, 3, 3, 3, device=conv3d_device)
+    w[0, 0, 0, 0, 0] = 0.0
+    got = conv3d(x, w, precision="tf32x3-ws", config=config).double()
+    want = torch.nn.functional.conv3d(x.double(), w.double())
+    for sign in (1, -1):
+        assert torch.equal(
+            torch.isinf(got) & (sign * got > 0), torch.isinf(want) & (sign * want > 0)
+        )
+    assert torch.equal(torch.isnan(got), torch.isnan(want)) and torch.isnan(want).any()
+    finite = torch.isfinite(want)
+    assert torch.allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("mode", SPLIT_MODES)
 @pytest.mark.parametrize("ic, k", [(2, 2), (40, 3)])  # K = 16 and 1080: both sides of PROMOTE
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
@@ -414,13 +439,18 @@ def _unpadded(halves, w):
     return total[: w.shape[0], : w[0].numel()].reshape(w.shape)
 
 
-def test_the_split_weight_is_padded_with_zeros_for_unmasked_loads(conv3d_device):
+def test_the_split_weight_is_padded_for_unmasked_loads(conv3d_device):
     w = torch.randn(17, 3, 3, 3, 3, device=conv3d_device)  # OC 17, K 81
+    w[3, 0, 0, 0, 0] = 0.0
     big, small = ig.weight_halves(w)
     assert big.shape == small.shape == (ig.WEIGHT_PAD, ig.WEIGHT_PAD)
     assert torch.equal(_unpadded((big, small), w), w)
+    # Past K, +-2^-126 with the sign of the row's first weight (v27: an unpadded gather's
+    # columns past K read the first tap); past OC, zeros.
+    sign = torch.where(w.reshape(17, -1)[:, :1] < 0, -1.0, 1.0)
     for half in (big, small):
-        assert not half[17:].any() and not half[:, 81:].any()
+        assert not half[17:].any()
+        assert torch.equal(half[:17, 81:], (sign * 2.0**-126).expand(17, ig.WEIGHT_PAD - 81))
     # Every config's blocks stay inside the padding.
     assert all(
         max(c.kwargs["BLOCK_K"], c.kwargs["BLOCK_N"]) <= ig.WEIGHT_PAD for c in ig.AUTOTUNE_CONFIGS
@@ -621,6 +651,7 @@ def test_the_tuners_hold_keys_the_kept_picks(monkeypatch):
     "args, message",
     [
         (["--precision", "fp8"], "unknown precision 'fp8'"),
+        (["--cases", "kb54,no_such_case"], "unknown case 'no_such_case'"),
         # A variant's own mode is checked against the variant's list, not today's.
         (
             ["--precision", "tf32x3-ss", "--kernel", "bench/variants/v00_null.diff"],
@@ -632,7 +663,7 @@ def test_kernel_static_names_an_unknown_precision_in_one_line(args, message):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run(
-        [sys.executable, "-m", "bench.kernel_static", "--cases", "kb54", *args],
+        [sys.executable, "-m", "bench.kernel_static", "--cases", "kb54", "--baseline", "", *args],
         cwd=root,
         env=env,
         capture_output=True,
@@ -683,7 +714,7 @@ def test_the_tap_major_table_and_weight_pair_the_same_products():
     assert torch.equal(big[:5, : ic * taps], want_big) and torch.equal(
         small[:5, : ic * taps], want_small
     )
-    assert not big[5:].any() and not big[:, ic * taps :].any()
+    assert not big[5:].any() and big[:5, ic * taps :].abs().eq(2.0**-126).all()
     # Kept apart from the same weight's (ic, kd, kh, kw) halves.
     assert not torch.equal(ig.weight_halves(weight)[0], big)
 
