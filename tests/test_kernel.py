@@ -1,6 +1,7 @@
 """The Triton kernel's own contract, beyond the suite: configs, errors, KernelBench's weights."""
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from kernels import implicit_gemm as ig
 from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
 from tests.offline_shared import shared_bytes
+from tests.one_call import assert_one_call_computes_the_truth
 
 
 @pytest.mark.parametrize("mode", [ig.mode_for_capability((8, 9)), ig.DEFAULT_PRECISION])
@@ -748,19 +750,5 @@ def test_a_tap_major_layer_computes_the_truth(conv3d_device, config, sizes):
     base = select(builtin_cases(), ["video_c64"])[0]
     case = dataclasses.replace(base, name="tap_major", small=None, **sizes)
     assert ig.tap_ic("tf32x3-ws", True, case.ic)
-    seed = check.case_seed(case, 0, 1)
-    inputs = check.random_inputs(case, conv3d_device, seed)
-    got = conv3d(
-        inputs.x,
-        inputs.weight,
-        inputs.bias,
-        case.stride,
-        case.padding,
-        case.dilation,
-        out=check.poisoned_output(case, conv3d_device),
-        precision="tf32x3-ws",
-        config=config,
-    )
-    report = check.CheckReport(case.name, check.rule_for("fp32"), 0, seed)
-    check.compare_with_truth(got, inputs, case, report)
-    assert report.ok, report.message()
+    fn = functools.partial(conv3d, precision="tf32x3-ws", config=config)
+    assert_one_call_computes_the_truth(fn, case, conv3d_device)

@@ -4,6 +4,7 @@ bench.kernel_ab's handling of the files it compares. No GPU: under the CPU inter
 and its fp32 rule."""
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 
@@ -13,8 +14,8 @@ import torch
 from bench import kernel_ab
 from bench.variants import load, materialize
 from kernels import implicit_gemm as ig
-from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
+from tests.one_call import assert_one_call_computes_the_truth
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = sorted(p for p in (ROOT / "bench" / "variants").glob("v*.diff"))
@@ -72,22 +73,8 @@ def test_there_are_variants_to_check():
 
 @pytest.mark.parametrize("case, config", CASES, ids=[c.name for c, _ in CASES])
 def test_a_variant_computes_the_truth(variant, conv3d_device, case, config):
-    rule = check.rule_for("fp32")
-    seed = check.case_seed(case, 0, 1)
-    inputs = check.random_inputs(case, conv3d_device, seed)
-    got = variant.conv3d(
-        inputs.x,
-        inputs.weight,
-        inputs.bias,
-        case.stride,
-        case.padding,
-        case.dilation,
-        out=check.poisoned_output(case, conv3d_device),
-        config=config,
-    )
-    report = check.CheckReport(case.name, rule, 0, seed)
-    check.compare_with_truth(got, inputs, case, report)
-    assert report.ok, report.message()
+    fn = functools.partial(variant.conv3d, config=config)
+    assert_one_call_computes_the_truth(fn, case, conv3d_device)
 
 
 def test_the_cases_reach_both_stagings_and_every_output_alignment():
