@@ -4,7 +4,8 @@ On each case, each mode's best launch config is checked against the float64 trut
 Needs a CUDA GPU.
 
     python3 -m bench.kernel_modes --modes tf32x3,tf32x3-split [--cases kb54,kb66]
-        [--configs autotune|wide|more|small|small8|stages] [--warm-procs 12] [--json out.json]
+        [--configs autotune|wide|more|small|small8|stages|onestep] [--warm-procs 12]
+        [--json out.json]
 
 Compiling every (case, mode, config) takes most of a fresh machine's time, so with
 ``--warm-procs N`` N child processes compile them first (Triton's on-disk cache), and this
@@ -105,6 +106,18 @@ _STAGES = (
     (64, 64, 32, 4, 3),
     (32, 32, 64, 4, 3),
 )
+# onestep: no software pipeline (one stage: the gather loaded into registers, no async
+# copies) and BLOCK_K 32, for the KernelBench layers of few K steps (#59: K 27, one step),
+# where the pipeline's prologue is most of a block and 107-164 registers (Triton 3.6,
+# sm_90) leave room for more warps an SM.
+_ONESTEP = (
+    (128, 64, 32, 4, 1),
+    (128, 64, 32, 8, 1),
+    (256, 64, 32, 8, 1),
+    (64, 64, 32, 4, 1),
+    (128, 64, 16, 8, 1),
+    (128, 64, 16, 4, 1),
+)
 _EXTRA = {
     "autotune": (),
     "wide": _WIDE,
@@ -112,6 +125,7 @@ _EXTRA = {
     "small": _SMALL,
     "small8": _SMALL + _SMALL8,
     "stages": _STAGES,
+    "onestep": _ONESTEP,
 }
 
 
