@@ -1,0 +1,372 @@
+"""Experiment (round 3, eighth session): the unpadded tf32x3-ws path written in Gluon, where
+the layouts and the tensor-core waits are the kernel's own choice rather than the compiler's.
+
+Not on any default path: the kernel under test is ``kernels/implicit_gemm.py``; this file
+times an alternative beside it (``python3 -m bench.gluon_conv``, a CUDA GPU) and compiles
+it without one (``--static``, for sm_90 with the installed Triton).
+
+What ncu found on the H200 (notes/kernel.md, eighth session): on the KernelBench layers
+the busiest unit is L1's data pipe (62-70% of its peak; the tensor pipe 22-51%), and on
+#60 a sixth of the warps' stalls are the waits between the three chained tensor-core
+products of each K step, which Triton 3.6 places after each product that feeds another.
+Here, the input's gather goes from global memory straight into the registers of the
+tensor cores' left operand (no shared-memory copy and read-back: about two fifths of
+L1's traffic a K step on #60), and the three products of a step are issued back to back
+with one wait a step, after the next step's loads are in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import triton
+
+from kernels import implicit_gemm as ig
+
+try:
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import (
+        async_copy,
+        fence_async_shared,
+        warpgroup_mma,
+        warpgroup_mma_wait,
+    )
+except ImportError:  # a Triton without Gluon's Hopper ops
+    gluon = None
+
+if gluon is not None:
+    # Triton 3.6 names the CTA barrier thread_barrier; 3.9 barrier.
+    _cta_barrier = getattr(gl, "thread_barrier", None) or gl.barrier
+    # 3.9 renamed the copy of a global tile into shared memory (the old name raises).
+    _async_load = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
+
+    @gluon.jit
+    def _conv3d_gl_kernel(
+        x_ptr,
+        w_ptr,
+        ws_ptr,
+        b_ptr,
+        y_ptr,
+        tap_ptr,
+        OC,
+        K,
+        H,
+        W,
+        OH,
+        OW,
+        SD,
+        SH,
+        SW,
+        X_BATCH_STRIDE,
+        WK,
+        OUT_SPATIAL,
+        HAS_BIAS: gl.constexpr,
+        BLOCK_M: gl.constexpr,
+        BLOCK_N: gl.constexpr,
+        BLOCK_K: gl.constexpr,
+        STAGES: gl.constexpr,
+        OUT_VEC: gl.constexpr,
+        FENCE: gl.constexpr,
+    ):
+        mma: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 8]
+        )
+        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=1)
+        b_smem: gl.constexpr = gl.NVMMASharedLayout(
+            swizzle_byte_width=64 if BLOCK_K == 16 else 128,
+            element_bitwidth=32,
+            rank=2,
+            transposed=True,
+        )
+        # 16-byte copies along K (the weight's contiguous axis).
+        b_load: gl.constexpr = gl.BlockedLayout(
+            [4, 1], [BLOCK_K // 4, 128 // BLOCK_K], [1, 4], [0, 1]
+        )
+        out_layout: gl.constexpr = gl.BlockedLayout([4, 1], [32, 1], [1, 4], [0, 1])
+
+        if OUT_VEC > 1:
+            # Exact (the host checked it), and tells the compiler the divisibility that
+            # makes the output's stores 16 bytes wide (the kernel file's v24a).
+            OUT_SPATIAL = OUT_SPATIAL // OUT_VEC * OUT_VEC
+        pid = gl.program_id(0)
+        num_pid_n = gl.cdiv(OC, BLOCK_N)
+        pid_m = pid // num_pid_n
+        pid_n = pid % num_pid_n
+        blocks_per_image = gl.cdiv(OUT_SPATIAL, BLOCK_M)
+        batch = pid_m // blocks_per_image
+        m0 = (pid_m % blocks_per_image) * BLOCK_M
+
+        # Rows and columns of the left operand, in its registers' own layout.
+        rows = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, a_layout))
+        cols = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, a_layout))
+        # Unpadded: rows past the image read its last position (the store masks them).
+        pos = gl.minimum(rows, OUT_SPATIAL - 1)
+        od = pos // (OH * OW)
+        oh = (pos // OW) % OH
+        ow = pos % OW
+        x_rows = (
+            x_ptr + batch.to(gl.int64) * X_BATCH_STRIDE + ((od * SD) * H + oh * SH) * W + ow * SW
+        )
+
+        rk_b = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(1, b_load))
+        rn_b = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, b_load))
+        b_offs = rn_b[None, :] * WK + rk_b[:, None]
+        b_big = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_K, BLOCK_N], b_smem)
+        b_small = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_K, BLOCK_N], b_smem)
+
+        steps = gl.cdiv(K, BLOCK_K)
+        # The weight's halves hold WK columns a row (zeros and +-2^-126 past K): a copy of
+        # a step past the last reads nothing outside them.
+        for s in gl.static_range(STAGES - 1):
+            k_mask = (s * BLOCK_K + rk_b[:, None] + 0 * rn_b[None, :]) < WK
+            _async_load(b_big.index(s), w_ptr + b_offs + s * BLOCK_K, mask=k_mask)
+            _async_load(b_small.index(s), ws_ptr + b_offs + s * BLOCK_K, mask=k_mask)
+            async_copy.commit_group()
+
+        # The tap table holds zeros past K and two steps more (ig._tap_table): every load
+        # of a step ahead lies inside it.
+        taps = gl.load(tap_ptr + cols)
+        a_next = gl.load(x_rows[:, None] + taps[None, :])
+        taps = gl.load(tap_ptr + BLOCK_K + cols)
+        acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
+        for i in range(steps):
+            a = a_next
+            a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
+            a_small = gl.where(a_big == a, 0.0, a - a_big)
+            # The next step's gather is in flight while this one multiplies.
+            a_next = gl.load(x_rows[:, None] + taps[None, :])
+            taps = gl.load(tap_ptr + (i + 2) * BLOCK_K + cols)
+
+            async_copy.wait_group(STAGES - 2)
+            _cta_barrier()
+            if FENCE:
+                # The copies wrote through the generic proxy; the tensor cores read
+                # through the async one.
+                fence_async_shared()
+            slot = i % STAGES
+            acc = warpgroup_mma(a_small, b_big.index(slot), acc, is_async=True)
+            acc = warpgroup_mma(a_big, b_small.index(slot), acc, is_async=True)
+            acc = warpgroup_mma(a_big, b_big.index(slot), acc, is_async=True)
+
+            k_next = (i + STAGES - 1) * BLOCK_K
+            nslot = (i + STAGES - 1) % STAGES
+            # The slot refilled is step i - 1's, whose products the wait at the end of the
+            # last step saw done.
+            k_mask = (k_next + rk_b[:, None] + 0 * rn_b[None, :]) < WK
+            _async_load(b_big.index(nslot), w_ptr + b_offs + k_next, mask=k_mask)
+            _async_load(b_small.index(nslot), ws_ptr + b_offs + k_next, mask=k_mask)
+            async_copy.commit_group()
+            acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
+        async_copy.wait_group(0)
+
+        rn = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma))
+        if HAS_BIAS:
+            acc = acc + gl.load(b_ptr + rn, mask=rn < OC, other=0.0)[None, :]
+        out = gl.convert_layout(acc, out_layout)
+        orow = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, out_layout))
+        ocol = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, out_layout))
+        y_offs = (
+            batch.to(gl.int64) * OC * OUT_SPATIAL
+            + orow[:, None]
+            + ocol.to(gl.int64)[None, :] * OUT_SPATIAL
+        )
+        gl.store(y_ptr + y_offs, out, mask=(orow < OUT_SPATIAL)[:, None] & (ocol < OC)[None, :])
+
+
+class NotApplicable(ValueError):
+    pass
+
+
+def applies(x, weight, padding, dilation, groups) -> str | None:
+    """Why the Gluon path does not take this call, or None where it does."""
+    if gluon is None:
+        return "this Triton has no Gluon Hopper ops"
+    if groups != 1 or any(p != 0 for p in ig._triple(padding, "padding")):
+        return "only unpadded layers of one group"
+    k = weight[0].numel()
+    if ig.promotes("tf32x3-ws", k):
+        return f"K {k} above {ig.PROMOTE_ABOVE_K} (the promoted loop)"
+    return None
+
+
+def conv3d_gl(
+    x, weight, bias=None, stride=1, padding=0, dilation=1, *, block=(128, 64, 16, 3), fence=True
+):
+    """``kernels.implicit_gemm.conv3d`` in tf32x3-ws for an unpadded layer, by the Gluon
+    kernel: the same weight halves and tap table, the same fp32 rule."""
+    why = applies(x, weight, padding, dilation, 1)
+    if why:
+        raise NotApplicable(why)
+    bm, bn, bk, stages = block
+    n, ic, d, h, w = x.shape
+    oc = weight.shape[0]
+    kernel = tuple(weight.shape[2:])
+    stride, dilation = ig._triple(stride, "stride"), ig._triple(dilation, "dilation")
+    out_dims = tuple(
+        (size - dil * (k - 1) - 1) // s + 1
+        for size, k, s, dil in zip((d, h, w), kernel, stride, dilation, strict=True)
+    )
+    spatial = math.prod(out_dims)
+    w_big, w_small = ig.weight_halves(weight)
+    taps = ig._tap_table(ic, kernel, dilation, (d, h, w), x.device, False)
+    y = torch.empty((n, oc, *out_dims), device=x.device, dtype=torch.float32)
+    grid = (n * triton.cdiv(spatial, bm) * triton.cdiv(oc, bn),)
+    _conv3d_gl_kernel[grid](
+        x,
+        w_big,
+        w_small,
+        bias if bias is not None else w_big,
+        y,
+        taps,
+        oc,
+        weight[0].numel(),
+        h,
+        w,
+        out_dims[1],
+        out_dims[2],
+        *stride,
+        ic * d * h * w,
+        w_big.shape[1],
+        spatial,
+        HAS_BIAS=bias is not None,
+        BLOCK_M=bm,
+        BLOCK_N=bn,
+        BLOCK_K=bk,
+        STAGES=stages,
+        OUT_VEC=ig.out_vec(spatial),
+        FENCE=fence,
+        num_warps=4,
+    )
+    return y
+
+
+def static(case_names: list[str], block=(128, 64, 16, 3), sass_dir: str = "") -> int:
+    """Compile for sm_90 without a GPU and print what bench.kernel_static prints of it."""
+    from triton.backends.compiler import GPUTarget
+
+    from bench.kernel_static import dump_cubin, facts_from_dump, loop_facts
+    from pytest_conv3d_perf.cases import builtin_cases, select
+
+    bm, bn, bk, stages = block
+    for case in select(builtin_cases(), case_names):
+        names = _conv3d_gl_kernel.arg_names
+        constexprs = {
+            "HAS_BIAS": case.bias,
+            "BLOCK_M": bm,
+            "BLOCK_N": bn,
+            "BLOCK_K": bk,
+            "STAGES": stages,
+            "OUT_VEC": ig.out_vec(math.prod(case.output_shape[2:])),
+            "FENCE": True,
+        }
+        signature = {
+            n: ("*fp32" if n.endswith("_ptr") and n != "tap_ptr" else "*i32")
+            if n.endswith("_ptr")
+            else ("constexpr" if n in constexprs else "i32")
+            for n in names
+        }
+        attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names if n.endswith("_ptr")}
+        wk = ig.padded_k(case.ic * math.prod(case.kernel))
+        attrs[(names.index("WK"),)] = [["tt.divisibility", 16]]
+        src = gluon._runtime.GluonASTSource(
+            fn=_conv3d_gl_kernel, signature=signature, constexprs=constexprs, attrs=attrs
+        )
+        compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+        with tempfile.TemporaryDirectory() as scratch:
+            usage, sass = dump_cubin(compiled.asm["cubin"], os.path.join(scratch, "k.cubin"))
+        facts = facts_from_dump(usage, sass)
+        if sass_dir:
+            Path(sass_dir).mkdir(parents=True, exist_ok=True)
+            Path(sass_dir, f"{case.name}.sass").write_text(sass)
+            Path(sass_dir, f"{case.name}.ttgir").write_text(compiled.asm["ttgir"])
+        loop = loop_facts(sass)
+        print(f"{case.name}: WK {wk}, {facts}, loop {loop}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default="kb54,kb59,kb60,kb66", help="suite cases")
+    ap.add_argument("--static", action="store_true", help="compile for sm_90 only, no GPU")
+    ap.add_argument("--sass-dir", default="", help="with --static: write SASS and TTGIR here")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rep-ms", type=int, default=60)
+    args = ap.parse_args(argv)
+    names = [c for c in args.cases.split(",") if c]
+    if gluon is None:
+        print("gluon_conv: this Triton has no Gluon Hopper ops", file=sys.stderr)
+        return 2
+    if args.static:
+        return static(names, sass_dir=args.sass_dir)
+    if not torch.cuda.is_available():
+        print("gluon_conv: needs a CUDA GPU (or --static)", file=sys.stderr)
+        return 2
+    return timed(names, args.rounds, args.rep_ms)
+
+
+def timed(names: list[str], rounds: int, rep_ms: int) -> int:
+    """Each case: the Gluon kernel against the kernel file's at its recorded config, in one
+    process, interleaved round by round; correctness of both against float64."""
+    import statistics
+
+    import triton.testing
+
+    from bench.profile_case import recorded_config
+    from pytest_conv3d_perf import check
+    from pytest_conv3d_perf.cases import builtin_cases, select
+
+    rows = []
+    for case in select(builtin_cases(), names):
+        inputs = check.random_inputs(case, torch.device("cuda"), seed=1)
+        args = (inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
+        cfg = recorded_config(case.name)
+
+        def base(args=args, cfg=cfg):
+            return ig.conv3d(*args, precision="tf32x3-ws", config=cfg)
+
+        def gl_(args=args):
+            return conv3d_gl(*args)
+
+        def gl_nofence(args=args):
+            return conv3d_gl(*args, fence=False)
+
+        sides = {"base": base, "gluon": gl_, "no fence": gl_nofence}
+        truth = torch.nn.functional.conv3d(
+            inputs.x.double(),
+            inputs.weight.double(),
+            None if inputs.bias is None else inputs.bias.double(),
+            case.stride,
+            case.padding,
+            case.dilation,
+        )
+        errs = {}
+        for name, fn in sides.items():
+            out = fn().double()
+            ok = torch.allclose(out, truth, atol=1e-4, rtol=1e-4)
+            errs[name] = (ok, (out - truth).abs().max().item())
+        times = {name: [] for name in sides}
+        for _ in range(rounds):
+            for name, fn in sides.items():
+                times[name].append(triton.testing.do_bench(fn, rep=rep_ms, return_mode="median"))
+        for name in sides:
+            changes = [t / b - 1 for t, b in zip(times[name], times["base"], strict=True)]
+            rows.append(
+                f"{case.name:8s} {name:9s} {statistics.median(times[name]):.4f} ms"
+                f"  fp32 rule {errs[name][0]}, max abs err {errs[name][1]:.1e}"
+                f"  change {100 * statistics.median(changes):+.2f}%"
+                f" [{100 * min(changes):+.2f}, {100 * max(changes):+.2f}]"
+            )
+            print(rows[-1], flush=True)
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
