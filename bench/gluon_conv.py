@@ -18,6 +18,7 @@ with one wait a step, after the next step's loads are in flight.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -89,7 +90,10 @@ if gluon is not None:
         b_load: gl.constexpr = gl.BlockedLayout(
             [4, 1], [BLOCK_K // 4, 128 // BLOCK_K], [1, 4], [0, 1]
         )
-        out_layout: gl.constexpr = gl.BlockedLayout([4, 1], [32, 1], [1, 4], [0, 1])
+        # Along M, 4 positions a thread (16-byte stores), a warp's lanes down the rows.
+        out_layout: gl.constexpr = gl.BlockedLayout(
+            [4, 1], [BLOCK_M // 4, 128 // BLOCK_M], [1, 4], [0, 1]
+        )
 
         if OUT_VEC > 1:
             # Exact (the host checked it), and tells the compiler the divisibility that
@@ -287,7 +291,7 @@ def static(case_names: list[str], block=(128, 64, 16, 3), sass_dir: str = "") ->
             Path(sass_dir, f"{case.name}.sass").write_text(sass)
             Path(sass_dir, f"{case.name}.ttgir").write_text(compiled.asm["ttgir"])
         loop = loop_facts(sass)
-        print(f"{case.name}: WK {wk}, {facts}, loop {loop}")
+        print(f"{case.name} {block}: WK {wk}, {facts}, loop {loop}")
     return 0
 
 
@@ -296,6 +300,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default="kb54,kb59,kb60,kb66", help="suite cases")
     ap.add_argument("--static", action="store_true", help="compile for sm_90 only, no GPU")
     ap.add_argument("--sass-dir", default="", help="with --static: write SASS and TTGIR here")
+    ap.add_argument(
+        "--blocks",
+        default="128x64x16s3",
+        help="Gluon tiles to time or compile, MxNxK and stages (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--no-fence-too",
+        action="store_true",
+        help="also time each tile without the proxy fence (unsafe; to price the fence)",
+    )
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rep-ms", type=int, default=60)
     args = ap.parse_args(argv)
@@ -303,15 +317,33 @@ def main(argv: list[str] | None = None) -> int:
     if gluon is None:
         print("gluon_conv: this Triton has no Gluon Hopper ops", file=sys.stderr)
         return 2
+    try:
+        blocks = [parse_block(b) for b in args.blocks.split(",") if b]
+    except ValueError as err:
+        print(f"gluon_conv: {err}", file=sys.stderr)
+        return 2
     if args.static:
-        return static(names, sass_dir=args.sass_dir)
+        return max(static(names, block, sass_dir=args.sass_dir) for block in blocks)
     if not torch.cuda.is_available():
         print("gluon_conv: needs a CUDA GPU (or --static)", file=sys.stderr)
         return 2
-    return timed(names, args.rounds, args.rep_ms)
+    return timed(names, blocks, args.rounds, args.rep_ms, args.no_fence_too)
 
 
-def timed(names: list[str], rounds: int, rep_ms: int) -> int:
+def parse_block(text: str) -> tuple[int, int, int, int]:
+    """``128x64x16s3`` as (BLOCK_M, BLOCK_N, BLOCK_K, STAGES)."""
+    try:
+        tile, stages = text.lower().split("s")
+        m, n, k = (int(v) for v in tile.split("x"))
+        block = (m, n, k, int(stages))
+    except ValueError:
+        raise ValueError(f"--blocks: {text!r} is not MxNxKsS (e.g. 128x64x16s3)") from None
+    if block[0] not in (64, 128) or block[2] not in (16, 32) or block[3] < 2:
+        raise ValueError(f"--blocks: {text!r}: M 64 or 128, K 16 or 32, 2 stages or more")
+    return block
+
+
+def timed(names: list[str], blocks: list, rounds: int, rep_ms: int, fence_too: bool) -> int:
     """Each case: the Gluon kernel against the kernel file's at its recorded config, in one
     process, interleaved round by round; correctness of both against float64."""
     import statistics
@@ -331,13 +363,14 @@ def timed(names: list[str], rounds: int, rep_ms: int) -> int:
         def base(args=args, cfg=cfg):
             return ig.conv3d(*args, precision="tf32x3-ws", config=cfg)
 
-        def gl_(args=args):
-            return conv3d_gl(*args)
-
-        def gl_nofence(args=args):
-            return conv3d_gl(*args, fence=False)
-
-        sides = {"base": base, "gluon": gl_, "no fence": gl_nofence}
+        sides = {"base": base}
+        for block in blocks:
+            label = "{}x{}x{}s{}".format(*block)
+            sides[label] = functools.partial(conv3d_gl, *args, block=block)
+            if fence_too:
+                sides[f"{label} no fence"] = functools.partial(
+                    conv3d_gl, *args, block=block, fence=False
+                )
         truth = torch.nn.functional.conv3d(
             inputs.x.double(),
             inputs.weight.double(),
@@ -358,7 +391,7 @@ def timed(names: list[str], rounds: int, rep_ms: int) -> int:
         for name in sides:
             changes = [t / b - 1 for t, b in zip(times[name], times["base"], strict=True)]
             rows.append(
-                f"{case.name:8s} {name:9s} {statistics.median(times[name]):.4f} ms"
+                f"{case.name:8s} {name:22s} {statistics.median(times[name]):.4f} ms"
                 f"  fp32 rule {errs[name][0]}, max abs err {errs[name][1]:.1e}"
                 f"  change {100 * statistics.median(changes):+.2f}%"
                 f" [{100 * min(changes):+.2f}, {100 * max(changes):+.2f}]"
