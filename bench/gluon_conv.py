@@ -75,6 +75,7 @@ if gluon is not None:
         STAGES: gl.constexpr,
         OUT_VEC: gl.constexpr,
         FENCE: gl.constexpr,
+        REFILL_FIRST: gl.constexpr,
     ):
         mma: gl.constexpr = gl.NVMMADistributedLayout(
             version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 8]
@@ -149,7 +150,16 @@ if gluon is not None:
             taps = gl.load(tap_ptr + (i + 2) * BLOCK_K + cols)
 
             async_copy.wait_group(STAGES - 2)
+            # One barrier a step: every thread's copies of step i have landed, and every
+            # warp is past the last step's wait, so step i - 1's slot is free to refill.
             _cta_barrier()
+            if REFILL_FIRST:
+                k_next = (i + STAGES - 1) * BLOCK_K
+                nslot = (i + STAGES - 1) % STAGES
+                k_mask = (k_next + rk_b[:, None] + 0 * rn_b[None, :]) < WK
+                _async_load(b_big.index(nslot), w_ptr + b_offs + k_next, mask=k_mask)
+                _async_load(b_small.index(nslot), ws_ptr + b_offs + k_next, mask=k_mask)
+                async_copy.commit_group()
             if FENCE:
                 # The copies wrote through the generic proxy; the tensor cores read
                 # through the async one.
@@ -158,15 +168,15 @@ if gluon is not None:
             acc = warpgroup_mma(a_small, b_big.index(slot), acc, is_async=True)
             acc = warpgroup_mma(a_big, b_small.index(slot), acc, is_async=True)
             acc = warpgroup_mma(a_big, b_big.index(slot), acc, is_async=True)
-
-            k_next = (i + STAGES - 1) * BLOCK_K
-            nslot = (i + STAGES - 1) % STAGES
-            # The slot refilled is step i - 1's, whose products the wait at the end of the
-            # last step saw done.
-            k_mask = (k_next + rk_b[:, None] + 0 * rn_b[None, :]) < WK
-            _async_load(b_big.index(nslot), w_ptr + b_offs + k_next, mask=k_mask)
-            _async_load(b_small.index(nslot), ws_ptr + b_offs + k_next, mask=k_mask)
-            async_copy.commit_group()
+            if not REFILL_FIRST:
+                k_next = (i + STAGES - 1) * BLOCK_K
+                nslot = (i + STAGES - 1) % STAGES
+                # The slot refilled is step i - 1's, whose products the wait at the end of
+                # the last step saw done.
+                k_mask = (k_next + rk_b[:, None] + 0 * rn_b[None, :]) < WK
+                _async_load(b_big.index(nslot), w_ptr + b_offs + k_next, mask=k_mask)
+                _async_load(b_small.index(nslot), ws_ptr + b_offs + k_next, mask=k_mask)
+                async_copy.commit_group()
             acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
         async_copy.wait_group(0)
 
@@ -201,7 +211,16 @@ def applies(x, weight, padding, dilation, groups) -> str | None:
 
 
 def conv3d_gl(
-    x, weight, bias=None, stride=1, padding=0, dilation=1, *, block=(128, 64, 16, 3), fence=True
+    x,
+    weight,
+    bias=None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    *,
+    block=(128, 64, 16, 3),
+    fence=True,
+    refill_first=True,
 ):
     """``kernels.implicit_gemm.conv3d`` in tf32x3-ws for an unpadded layer, by the Gluon
     kernel: the same weight halves and tap table, the same fp32 rule."""
@@ -246,6 +265,7 @@ def conv3d_gl(
         STAGES=stages,
         OUT_VEC=ig.out_vec(spatial),
         FENCE=fence,
+        REFILL_FIRST=refill_first,
         num_warps=4,
     )
     return y
@@ -269,6 +289,7 @@ def static(case_names: list[str], block=(128, 64, 16, 3), sass_dir: str = "") ->
             "STAGES": stages,
             "OUT_VEC": ig.out_vec(math.prod(case.output_shape[2:])),
             "FENCE": True,
+            "REFILL_FIRST": True,
         }
         signature = {
             n: ("*fp32" if n.endswith("_ptr") and n != "tap_ptr" else "*i32")
@@ -367,6 +388,9 @@ def timed(names: list[str], blocks: list, rounds: int, rep_ms: int, fence_too: b
         for block in blocks:
             label = "{}x{}x{}s{}".format(*block)
             sides[label] = functools.partial(conv3d_gl, *args, block=block)
+            sides[f"{label} refill last"] = functools.partial(
+                conv3d_gl, *args, block=block, refill_first=False
+            )
             if fence_too:
                 sides[f"{label} no fence"] = functools.partial(
                     conv3d_gl, *args, block=block, fence=False
