@@ -218,9 +218,9 @@ def conv3d_gl(
     padding=0,
     dilation=1,
     *,
-    block=(128, 64, 16, 3),
+    block=(128, 64, 16, 4),
     fence=True,
-    refill_first=True,
+    refill_first=False,
 ):
     """``kernels.implicit_gemm.conv3d`` in tf32x3-ws for an unpadded layer, by the Gluon
     kernel: the same weight halves and tap table, the same fp32 rule."""
@@ -271,7 +271,7 @@ def conv3d_gl(
     return y
 
 
-def static(case_names: list[str], block=(128, 64, 16, 3), sass_dir: str = "") -> int:
+def static(case_names: list[str], block=(128, 64, 16, 4), sass_dir: str = "") -> int:
     """Compile for sm_90 without a GPU and print what bench.kernel_static prints of it."""
     from triton.backends.compiler import GPUTarget
 
@@ -289,7 +289,7 @@ def static(case_names: list[str], block=(128, 64, 16, 3), sass_dir: str = "") ->
             "STAGES": stages,
             "OUT_VEC": ig.out_vec(math.prod(case.output_shape[2:])),
             "FENCE": True,
-            "REFILL_FIRST": True,
+            "REFILL_FIRST": False,
         }
         signature = {
             n: ("*fp32" if n.endswith("_ptr") and n != "tap_ptr" else "*i32")
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sass-dir", default="", help="with --static: write SASS and TTGIR here")
     ap.add_argument(
         "--blocks",
-        default="128x64x16s3",
+        default="128x64x16s4",
         help="Gluon tiles to time or compile, MxNxK and stages (default: %(default)s)",
     )
     ap.add_argument(
@@ -388,8 +388,8 @@ def timed(names: list[str], blocks: list, rounds: int, rep_ms: int, fence_too: b
         for block in blocks:
             label = "{}x{}x{}s{}".format(*block)
             sides[label] = functools.partial(conv3d_gl, *args, block=block)
-            sides[f"{label} refill last"] = functools.partial(
-                conv3d_gl, *args, block=block, refill_first=False
+            sides[f"{label} refill first"] = functools.partial(
+                conv3d_gl, *args, block=block, refill_first=True
             )
             if fence_too:
                 sides[f"{label} no fence"] = functools.partial(
