@@ -344,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gluon_conv: {err}", file=sys.stderr)
         return 2
     if args.static:
+        if ig.interpreting():
+            print(
+                "gluon_conv: unset TRITON_INTERPRET; --static needs Triton's compiler",
+                file=sys.stderr,
+            )
+            return 2
         return max(static(names, block, sass_dir=args.sass_dir) for block in blocks)
     if not torch.cuda.is_available():
         print("gluon_conv: needs a CUDA GPU (or --static)", file=sys.stderr)

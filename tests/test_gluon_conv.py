@@ -1,0 +1,98 @@
+"""bench/gluon_conv (the Gluon experiment beside the kernel file): which layers its path
+takes, its command line, and that its kernel still compiles for sm_90 with the installed
+Triton (no GPU; Gluon does not run under the CPU interpreter, so its numbers come from the
+device: notes/kernel.md, round 3, eighth session)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import gluon_conv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+needs_gluon = pytest.mark.skipif(
+    gluon_conv.gluon is None, reason="this Triton has no Gluon Hopper ops"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "block"),
+    [("128x64x16s4", (128, 64, 16, 4)), ("64X64X32S3", (64, 64, 32, 3))],
+)
+def test_a_block_reads_as_tile_and_stages(text, block):
+    assert gluon_conv.parse_block(text) == block
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("128x64x16", "is not MxNxKsS"),
+        ("128x64s3", "is not MxNxKsS"),
+        ("256x64x16s3", "M 64 or 128"),
+        ("128x64x64s3", "K 16 or 32"),
+        ("128x64x16s1", "2 stages or more"),
+    ],
+)
+def test_a_malformed_block_says_what_is_wrong(text, message):
+    with pytest.raises(ValueError, match=message):
+        gluon_conv.parse_block(text)
+
+
+def test_a_malformed_block_on_the_command_line_exits_2(capsys):
+    if gluon_conv.gluon is None:
+        pytest.skip("the command stops earlier without Gluon")
+    assert gluon_conv.main(["--static", "--blocks", "128x64"]) == 2
+    assert "is not MxNxKsS" in capsys.readouterr().err
+
+
+@needs_gluon
+def test_the_path_takes_unpadded_layers_of_the_unpromoted_loop_only():
+    x = torch.empty(1, 3, 8, 8, 8)
+
+    def weight(ic, k=3):
+        return torch.empty(64, ic, k, k, k)
+
+    assert gluon_conv.applies(x, weight(3), 0, 1, 1) is None
+    assert "unpadded" in gluon_conv.applies(x, weight(3), 1, 1, 1)
+    assert "unpadded" in gluon_conv.applies(x, weight(3), (0, 0, 1), 1, 1)
+    assert "one group" in gluon_conv.applies(x, weight(3), 0, 1, 2)
+    # 40 channels of 3x3x3: K = 1080, above the promoted loop's threshold.
+    assert "promoted" in gluon_conv.applies(x, weight(40), 0, 1, 1)
+    with pytest.raises(gluon_conv.NotApplicable, match="unpadded"):
+        gluon_conv.conv3d_gl(x, weight(3), padding=1)
+
+
+@needs_gluon
+def test_the_kernel_compiles_for_sm90_with_one_tensor_core_wait_a_step():
+    # A child without TRITON_INTERPRET: the interpreter replaces Triton's jit at import.
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.gluon_conv", "--static", "--cases", "kb54"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    [line] = [out for out in done.stdout.splitlines() if out.startswith("kb54 ")]
+    # The three products of a step go back to back, one wait after them (the kernel
+    # file's loop waits after each of the first two), and the input's gather is 16 loads
+    # of a word straight into registers (and 4 of its taps), no copy through shared memory.
+    assert "'mma_waits': 1" in line
+    assert "'LDG.E': 20" in line
+    assert "'spill_stack_bytes': 0" in line
+
+
+def test_static_under_the_interpreter_is_a_clear_error(capsys, monkeypatch):
+    if gluon_conv.gluon is None:
+        pytest.skip("the command stops earlier without Gluon")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert gluon_conv.main(["--static", "--cases", "kb54"]) == 2
+    assert "unset TRITON_INTERPRET" in capsys.readouterr().err
