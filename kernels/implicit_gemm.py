@@ -588,6 +588,17 @@ if gluon is not None:
     _GL_STAGES = gl.constexpr(4)
 
     @gluon.jit
+    def _copy_weight_step(b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, step, WK, BLOCK_K, STAGES):
+        """Step ``step``'s tiles of the weight's two halves into its slot of the ring, one
+        group of async copies. The halves hold WK columns a row (weight_halves): columns
+        past WK, those of steps past the last, are masked off."""
+        k = step * BLOCK_K
+        mask = (k + k_cols) < WK
+        _async_load(b_big.index(step % STAGES), w_ptr + b_offs + k, mask=mask)
+        _async_load(b_small.index(step % STAGES), ws_ptr + b_offs + k, mask=mask)
+        async_copy.commit_group()
+
+    @gluon.jit
     def _conv3d_gl_kernel(
         x_ptr,
         w_ptr,
@@ -671,13 +682,9 @@ if gluon is not None:
         b_big = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_K, BLOCK_N], b_smem)
         b_small = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_K, BLOCK_N], b_smem)
 
-        # The weight's halves hold WK columns a row (weight_halves): copies of the steps
-        # past the last are masked off at WK.
+        k_cols = rk_b[:, None] + 0 * rn_b[None, :]
         for s in gl.static_range(STAGES - 1):
-            k_mask = (s * BLOCK_K + rk_b[:, None] + 0 * rn_b[None, :]) < WK
-            _async_load(b_big.index(s), w_ptr + b_offs + s * BLOCK_K, mask=k_mask)
-            _async_load(b_small.index(s), ws_ptr + b_offs + s * BLOCK_K, mask=k_mask)
-            async_copy.commit_group()
+            _copy_weight_step(b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, s, WK, BLOCK_K, STAGES)
 
         # The tap table holds zeros past K and a WEIGHT_PAD more (_tap_table): the loads
         # two steps ahead lie inside it. A column past K reads the row's first tap and
@@ -706,12 +713,9 @@ if gluon is not None:
 
             # The slot refilled is step i - 1's, whose products the wait at the end of the
             # last step saw done (refilled before the products instead: 1-4% slower).
-            k_next = (i + STAGES - 1) * BLOCK_K
-            nslot = (i + STAGES - 1) % STAGES
-            k_mask = (k_next + rk_b[:, None] + 0 * rn_b[None, :]) < WK
-            _async_load(b_big.index(nslot), w_ptr + b_offs + k_next, mask=k_mask)
-            _async_load(b_small.index(nslot), ws_ptr + b_offs + k_next, mask=k_mask)
-            async_copy.commit_group()
+            _copy_weight_step(
+                b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, i + STAGES - 1, WK, BLOCK_K, STAGES
+            )
             acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
         async_copy.wait_group(0)
 

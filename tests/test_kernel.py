@@ -821,3 +821,34 @@ def test_a_gluon_config_survives_the_baseline_round_trip():
     assert (back.num_warps, back.num_stages) == (gl_cfg.num_warps, gl_cfg.num_stages)
     # Its warps and stages are its kernel's: conv3d-perf tune tries no neighbours.
     assert neighbours(read, None) == [read]
+
+
+def test_the_gluon_config_compiles_for_sm90_with_one_tensor_core_wait_a_step(tmp_path):
+    if ig.gluon is None:
+        pytest.skip("this Triton has no Gluon Hopper ops")
+    # bench.kernel_static reads a recorded config from a baseline file, as it would the
+    # H200's after a recording that picked the Gluon config; in a child without
+    # TRITON_INTERPRET (the interpreter replaces Triton's jit at import).
+    [gl_cfg] = ig.GLUON_CONFIGS
+    recorded = {"cases": {"kb54": {"autotune": ig._config_dict(gl_cfg)}}}
+    (tmp_path / "gpu.json").write_text(json.dumps(recorded))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.kernel_static", "--cases", "kb54", "--as-launched"),
+            *("--baseline", str(tmp_path / "gpu.json"), "--json", str(tmp_path / "out.json")),
+        ],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    [row] = json.loads((tmp_path / "out.json").read_text())
+    assert row["config"].get("GLUON") == 1, row
+    # The three products of a K step back to back and one wait after them (the Triton
+    # kernel waits after each of the first two); no spill.
+    assert row["mma_waits"] == 1 and row["spill_stack_bytes"] == 0, row
