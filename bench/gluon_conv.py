@@ -49,6 +49,17 @@ if gluon is not None:
     _async_load = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
 
     @gluon.jit
+    def _copy_weight_step(b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, step, WK, BLOCK_K, STAGES):
+        """Step ``step``'s tiles of the weight's two halves into its slot of the ring, one
+        group of async copies. The halves hold WK columns a row (zeros and +-2^-126 past
+        K): columns past WK, those of steps past the last, are masked off."""
+        k = step * BLOCK_K
+        mask = (k + k_cols) < WK
+        _async_load(b_big.index(step % STAGES), w_ptr + b_offs + k, mask=mask)
+        _async_load(b_small.index(step % STAGES), ws_ptr + b_offs + k, mask=mask)
+        async_copy.commit_group()
+
+    @gluon.jit
     def _conv3d_gl_kernel(
         x_ptr,
         w_ptr,
@@ -126,14 +137,10 @@ if gluon is not None:
         b_big = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_K, BLOCK_N], b_smem)
         b_small = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_K, BLOCK_N], b_smem)
 
+        k_cols = rk_b[:, None] + 0 * rn_b[None, :]
         steps = gl.cdiv(K, BLOCK_K)
-        # The weight's halves hold WK columns a row (zeros and +-2^-126 past K): a copy of
-        # a step past the last reads nothing outside them.
         for s in gl.static_range(STAGES - 1):
-            k_mask = (s * BLOCK_K + rk_b[:, None] + 0 * rn_b[None, :]) < WK
-            _async_load(b_big.index(s), w_ptr + b_offs + s * BLOCK_K, mask=k_mask)
-            _async_load(b_small.index(s), ws_ptr + b_offs + s * BLOCK_K, mask=k_mask)
-            async_copy.commit_group()
+            _copy_weight_step(b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, s, WK, BLOCK_K, STAGES)
 
         # The tap table holds zeros past K and two steps more (ig._tap_table): every load
         # of a step ahead lies inside it.
@@ -154,12 +161,18 @@ if gluon is not None:
             # warp is past the last step's wait, so step i - 1's slot is free to refill.
             _cta_barrier()
             if REFILL_FIRST:
-                k_next = (i + STAGES - 1) * BLOCK_K
-                nslot = (i + STAGES - 1) % STAGES
-                k_mask = (k_next + rk_b[:, None] + 0 * rn_b[None, :]) < WK
-                _async_load(b_big.index(nslot), w_ptr + b_offs + k_next, mask=k_mask)
-                _async_load(b_small.index(nslot), ws_ptr + b_offs + k_next, mask=k_mask)
-                async_copy.commit_group()
+                _copy_weight_step(
+                    b_big,
+                    b_small,
+                    w_ptr,
+                    ws_ptr,
+                    b_offs,
+                    k_cols,
+                    i + STAGES - 1,
+                    WK,
+                    BLOCK_K,
+                    STAGES,
+                )
             if FENCE:
                 # The copies wrote through the generic proxy; the tensor cores read
                 # through the async one.
@@ -169,14 +182,20 @@ if gluon is not None:
             acc = warpgroup_mma(a_big, b_small.index(slot), acc, is_async=True)
             acc = warpgroup_mma(a_big, b_big.index(slot), acc, is_async=True)
             if not REFILL_FIRST:
-                k_next = (i + STAGES - 1) * BLOCK_K
-                nslot = (i + STAGES - 1) % STAGES
                 # The slot refilled is step i - 1's, whose products the wait at the end of
                 # the last step saw done.
-                k_mask = (k_next + rk_b[:, None] + 0 * rn_b[None, :]) < WK
-                _async_load(b_big.index(nslot), w_ptr + b_offs + k_next, mask=k_mask)
-                _async_load(b_small.index(nslot), ws_ptr + b_offs + k_next, mask=k_mask)
-                async_copy.commit_group()
+                _copy_weight_step(
+                    b_big,
+                    b_small,
+                    w_ptr,
+                    ws_ptr,
+                    b_offs,
+                    k_cols,
+                    i + STAGES - 1,
+                    WK,
+                    BLOCK_K,
+                    STAGES,
+                )
             acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
         async_copy.wait_group(0)
 
