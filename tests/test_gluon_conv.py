@@ -58,13 +58,21 @@ def test_the_path_takes_unpadded_layers_of_the_unpromoted_loop_only():
         return torch.empty(64, ic, k, k, k)
 
     assert gluon_conv.applies(x, weight(3), 0, 1, 1) is None
-    assert "unpadded" in gluon_conv.applies(x, weight(3), 1, 1, 1)
-    assert "unpadded" in gluon_conv.applies(x, weight(3), (0, 0, 1), 1, 1)
+    assert "tap-major" in gluon_conv.applies(x, weight(3), 1, 1, 1)
+    assert "tap-major" in gluon_conv.applies(x, weight(3), (0, 0, 1), 1, 1)
     assert "one group" in gluon_conv.applies(x, weight(3), 0, 1, 2)
-    # 40 channels of 3x3x3: K = 1080, above the promoted loop's threshold.
+    # 40 channels of 3x3x3, unpadded: K = 1080, above the promoted loop's threshold.
     assert "promoted" in gluon_conv.applies(x, weight(40), 0, 1, 1)
-    with pytest.raises(gluon_conv.NotApplicable, match="unpadded"):
+    # Padded, tap-major (a multiple of 16 channels): either loop.
+    assert gluon_conv.applies(x, weight(16), 1, 1, 1) is None
+    assert gluon_conv.applies(x, weight(48), 1, 1, 1) is None
+    with pytest.raises(gluon_conv.NotApplicable, match="tap-major"):
         gluon_conv.conv3d_gl(x, weight(3), padding=1)
+    # A tile whose BLOCK_K does not divide the channels: no tap-major steps.
+    with pytest.raises(gluon_conv.NotApplicable, match="does not divide"):
+        gluon_conv.conv3d_gl(
+            torch.empty(1, 16, 8, 8, 8), weight(16), padding=1, block=(64, 64, 32, 3)
+        )
 
 
 @needs_gluon
@@ -73,7 +81,7 @@ def test_the_kernel_compiles_for_sm90_with_one_tensor_core_wait_a_step():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     done = subprocess.run(
-        [sys.executable, "-m", "bench.gluon_conv", "--static", "--cases", "kb54"],
+        [sys.executable, "-m", "bench.gluon_conv", "--static", "--cases", "kb54,c3d_conv3a"],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -88,6 +96,10 @@ def test_the_kernel_compiles_for_sm90_with_one_tensor_core_wait_a_step():
     assert "'mma_waits': 1" in line
     assert "'LDG.E': 20" in line
     assert "'spill_stack_bytes': 0" in line
+    # The padded tap-major kernel in the promoted loop (c3d_conv3a: K 3456): its three
+    # products and one wait a step too (the kernel file's promoted loop waits after each).
+    [line] = [out for out in done.stdout.splitlines() if out.startswith("c3d_conv3a ")]
+    assert "'mma_waits': 1" in line and "'spill_stack_bytes': 0" in line
 
 
 def test_static_under_the_interpreter_is_a_clear_error(capsys, monkeypatch):
