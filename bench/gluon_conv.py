@@ -59,6 +59,82 @@ if gluon is not None:
         _async_load(b_small.index(step % STAGES), ws_ptr + b_offs + k, mask=mask)
         async_copy.commit_group()
 
+    # The kernels' layouts: the tensor cores' accumulator (one warpgroup, 16 rows a warp)
+    # and their left operand's registers; the weight's shared tiles (K contiguous,
+    # swizzled to their row of 64 or 128 bytes) and its copies (16 bytes along K); the
+    # output's store (4 positions a thread along M, 16-byte stores, lanes down the rows).
+    @gluon.constexpr_function
+    def _mma_layout(BLOCK_N):
+        return gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 8]
+        )
+
+    @gluon.constexpr_function
+    def _a_layout(BLOCK_N):
+        return gl.DotOperandLayout(operand_index=0, parent=_mma_layout(BLOCK_N), k_width=1)
+
+    @gluon.constexpr_function
+    def _b_smem_layout(BLOCK_K):
+        return gl.NVMMASharedLayout(
+            swizzle_byte_width=64 if BLOCK_K == 16 else 128,
+            element_bitwidth=32,
+            rank=2,
+            transposed=True,
+        )
+
+    @gluon.constexpr_function
+    def _b_load_layout(BLOCK_K):
+        return gl.BlockedLayout([4, 1], [BLOCK_K // 4, 128 // BLOCK_K], [1, 4], [0, 1])
+
+    @gluon.constexpr_function
+    def _out_layout(BLOCK_M):
+        return gl.BlockedLayout([4, 1], [BLOCK_M // 4, 128 // BLOCK_M], [1, 4], [0, 1])
+
+    @gluon.jit
+    def _tile_of(OC, out_spatial, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr):
+        """This program's image, first output position and block of output channels: the
+        channel blocks of one row block side by side, a row block inside one image."""
+        pid = gl.program_id(0)
+        num_pid_n = gl.cdiv(OC, BLOCK_N)
+        pid_m = pid // num_pid_n
+        blocks_per_image = gl.cdiv(out_spatial, BLOCK_M)
+        return (
+            pid_m // blocks_per_image,
+            (pid_m % blocks_per_image) * BLOCK_M,
+            pid % num_pid_n,
+        )
+
+    @gluon.jit
+    def _store_tile(
+        acc,
+        b_ptr,
+        y_ptr,
+        OC,
+        out_spatial,
+        batch,
+        m0,
+        pid_n,
+        HAS_BIAS: gl.constexpr,
+        BLOCK_M: gl.constexpr,
+        BLOCK_N: gl.constexpr,
+        mma: gl.constexpr,
+        out_layout: gl.constexpr,
+    ):
+        """The bias added, the tile converted to the store's layout and written to the
+        NCDHW output, rows past the image and channels past OC masked off."""
+        rn = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma))
+        if HAS_BIAS:
+            acc = acc + gl.load(b_ptr + rn, mask=rn < OC, other=0.0)[None, :]
+        out = gl.convert_layout(acc, out_layout)
+        orow = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, out_layout))
+        ocol = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, out_layout))
+        y_offs = (
+            batch.to(gl.int64) * OC * out_spatial
+            + orow[:, None]
+            + ocol.to(gl.int64)[None, :] * out_spatial
+        )
+        gl.store(y_ptr + y_offs, out, mask=(orow < out_spatial)[:, None] & (ocol < OC)[None, :])
+
     @gluon.jit
     def _conv3d_gl_kernel(
         x_ptr,
@@ -88,36 +164,17 @@ if gluon is not None:
         FENCE: gl.constexpr,
         REFILL_FIRST: gl.constexpr,
     ):
-        mma: gl.constexpr = gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 8]
-        )
-        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=1)
-        b_smem: gl.constexpr = gl.NVMMASharedLayout(
-            swizzle_byte_width=64 if BLOCK_K == 16 else 128,
-            element_bitwidth=32,
-            rank=2,
-            transposed=True,
-        )
-        # 16-byte copies along K (the weight's contiguous axis).
-        b_load: gl.constexpr = gl.BlockedLayout(
-            [4, 1], [BLOCK_K // 4, 128 // BLOCK_K], [1, 4], [0, 1]
-        )
-        # Along M, 4 positions a thread (16-byte stores), a warp's lanes down the rows.
-        out_layout: gl.constexpr = gl.BlockedLayout(
-            [4, 1], [BLOCK_M // 4, 128 // BLOCK_M], [1, 4], [0, 1]
-        )
+        mma: gl.constexpr = _mma_layout(BLOCK_N)
+        a_layout: gl.constexpr = _a_layout(BLOCK_N)
+        b_smem: gl.constexpr = _b_smem_layout(BLOCK_K)
+        b_load: gl.constexpr = _b_load_layout(BLOCK_K)
+        out_layout: gl.constexpr = _out_layout(BLOCK_M)
 
         if OUT_VEC > 1:
             # Exact (the host checked it), and tells the compiler the divisibility that
             # makes the output's stores 16 bytes wide (the kernel file's v24a).
             OUT_SPATIAL = OUT_SPATIAL // OUT_VEC * OUT_VEC
-        pid = gl.program_id(0)
-        num_pid_n = gl.cdiv(OC, BLOCK_N)
-        pid_m = pid // num_pid_n
-        pid_n = pid % num_pid_n
-        blocks_per_image = gl.cdiv(OUT_SPATIAL, BLOCK_M)
-        batch = pid_m // blocks_per_image
-        m0 = (pid_m % blocks_per_image) * BLOCK_M
+        batch, m0, pid_n = _tile_of(OC, OUT_SPATIAL, BLOCK_M, BLOCK_N)
 
         # Rows and columns of the left operand, in its registers' own layout.
         rows = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, a_layout))
@@ -199,18 +256,21 @@ if gluon is not None:
             acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
         async_copy.wait_group(0)
 
-        rn = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma))
-        if HAS_BIAS:
-            acc = acc + gl.load(b_ptr + rn, mask=rn < OC, other=0.0)[None, :]
-        out = gl.convert_layout(acc, out_layout)
-        orow = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, out_layout))
-        ocol = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, out_layout))
-        y_offs = (
-            batch.to(gl.int64) * OC * OUT_SPATIAL
-            + orow[:, None]
-            + ocol.to(gl.int64)[None, :] * OUT_SPATIAL
+        _store_tile(
+            acc,
+            b_ptr,
+            y_ptr,
+            OC,
+            OUT_SPATIAL,
+            batch,
+            m0,
+            pid_n,
+            HAS_BIAS,
+            BLOCK_M,
+            BLOCK_N,
+            mma,
+            out_layout,
         )
-        gl.store(y_ptr + y_offs, out, mask=(orow < OUT_SPATIAL)[:, None] & (ocol < OC)[None, :])
 
     @gluon.jit
     def _conv3d_gl_tm_kernel(
@@ -248,32 +308,15 @@ if gluon is not None:
         check is one per row), in Gluon. PROMOTE: each step's three products summed apart
         and added to the sum on the CUDA cores (the kernel file's loop above K = 1024);
         here one tensor-core wait a step where Triton 3.6 puts three."""
-        mma: gl.constexpr = gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 8]
-        )
-        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=1)
-        b_smem: gl.constexpr = gl.NVMMASharedLayout(
-            swizzle_byte_width=64 if BLOCK_K == 16 else 128,
-            element_bitwidth=32,
-            rank=2,
-            transposed=True,
-        )
-        b_load: gl.constexpr = gl.BlockedLayout(
-            [4, 1], [BLOCK_K // 4, 128 // BLOCK_K], [1, 4], [0, 1]
-        )
-        out_layout: gl.constexpr = gl.BlockedLayout(
-            [4, 1], [BLOCK_M // 4, 128 // BLOCK_M], [1, 4], [0, 1]
-        )
+        mma: gl.constexpr = _mma_layout(BLOCK_N)
+        a_layout: gl.constexpr = _a_layout(BLOCK_N)
+        b_smem: gl.constexpr = _b_smem_layout(BLOCK_K)
+        b_load: gl.constexpr = _b_load_layout(BLOCK_K)
+        out_layout: gl.constexpr = _out_layout(BLOCK_M)
 
         out_spatial = OD * OH * OW
         dhw = D * H * W
-        pid = gl.program_id(0)
-        num_pid_n = gl.cdiv(OC, BLOCK_N)
-        pid_m = pid // num_pid_n
-        pid_n = pid % num_pid_n
-        blocks_per_image = gl.cdiv(out_spatial, BLOCK_M)
-        batch = pid_m // blocks_per_image
-        m0 = (pid_m % blocks_per_image) * BLOCK_M
+        batch, m0, pid_n = _tile_of(OC, out_spatial, BLOCK_M, BLOCK_N)
 
         rows = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, a_layout))
         cols = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, a_layout))
@@ -347,18 +390,21 @@ if gluon is not None:
                 acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
         async_copy.wait_group(0)
 
-        rn = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma))
-        if HAS_BIAS:
-            acc = acc + gl.load(b_ptr + rn, mask=rn < OC, other=0.0)[None, :]
-        out = gl.convert_layout(acc, out_layout)
-        orow = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, out_layout))
-        ocol = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, out_layout))
-        y_offs = (
-            batch.to(gl.int64) * OC * out_spatial
-            + orow[:, None]
-            + ocol.to(gl.int64)[None, :] * out_spatial
+        _store_tile(
+            acc,
+            b_ptr,
+            y_ptr,
+            OC,
+            out_spatial,
+            batch,
+            m0,
+            pid_n,
+            HAS_BIAS,
+            BLOCK_M,
+            BLOCK_N,
+            mma,
+            out_layout,
         )
-        gl.store(y_ptr + y_offs, out, mask=(orow < out_spatial)[:, None] & (ocol < OC)[None, :])
 
 
 class NotApplicable(ValueError):
