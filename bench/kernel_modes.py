@@ -109,7 +109,8 @@ _STAGES = (
 # onestep: no software pipeline (one stage: the gather loaded into registers, no async
 # copies) and BLOCK_K 32, for the KernelBench layers of few K steps (#59: K 27, one step),
 # where the pipeline's prologue is most of a block and 107-164 registers (Triton 3.6,
-# sm_90) leave room for more warps an SM.
+# sm_90) leave room for more warps an SM. On the H200 at v27 every one of them was 3-20%
+# slower than the recorded picks, #59's included (notes/kernel.md, round 3, eighth session).
 _ONESTEP = (
     (128, 64, 32, 4, 1),
     (128, 64, 32, 8, 1),
