@@ -91,6 +91,22 @@ if gluon is not None:
         return gl.BlockedLayout([4, 1], [BLOCK_M // 4, 128 // BLOCK_M], [1, 4], [0, 1])
 
     @gluon.jit
+    def _split_tf32(a):
+        """The input's TF32 halves: the big one exact in TF32, the small one the rest, zero
+        where the input is infinite (as the kernel file's split)."""
+        a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
+        return a_big, gl.where(a_big == a, 0.0, a - a_big)
+
+    @gluon.jit
+    def _three_products(a_small, a_big, b_big, b_small, acc, use_acc: gl.constexpr):
+        """A K step's three TF32 products, issued back to back into one accumulator (the
+        hardware orders them): small x big, big x small, big x big. ``use_acc`` False
+        starts from zero (the promoted loop's step sum)."""
+        acc = warpgroup_mma(a_small, b_big, acc, use_acc=use_acc, is_async=True)
+        acc = warpgroup_mma(a_big, b_small, acc, is_async=True)
+        return warpgroup_mma(a_big, b_big, acc, is_async=True)
+
+    @gluon.jit
     def _tile_of(OC, out_spatial, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr):
         """This program's image, first output position and block of output channels: the
         channel blocks of one row block side by side, a row block inside one image."""
@@ -207,8 +223,7 @@ if gluon is not None:
         acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
         for i in range(steps):
             a = a_next
-            a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
-            a_small = gl.where(a_big == a, 0.0, a - a_big)
+            a_big, a_small = _split_tf32(a)
             # The next step's gather is in flight while this one multiplies.
             a_next = gl.load(x_rows[:, None] + taps[None, :])
             taps = gl.load(tap_ptr + (i + 2) * BLOCK_K + cols)
@@ -235,9 +250,7 @@ if gluon is not None:
                 # through the async one.
                 fence_async_shared()
             slot = i % STAGES
-            acc = warpgroup_mma(a_small, b_big.index(slot), acc, is_async=True)
-            acc = warpgroup_mma(a_big, b_small.index(slot), acc, is_async=True)
-            acc = warpgroup_mma(a_big, b_big.index(slot), acc, is_async=True)
+            acc = _three_products(a_small, a_big, b_big.index(slot), b_small.index(slot), acc, True)
             if not REFILL_FIRST:
                 # The slot refilled is step i - 1's, whose products the wait at the end of
                 # the last step saw done.
@@ -365,21 +378,20 @@ if gluon is not None:
             t_kd = gl.load(tap_ptr + row_next + 1)
             t_kh = gl.load(tap_ptr + row_next + 2)
             t_kw = gl.load(tap_ptr + row_next + 3)
-            a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
-            a_small = gl.where(a_big == a, 0.0, a - a_big)
+            a_big, a_small = _split_tf32(a)
 
             async_copy.wait_group(STAGES - 2)
             _cta_barrier()
             fence_async_shared()
             slot = i % STAGES
             if PROMOTE:
-                step = warpgroup_mma(a_small, b_big.index(slot), acc, use_acc=False, is_async=True)
-                step = warpgroup_mma(a_big, b_small.index(slot), step, is_async=True)
-                step = warpgroup_mma(a_big, b_big.index(slot), step, is_async=True)
+                step = _three_products(
+                    a_small, a_big, b_big.index(slot), b_small.index(slot), acc, False
+                )
             else:
-                acc = warpgroup_mma(a_small, b_big.index(slot), acc, is_async=True)
-                acc = warpgroup_mma(a_big, b_small.index(slot), acc, is_async=True)
-                acc = warpgroup_mma(a_big, b_big.index(slot), acc, is_async=True)
+                acc = _three_products(
+                    a_small, a_big, b_big.index(slot), b_small.index(slot), acc, True
+                )
             _copy_weight_step(
                 b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, i + STAGES - 1, WK, BLOCK_K, STAGES
             )
