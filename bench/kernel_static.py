@@ -30,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import astuple
 from pathlib import Path
 
 import triton
@@ -189,10 +188,14 @@ def recorded_configs(path: str) -> dict[str, triton.Config]:
     with open(path) as fh:
         cases = json.load(fh).get("cases", {})
     return {
-        name: ig._config(*astuple(LaunchConfig.from_dict(entry["autotune"])))
+        name: _launch_config(LaunchConfig.from_dict(entry["autotune"]))
         for name, entry in cases.items()
         if entry.get("autotune")
     }
+
+
+def _launch_config(cfg: LaunchConfig) -> triton.Config:
+    return triton.Config(cfg.kwargs(), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,18 @@ import triton
 import triton.language as tl
 from triton.runtime.errors import OutOfResources
 
+try:
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import (
+        async_copy,
+        fence_async_shared,
+        warpgroup_mma,
+        warpgroup_mma_wait,
+    )
+except ImportError:  # a Triton without Gluon's Hopper ops: the Triton kernel alone
+    gluon = None
+
 # Triton's float32 dot defaults to TF32, which misses the fp32 rule (atol=rtol=1e-4) by up
 # to 10x on KernelBench #66 (notes/kernel.md). Splitting each operand in two TF32 halves
 # and summing three TF32 products stays within it at three times the tensor-core work.
@@ -149,16 +161,51 @@ LARGE_SHARED_CONFIGS = [
 ]
 LARGE_SHARED_CAPABILITIES = frozenset({(9, 0)})
 
+# v29: the Gluon kernel below (``_conv3d_gl_kernel``), a config of its own that the tuner
+# times beside the Triton kernel's on sm_90, for the unpadded tf32x3-ws layers of the
+# unpromoted loop (``gluon_takes``). 128x64x16 with 4 stages of the weight: 8-10% off
+# KernelBench #54, #60 and #66 on an H200, #59 1-7% slower, the 64-row tiles 5-54% slower
+# (bench/gluon_conv.py, notes/kernel.md, round 3, eighth session).
+GLUON_CONFIGS = [
+    triton.Config(
+        {"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 16, "GLUON": 1}, num_warps=4, num_stages=4
+    ),
+]
+GLUON_CAPABILITIES = frozenset({(9, 0)})
+
 
 def autotune_configs(capability: tuple[int, int]) -> list[triton.Config]:
     """The configs tuned on a GPU of this compute capability."""
     wide = tuple(capability) in LARGE_SHARED_CAPABILITIES
-    return [*AUTOTUNE_CONFIGS, *(LARGE_SHARED_CONFIGS if wide else ())]
+    hopper = tuple(capability) in GLUON_CAPABILITIES and gluon is not None
+    return [
+        *AUTOTUNE_CONFIGS,
+        *(LARGE_SHARED_CONFIGS if wide else ()),
+        *(GLUON_CONFIGS if hopper else ()),
+    ]
 
 
 def _all_configs() -> list[triton.Config]:
     # Read at the call: a kept pick's index counts in this list on every GPU.
-    return [*AUTOTUNE_CONFIGS, *LARGE_SHARED_CONFIGS]
+    return [*AUTOTUNE_CONFIGS, *LARGE_SHARED_CONFIGS, *GLUON_CONFIGS]
+
+
+def is_gluon(config: triton.Config) -> bool:
+    """Whether ``config`` launches the Gluon kernel rather than the Triton one."""
+    return bool(config.kwargs.get("GLUON"))
+
+
+def gluon_takes(flags: dict) -> bool:
+    """Whether a call of these kernel flags (``conv3d``'s) may launch the Gluon kernel: an
+    unpadded layer in tf32x3-ws, the loop not promoted, compiled rather than interpreted
+    (the interpreter runs no Gluon)."""
+    return (
+        gluon is not None
+        and flags.get("PRECISION") == "tf32x3-ws"
+        and flags.get("PADDED") is False
+        and flags.get("PROMOTE") is False
+        and not interpreting()
+    )
 
 
 # Triton's interpreter cannot autotune over several configs; the smallest blocks tl.dot
@@ -521,6 +568,174 @@ def _conv3d_kernel(
 # The kernel's parameters in order: the direct launch passes its constexprs by position.
 _ARG_NAMES = tuple(_conv3d_kernel.arg_names)
 
+# v29: an unpadded tf32x3-ws layer's loop in Gluon, where the layouts and the tensor-core
+# waits are the kernel's own. On the H200, ncu found L1's data pipe the busiest unit of
+# the Triton kernel on the KernelBench layers (62-70% of its peak, the tensor pipe 22-51%),
+# and on #60 a sixth of the warps' stalls at the waits Triton 3.6 puts after each of a K
+# step's first two chained products. Here the input's gather goes from global memory
+# straight into the registers of the products' left operand (no copy through shared
+# memory and read back: L1 70% -> 56% on #60, the tensor pipe 51% -> 55%), and the three
+# products of a step go back to back, one wait after them, with the next step's gather in
+# flight (notes/kernel.md, round 3, eighth session). Its parameters are the Triton
+# kernel's, so a plan's launch and the tuner take either; those of padded layers and of
+# the promoted loop are unused (``gluon_takes``).
+if gluon is not None:
+    # Triton 3.6 names the CTA barrier thread_barrier, 3.9 barrier; 3.9 renamed the copy
+    # of a global tile into shared memory async_load (its old name raises).
+    _cta_barrier = getattr(gl, "thread_barrier", None) or gl.barrier
+    _async_load = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
+    # The weight's ring: 4 buffers (3 were 1-2% slower on #54, #60 and #66).
+    _GL_STAGES = gl.constexpr(4)
+
+    @gluon.jit
+    def _copy_weight_step(b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, step, WK, BLOCK_K, STAGES):
+        """Step ``step``'s tiles of the weight's two halves into its slot of the ring, one
+        group of async copies. The halves hold WK columns a row (weight_halves): columns
+        past WK, those of steps past the last, are masked off."""
+        k = step * BLOCK_K
+        mask = (k + k_cols) < WK
+        _async_load(b_big.index(step % STAGES), w_ptr + b_offs + k, mask=mask)
+        _async_load(b_small.index(step % STAGES), ws_ptr + b_offs + k, mask=mask)
+        async_copy.commit_group()
+
+    @gluon.jit
+    def _conv3d_gl_kernel(
+        x_ptr,
+        w_ptr,
+        ws_ptr,
+        b_ptr,
+        y_ptr,
+        tap_ptr,
+        M,
+        OC,
+        K,
+        D,
+        H,
+        W,
+        OD,
+        OH,
+        OW,
+        SD,
+        SH,
+        SW,
+        PD,
+        PH,
+        PW,
+        X_BATCH_STRIDE,
+        WK,
+        HAS_BIAS: gl.constexpr,
+        PADDED: gl.constexpr,
+        PRECISION: gl.constexpr,
+        PROMOTE: gl.constexpr,
+        ASSUME_K: gl.constexpr,
+        AHEAD: gl.constexpr,
+        TAP_MAJOR: gl.constexpr,
+        OUT_VEC: gl.constexpr,
+        BLOCK_M: gl.constexpr,
+        BLOCK_N: gl.constexpr,
+        BLOCK_K: gl.constexpr,
+    ):
+        gl.static_assert(not PADDED and not PROMOTE and PRECISION == "tf32x3-ws")
+        gl.static_assert(BLOCK_K == 16 and gl.num_warps() == 4)
+        STAGES: gl.constexpr = _GL_STAGES
+        mma: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 8]
+        )
+        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=1)
+        b_smem: gl.constexpr = gl.NVMMASharedLayout(
+            swizzle_byte_width=64, element_bitwidth=32, rank=2, transposed=True
+        )
+        # 16-byte copies along K, the weight's contiguous axis.
+        b_load: gl.constexpr = gl.BlockedLayout([4, 1], [4, 8], [1, 4], [0, 1])
+        # Along M, 4 positions a thread (16-byte stores), a warp's lanes down the rows.
+        out_layout: gl.constexpr = gl.BlockedLayout(
+            [4, 1], [BLOCK_M // 4, 128 // BLOCK_M], [1, 4], [0, 1]
+        )
+
+        out_spatial = OD * OH * OW
+        if OUT_VEC > 1:
+            # As the Triton kernel's (v24a): exact, and the divisibility 16-byte stores need.
+            out_spatial = out_spatial // OUT_VEC * OUT_VEC
+        pid = gl.program_id(0)
+        num_pid_n = gl.cdiv(OC, BLOCK_N)
+        pid_m = pid // num_pid_n
+        pid_n = pid % num_pid_n
+        blocks_per_image = gl.cdiv(out_spatial, BLOCK_M)
+        batch = pid_m // blocks_per_image
+        m0 = (pid_m % blocks_per_image) * BLOCK_M
+
+        # Rows and columns of the left operand, in its registers' own layout. Rows past
+        # the image read its last position's patch (the store masks them).
+        rows = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, a_layout))
+        cols = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, a_layout))
+        pos = gl.minimum(rows, out_spatial - 1)
+        od = pos // (OH * OW)
+        oh = (pos // OW) % OH
+        ow = pos % OW
+        x_rows = (
+            x_ptr + batch.to(gl.int64) * X_BATCH_STRIDE + ((od * SD) * H + oh * SH) * W + ow * SW
+        )
+
+        rk_b = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(1, b_load))
+        rn_b = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, b_load))
+        b_offs = rn_b[None, :] * WK + rk_b[:, None]
+        b_big = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_K, BLOCK_N], b_smem)
+        b_small = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_K, BLOCK_N], b_smem)
+
+        k_cols = rk_b[:, None] + 0 * rn_b[None, :]
+        for s in gl.static_range(STAGES - 1):
+            _copy_weight_step(b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, s, WK, BLOCK_K, STAGES)
+
+        # The tap table holds zeros past K and a WEIGHT_PAD more (_tap_table): the loads
+        # two steps ahead lie inside it. A column past K reads the row's first tap and
+        # meets the split weight's +-2^-126 (weight_halves), as the Triton kernel's does.
+        taps = gl.load(tap_ptr + cols)
+        a_next = gl.load(x_rows[:, None] + taps[None, :])
+        taps = gl.load(tap_ptr + BLOCK_K + cols)
+        acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
+        for i in range(gl.cdiv(K, BLOCK_K)):
+            a = a_next
+            a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
+            a_small = gl.where(a_big == a, 0.0, a - a_big)
+            # The next step's gather is in flight while this one multiplies.
+            a_next = gl.load(x_rows[:, None] + taps[None, :])
+            taps = gl.load(tap_ptr + (i + 2) * BLOCK_K + cols)
+
+            async_copy.wait_group(STAGES - 2)
+            _cta_barrier()
+            # The copies wrote through the generic proxy, the tensor cores read through
+            # the async one (without the fence: 1.5-2.5% faster, unsafe).
+            fence_async_shared()
+            slot = i % STAGES
+            acc = warpgroup_mma(a_small, b_big.index(slot), acc, is_async=True)
+            acc = warpgroup_mma(a_big, b_small.index(slot), acc, is_async=True)
+            acc = warpgroup_mma(a_big, b_big.index(slot), acc, is_async=True)
+
+            # The slot refilled is step i - 1's, whose products the wait at the end of the
+            # last step saw done (refilled before the products instead: 1-4% slower).
+            _copy_weight_step(
+                b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, i + STAGES - 1, WK, BLOCK_K, STAGES
+            )
+            acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
+        async_copy.wait_group(0)
+
+        rn = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma))
+        if HAS_BIAS:
+            acc = acc + gl.load(b_ptr + rn, mask=rn < OC, other=0.0)[None, :]
+        out = gl.convert_layout(acc, out_layout)
+        orow = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, out_layout))
+        ocol = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, out_layout))
+        y_offs = (
+            batch.to(gl.int64) * OC * out_spatial
+            + orow[:, None]
+            + ocol.to(gl.int64)[None, :] * out_spatial
+        )
+        gl.store(y_ptr + y_offs, out, mask=(orow < out_spatial)[:, None] & (ocol < OC)[None, :])
+
+    assert tuple(_conv3d_gl_kernel.arg_names) == _ARG_NAMES
+else:
+    _conv3d_gl_kernel = None
+
 
 def out_vec(spatial: int) -> int:
     """The kernel's OUT_VEC: the largest of 4, 2, 1 that divides ``spatial`` (the output's
@@ -551,14 +766,25 @@ def tap_major(flags: dict, config: triton.Config) -> bool:
 
 
 def launch_kwargs(flags: dict, config: triton.Config) -> dict:
-    """The keyword arguments of a launch: the call's flags, AHEAD and the config's."""
+    """The keyword arguments of a launch: the call's flags, AHEAD and the config's (less
+    GLUON, which chooses the kernel: ``kernel_for``)."""
     kernel_flags = {k: v for k, v in flags.items() if k != "TAP_IC"}
     return {
         **kernel_flags,
         "AHEAD": loads_taps_ahead(config),
         "TAP_MAJOR": tap_major(flags, config),
-        **config.all_kwargs(),
+        **{k: v for k, v in config.all_kwargs().items() if k != "GLUON"},
     }
+
+
+def kernel_for(config: triton.Config):
+    """The kernel a config launches: ``_conv3d_gl_kernel`` for a Gluon config, else
+    ``_conv3d_kernel`` (read from the module at the call, as tests replace them)."""
+    if not is_gluon(config):
+        return _conv3d_kernel
+    if _conv3d_gl_kernel is None:
+        raise ValueError(f"conv3d: {config} needs Gluon's Hopper ops, which this Triton lacks")
+    return _conv3d_gl_kernel
 
 
 # The tuner. Triton's autotuner times each config once, in list order, and on the H100
@@ -756,9 +982,11 @@ def _time_configs(args: tuple, resolved: dict, grid_of, key: tuple) -> triton.Co
     runs = {}
     configs = autotune_configs(torch.cuda.get_device_capability(key[-1]))
     for i, cfg in enumerate(configs):
+        if is_gluon(cfg) and not gluon_takes(resolved):
+            continue
 
         def run(cfg: triton.Config = cfg) -> None:
-            _conv3d_kernel[grid_of(cfg)](*args, **launch_kwargs(resolved, cfg))
+            kernel_for(cfg)[grid_of(cfg)](*args, **launch_kwargs(resolved, cfg))
 
         try:
             run()  # compiles it, and leaves the timing out of it
@@ -872,7 +1100,7 @@ def _launch_plan(key: tuple, plan: _Plan, x, weight, bias) -> torch.Tensor:
     if plan.direct is not None and aligned == plan.aligned:
         plan.direct(*args, *plan.constexprs)
     else:
-        handle = _conv3d_kernel[plan.grid](*args, **plan.launch)
+        handle = kernel_for(plan.config)[plan.grid](*args, **plan.launch)
         _PLANS[key] = plan._replace(direct=_direct_launcher(handle, plan.grid), aligned=aligned)
     _LAST[:] = [plan.config]
     return out
@@ -1093,7 +1321,12 @@ def conv3d(
             raise ValueError(
                 f"conv3d: {mode} reads the weight in blocks of at most {WEIGHT_PAD}, got {cfg}"
             )
-        handle = _conv3d_kernel[grid_of(cfg)](*args, **launch_kwargs(flags(), cfg))
+        if is_gluon(cfg) and not gluon_takes(flags()):
+            raise ValueError(
+                f"conv3d: {cfg} launches the Gluon kernel, which takes unpadded tf32x3-ws "
+                "layers of the unpromoted loop on a GPU only (not this call)"
+            )
+        handle = kernel_for(cfg)[grid_of(cfg)](*args, **launch_kwargs(flags(), cfg))
         if compiled is not None:
             compiled.append(handle)
         _LAST[:] = [cfg]
@@ -1121,7 +1354,7 @@ def conv3d(
         cfg = _tune(args, resolved, grid_of, key)
         tuned = _TUNED[key] = (cfg, launch_kwargs(resolved, cfg))
     cfg, launch = tuned
-    _conv3d_kernel[grid_of(cfg)](*args, **launch)
+    kernel_for(cfg)[grid_of(cfg)](*args, **launch)
     if plan_key is not None:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
@@ -1226,7 +1459,7 @@ def compile_offline(
         "OUT_VEC": (
             1 if scalars is None or padded else out_vec(scalars[6] * scalars[7] * scalars[8])
         ),
-        **config.kwargs,
+        **{k: v for k, v in config.kwargs.items() if k != "GLUON"},
     }
     names = _ARG_NAMES
     signature = {
@@ -1242,8 +1475,18 @@ def compile_offline(
             elif value % 16 == 0:
                 attrs[(names.index(name),)] = [["tt.divisibility", 16]]
         attrs.update({(names.index(name),): [["tt.divisibility", 16]] for name in pointers})
+    if is_gluon(config):
+        if padded or _conv3d_gl_kernel is None:
+            raise ValueError(f"compile_offline: {config} is the Gluon kernel's, unpadded only")
+        source = gluon._runtime.GluonASTSource(
+            fn=_conv3d_gl_kernel, signature=signature, constexprs=constexprs, attrs=attrs
+        )
+    else:
+        source = ASTSource(
+            fn=_conv3d_kernel, signature=signature, constexprs=constexprs, attrs=attrs
+        )
     return triton.compile(
-        ASTSource(fn=_conv3d_kernel, signature=signature, constexprs=constexprs, attrs=attrs),
+        source,
         target=GPUTarget("cuda", capability, 32),
         options={"num_warps": config.num_warps, "num_stages": config.num_stages},
     )

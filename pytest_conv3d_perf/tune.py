@@ -30,23 +30,53 @@ class LaunchConfig:
     block_k: int
     num_warps: int
     num_stages: int
+    # The config's other keys, sorted (the kernel's v29: GLUON, which launches its Gluon
+    # kernel), kept so that a config read back from a baseline launches what it named.
+    extra: tuple[tuple[str, object], ...] = ()
 
     @classmethod
     def from_dict(cls, cfg: dict) -> LaunchConfig:
         """From the dict the kernel module reports (``BLOCK_*``, ``num_warps``, ...)."""
+        extra = tuple(sorted((k, v) for k, v in cfg.items() if k not in _KNOWN_KEYS))
         return cls(
-            cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"], cfg["num_warps"], cfg["num_stages"]
+            cfg["BLOCK_M"],
+            cfg["BLOCK_N"],
+            cfg["BLOCK_K"],
+            cfg["num_warps"],
+            cfg["num_stages"],
+            extra,
         )
 
+    def kwargs(self) -> dict:
+        """The config's keyword arguments, as ``triton.Config`` takes them."""
+        return {
+            "BLOCK_M": self.block_m,
+            "BLOCK_N": self.block_n,
+            "BLOCK_K": self.block_k,
+            **dict(self.extra),
+        }
+
     def label(self) -> str:
-        return f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} s{self.num_stages}"
+        more = "".join(f" {k}={v}" for k, v in self.extra)
+        return (
+            f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} "
+            f"s{self.num_stages}{more}"
+        )
 
     def source(self) -> str:
         """The line the kernel's AUTOTUNE_CONFIGS list holds for this config."""
+        if self.extra:
+            return (
+                f"triton.Config({self.kwargs()!r}, num_warps={self.num_warps}, "
+                f"num_stages={self.num_stages})"
+            )
         return (
             f"_config({self.block_m}, {self.block_n}, {self.block_k}, "
             f"{self.num_warps}, {self.num_stages})"
         )
+
+
+_KNOWN_KEYS = frozenset({"BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps", "num_stages"})
 
 
 @dataclass(frozen=True)
@@ -71,8 +101,12 @@ def neighbours(cfg: LaunchConfig, res: Resources) -> list[LaunchConfig]:
 
     More warps only where a block of that size still fits an SM (registers, shared memory,
     warps), and fewer only where each thread's share of the accumulator stays under 128
-    registers; both keep the block sizes, so the grid never changes."""
+    registers; both keep the block sizes, so the grid never changes. A config with keys
+    of its own (``extra``: the kernel's Gluon config, whose warps and stages its kernel
+    fixes) has no neighbours."""
     out = [cfg]
+    if cfg.extra:
+        return out
     i = WARPS.index(cfg.num_warps) if cfg.num_warps in WARPS else None
     if i is not None and i + 1 < len(WARPS):
         more = replace(cfg, num_warps=WARPS[i + 1])

@@ -64,11 +64,7 @@ def writable_source(fn: object, cwd: Path) -> Path:
 def _triton_config(cfg: LaunchConfig) -> object:
     import triton
 
-    return triton.Config(
-        {"BLOCK_M": cfg.block_m, "BLOCK_N": cfg.block_n, "BLOCK_K": cfg.block_k},
-        num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages,
-    )
+    return triton.Config(cfg.kwargs(), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
 
 
 def run_tuning(
@@ -104,6 +100,13 @@ def run_tuning(
         res = ig.resources(*args, config=_triton_config(chosen))
         resources = Resources(res["registers"], res["shared_bytes"], shared_per_sm, max_warps)
         candidates = neighbours(chosen, resources)
+        if len(candidates) == 1:
+            print(
+                f"conv3d-perf tune {case.name}: autotuner chose {chosen.label()}, a config "
+                "whose warps and stages its kernel fixes; nothing to try",
+                flush=True,
+            )
+            continue
         print(
             f"conv3d-perf tune {case.name}: autotuner chose {chosen.label()} "
             f"({res['registers']} registers, {res['shared_bytes']} B shared); trying "

@@ -608,11 +608,14 @@ def test_the_configs_timed_on_sm_90_are_tuned_there_only(monkeypatch):
     # 4090's shared memory as the reason; compiled for sm_89 it takes 80.5 KB, the test
     # below: the reason is where it was timed, corrected at the next recording.)
     [wide] = ig.LARGE_SHARED_CONFIGS
+    gluon = ig.GLUON_CONFIGS if ig.gluon is not None else []
     assert ig.autotune_configs((8, 9)) == ig.AUTOTUNE_CONFIGS
-    assert ig.autotune_configs((9, 0)) == [*ig.AUTOTUNE_CONFIGS, wide]
+    assert ig.autotune_configs((9, 0)) == [*ig.AUTOTUNE_CONFIGS, wide, *gluon]
     picked, launched = _tune_with_fake_gpu(monkeypatch, (9, 0), wide)
     assert picked is wide
-    assert launched == {id(c) for c in ig.autotune_configs((9, 0))}
+    # The Gluon config is timed only where its kernel takes the call (the fake's flags
+    # are empty: it does not).
+    assert launched == {id(c) for c in [*ig.AUTOTUNE_CONFIGS, wide]}
     picked, launched = _tune_with_fake_gpu(monkeypatch, (8, 9), wide)
     assert id(wide) not in launched
     assert picked is ig.AUTOTUNE_CONFIGS[0]  # all alike: the first, as the list is ordered
@@ -752,3 +755,100 @@ def test_a_tap_major_layer_computes_the_truth(conv3d_device, config, sizes):
     assert ig.tap_ic("tf32x3-ws", True, case.ic)
     fn = functools.partial(conv3d, precision="tf32x3-ws", config=config)
     assert_one_call_computes_the_truth(fn, case, conv3d_device)
+
+
+# v29: the Gluon kernel, a config of its own on sm_90 (GLUON_CONFIGS). Gluon does not run
+# under the interpreter; what runs here is the choice of kernel and the configs' handling.
+_GLUON_FLAGS = {"PRECISION": "tf32x3-ws", "PADDED": False, "PROMOTE": False}
+
+
+@pytest.mark.parametrize(
+    ("change", "takes"),
+    [
+        ({}, True),
+        ({"PADDED": True}, False),
+        ({"PROMOTE": True}, False),
+        ({"PRECISION": "tf32x3"}, False),
+        ({"PRECISION": "ieee"}, False),
+    ],
+)
+def test_the_gluon_kernel_takes_unpadded_tf32x3_ws_layers_of_the_unpromoted_loop(
+    change, takes, monkeypatch
+):
+    if ig.gluon is None:
+        pytest.skip("this Triton has no Gluon Hopper ops")
+    monkeypatch.setattr(ig, "interpreting", lambda: False)
+    assert ig.gluon_takes({**_GLUON_FLAGS, **change}) is takes
+    monkeypatch.setattr(ig, "interpreting", lambda: True)
+    assert ig.gluon_takes(_GLUON_FLAGS) is False
+
+
+def test_a_config_names_its_kernel_and_its_launch_leaves_the_name_out(monkeypatch):
+    [gl_cfg] = ig.GLUON_CONFIGS
+    plain = ig.AUTOTUNE_CONFIGS[1]
+    assert ig.kernel_for(plain) is ig._conv3d_kernel
+    assert not ig.is_gluon(plain) and ig.is_gluon(gl_cfg)
+    assert "GLUON" not in ig.launch_kwargs(_GLUON_FLAGS, gl_cfg)
+    if ig.gluon is not None:
+        assert ig.kernel_for(gl_cfg) is ig._conv3d_gl_kernel
+        # One parameter list for both, so a plan's direct launch passes either its
+        # constexprs by position.
+        assert tuple(ig._conv3d_gl_kernel.arg_names) == ig._ARG_NAMES
+    monkeypatch.setattr(ig, "_conv3d_gl_kernel", None)
+    with pytest.raises(ValueError, match="needs Gluon"):
+        ig.kernel_for(gl_cfg)
+
+
+def test_a_gluon_config_where_its_kernel_does_not_run_is_a_clear_error():
+    # The interpreter (this run) runs no Gluon; a config that names it says so.
+    [gl_cfg] = ig.GLUON_CONFIGS
+    x, w = torch.randn(1, 3, 6, 6, 6), torch.randn(4, 3, 3, 3, 3)
+    with pytest.raises(ValueError, match="Gluon kernel"):
+        ig.conv3d(x, w, precision="tf32x3-ws", config=gl_cfg)
+
+
+def test_a_gluon_config_survives_the_baseline_round_trip():
+    # The baseline records the chosen config as a dict; read back (bench.kernel_ab
+    # --recorded, bench.kernel_static, conv3d-perf tune), it names the same kernel.
+    from bench.kernel_static import _launch_config
+    from pytest_conv3d_perf.tune import LaunchConfig, neighbours
+
+    [gl_cfg] = ig.GLUON_CONFIGS
+    read = LaunchConfig.from_dict(ig._config_dict(gl_cfg))
+    assert read.extra == (("GLUON", 1),) and "GLUON=1" in read.label()
+    back = _launch_config(read)
+    assert ig.is_gluon(back) and back.kwargs == gl_cfg.kwargs
+    assert (back.num_warps, back.num_stages) == (gl_cfg.num_warps, gl_cfg.num_stages)
+    # Its warps and stages are its kernel's: conv3d-perf tune tries no neighbours.
+    assert neighbours(read, None) == [read]
+
+
+def test_the_gluon_config_compiles_for_sm90_with_one_tensor_core_wait_a_step(tmp_path):
+    if ig.gluon is None:
+        pytest.skip("this Triton has no Gluon Hopper ops")
+    # bench.kernel_static reads a recorded config from a baseline file, as it would the
+    # H200's after a recording that picked the Gluon config; in a child without
+    # TRITON_INTERPRET (the interpreter replaces Triton's jit at import).
+    [gl_cfg] = ig.GLUON_CONFIGS
+    recorded = {"cases": {"kb54": {"autotune": ig._config_dict(gl_cfg)}}}
+    (tmp_path / "gpu.json").write_text(json.dumps(recorded))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.kernel_static", "--cases", "kb54", "--as-launched"),
+            *("--baseline", str(tmp_path / "gpu.json"), "--json", str(tmp_path / "out.json")),
+        ],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    [row] = json.loads((tmp_path / "out.json").read_text())
+    assert row["config"].get("GLUON") == 1, row
+    # The three products of a K step back to back and one wait after them (the Triton
+    # kernel waits after each of the first two); no spill.
+    assert row["mma_waits"] == 1 and row["spill_stack_bytes"] == 0, row
