@@ -1,0 +1,421 @@
+"""Experiment (round 3, ninth session): the write-bound KernelBench layers (#54, #59) by a
+persistent Gluon kernel that holds the whole weight in shared memory and writes each
+output tile with an asynchronous TMA store.
+
+Not on any default path: the kernel under test is ``kernels/implicit_gemm.py``; this file
+times an alternative beside it (``python3 -m bench.gluon_persist``, a CUDA GPU) and
+compiles it without one (``--static``, for sm_90 with the installed Triton).
+
+Why (notes/kernel.md, eighth and ninth sessions): #59 writes 2.64 GB, 0.64 ms alone at the
+output's own pattern (bench/store_stream.py), and the conv takes 1.19 ms; #54 writes 0.98 GB
+in 0.71 ms. Both have K 27 and 81 and one block of 64 output channels: the kernel file
+launches 80,645 and 29,791 programs of two and six K steps, each computing its addresses,
+filling a ring of weight copies (the same weight in every program) and ending in a store
+it cannot overlap with anything of its own. Here a program per resident slot walks the
+row blocks: the weight's two halves are copied into shared memory once (16 KB for #59,
+48 KB for #54), the next block's first gather is in flight while this block's epilogue
+runs, and the tile goes out through shared memory by TMA, which the program does not
+wait for until it needs the buffer again, one tile later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import os
+import sys
+import tempfile
+
+import torch
+import triton
+
+from bench import gluon_conv as gc
+from kernels import implicit_gemm as ig
+
+gluon = gc.gluon
+try:
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import (
+        async_copy,
+        fence_async_shared,
+        tma,
+        warpgroup_mma_wait,
+    )
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+except ImportError:  # a Triton without Gluon's Hopper TMA
+    gluon = None
+
+# The whole weight's two halves in shared memory: K up to 128 (64 KB at 64 channels).
+MAX_STEPS = 8
+BLOCK = (128, 64, 16)
+
+if gluon is not None:
+    # 3.9 renamed the TMA store async_store (the old name raises there).
+    _tma_store = getattr(tma, "async_store", None) or tma.async_copy_shared_to_global
+
+    @gluon.jit
+    def _rows_of(
+        x_ptr,
+        tile,
+        rows0,
+        blocks_per_image,
+        H,
+        W,
+        OH,
+        OW,
+        SD,
+        SH,
+        SW,
+        XBS,
+        OUT_SPATIAL,
+        BLOCK_M: gl.constexpr,
+    ):
+        """The input addresses of a row block's patches' first taps (rows past the image
+        read its last position: the TMA store clips them)."""
+        batch = tile // blocks_per_image
+        pos = gl.minimum((tile % blocks_per_image) * BLOCK_M + rows0, OUT_SPATIAL - 1)
+        od = pos // (OH * OW)
+        oh = (pos // OW) % OH
+        ow = pos % OW
+        return x_ptr + batch.to(gl.int64) * XBS + ((od * SD) * H + oh * SH) * W + ow * SW
+
+    @gluon.jit
+    def _conv3d_gl_persist_kernel(
+        x_ptr,
+        w_ptr,
+        ws_ptr,
+        b_ptr,
+        y_desc,
+        tap_ptr,
+        OC,
+        H,
+        W,
+        OH,
+        OW,
+        SD,
+        SH,
+        SW,
+        X_BATCH_STRIDE,
+        WK,
+        OUT_SPATIAL,
+        TILES,
+        HAS_BIAS: gl.constexpr,
+        BLOCK_M: gl.constexpr,
+        BLOCK_N: gl.constexpr,
+        BLOCK_K: gl.constexpr,
+        STEPS: gl.constexpr,
+        NB: gl.constexpr,
+    ):
+        mma: gl.constexpr = gc._mma_layout(BLOCK_N)
+        a_layout: gl.constexpr = gc._a_layout(BLOCK_N)
+        b_smem: gl.constexpr = gc._b_smem_layout(BLOCK_K)
+        b_load: gl.constexpr = gc._b_load_layout(BLOCK_K)
+
+        # Programs side by side share a row block across the NB channel blocks.
+        pid = gl.program_id(0)
+        pid_n = pid % NB
+        first = pid // NB
+        stride = gl.num_programs(0) // NB
+
+        rk_b = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(1, b_load))
+        rn_b = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, b_load))
+        b_offs = rn_b[None, :] * WK + rk_b[:, None]
+        k_cols = rk_b[:, None] + 0 * rn_b[None, :]
+        b_big = gl.allocate_shared_memory(gl.float32, [STEPS, BLOCK_K, BLOCK_N], b_smem)
+        b_small = gl.allocate_shared_memory(gl.float32, [STEPS, BLOCK_K, BLOCK_N], b_smem)
+        for s in gl.static_range(STEPS):
+            gc._copy_weight_step(
+                b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, s, WK, BLOCK_K, STEPS
+            )
+        out_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_N, BLOCK_M], y_desc.layout)
+
+        rows0 = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, a_layout))
+        cols = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, a_layout))
+        blocks_per_image = gl.cdiv(OUT_SPATIAL, BLOCK_M)
+        x_rows = _rows_of(
+            x_ptr,
+            first,
+            rows0,
+            blocks_per_image,
+            H,
+            W,
+            OH,
+            OW,
+            SD,
+            SH,
+            SW,
+            X_BATCH_STRIDE,
+            OUT_SPATIAL,
+            BLOCK_M,
+        )
+        taps = gl.load(tap_ptr + cols)
+        a_next = gl.load(x_rows[:, None] + taps[None, :])
+        rn = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma))
+        if HAS_BIAS:
+            bias = gl.load(b_ptr + rn, mask=rn < OC, other=0.0)
+
+        async_copy.wait_group(0)
+        gc._cta_barrier()
+        # Written by the copies (generic proxy), read by the tensor cores (async proxy).
+        fence_async_shared()
+        for t in range(first, TILES, stride):
+            # The last program's block past the end reads the last one (nothing stored).
+            next_rows = _rows_of(
+                x_ptr,
+                gl.minimum(t + stride, TILES - 1),
+                rows0,
+                blocks_per_image,
+                H,
+                W,
+                OH,
+                OW,
+                SD,
+                SH,
+                SW,
+                X_BATCH_STRIDE,
+                OUT_SPATIAL,
+                BLOCK_M,
+            )
+            acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
+            for s in gl.static_range(STEPS):
+                a = a_next
+                a_big, a_small = gc._split_tf32(a)
+                # The next gather in flight while this step multiplies: the next step's,
+                # or after the last, the next block's first.
+                if s + 1 < STEPS:
+                    taps = gl.load(tap_ptr + (s + 1) * BLOCK_K + cols)
+                    a_next = gl.load(x_rows[:, None] + taps[None, :])
+                else:
+                    taps = gl.load(tap_ptr + cols)
+                    a_next = gl.load(next_rows[:, None] + taps[None, :])
+                acc = gc._three_products(
+                    a_small, a_big, b_big.index(s), b_small.index(s), acc, True
+                )
+                acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
+            x_rows = next_rows
+            if HAS_BIAS:
+                acc = acc + bias[None, :]
+            # The last tile's store has read the buffer; every thread knows it before
+            # writing it again.
+            tma.store_wait(0)
+            gc._cta_barrier()
+            out_smem.permute((1, 0)).store(acc)
+            fence_async_shared()
+            gc._cta_barrier()
+            batch = t // blocks_per_image
+            m0 = (t % blocks_per_image) * BLOCK_M
+            _tma_store(y_desc, [batch * OC + pid_n * BLOCK_N, m0], out_smem)
+        tma.store_wait(0)
+
+
+def out_layout(block_n: int, block_m: int):
+    """The output tile's shared layout, as the TMA descriptor and the kernel see it:
+    positions contiguous, unswizzled (a 512-byte row is past every swizzle's span)."""
+    return gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=32, rank=2)
+
+
+def applies(x, weight, padding, dilation, groups, block=BLOCK) -> str | None:
+    """Why this kernel does not take the call, or None: an unpadded layer of one group
+    whose weight fits (K up to MAX_STEPS steps), whose channels are whole blocks and
+    whose output rows are 16-byte aligned (TMA)."""
+    if gluon is None:
+        return "this Triton has no Gluon Hopper TMA"
+    if groups != 1 or any(p != 0 for p in ig._triple(padding, "padding")):
+        return "only unpadded layers of one group"
+    oc, k = weight.shape[0], weight[0].numel()
+    if math.ceil(k / block[2]) > MAX_STEPS:
+        return f"K {k}: more than {MAX_STEPS} steps of {block[2]} (the weight stays resident)"
+    if oc % block[1]:
+        return f"{oc} output channels: not whole blocks of {block[1]}"
+    return None
+
+
+def conv3d_persist(x, weight, bias=None, stride=1, padding=0, dilation=1, *, block=BLOCK, per_sm=2):
+    """``kernels.implicit_gemm.conv3d`` in tf32x3-ws by the persistent kernel (``applies``):
+    the same weight halves and tap table. ``per_sm`` programs a multiprocessor."""
+    why = applies(x, weight, padding, dilation, 1, block)
+    if why:
+        raise gc.NotApplicable(why)
+    n, ic, d, h, w = x.shape
+    oc = weight.shape[0]
+    kernel = tuple(weight.shape[2:])
+    stride, dilation = ig._triple(stride, "stride"), ig._triple(dilation, "dilation")
+    out_dims = tuple(
+        (size - dil * (k - 1) - 1) // s + 1
+        for size, k, s, dil in zip((d, h, w), kernel, stride, dilation, strict=True)
+    )
+    spatial = math.prod(out_dims)
+    if spatial % 4:
+        raise gc.NotApplicable(f"{spatial} output positions: rows not 16-byte aligned (TMA)")
+    bm, bn, bk = block
+    y = torch.empty((n, oc, *out_dims), device=x.device, dtype=torch.float32)
+    w_big, w_small = ig.weight_halves(weight)
+    taps = ig._tap_table(ic, kernel, dilation, (d, h, w), x.device, False)
+    y_desc = TensorDescriptor.from_tensor(y.view(n * oc, spatial), [bn, bm], out_layout(bn, bm))
+    nb = oc // bn
+    tiles = n * triton.cdiv(spatial, bm)
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+    grid = (nb * min(tiles, sms * per_sm // nb),)
+    _conv3d_gl_persist_kernel[grid](
+        x,
+        w_big,
+        w_small,
+        bias if bias is not None else w_big,
+        y_desc,
+        taps,
+        oc,
+        h,
+        w,
+        out_dims[1],
+        out_dims[2],
+        *stride,
+        ic * d * h * w,
+        w_big.shape[1],
+        spatial,
+        tiles,
+        HAS_BIAS=bias is not None,
+        BLOCK_M=bm,
+        BLOCK_N=bn,
+        BLOCK_K=bk,
+        STEPS=triton.cdiv(weight[0].numel(), bk),
+        NB=nb,
+        num_warps=4,
+    )
+    return y
+
+
+def static(case_names: list[str]) -> int:
+    """Compile for sm_90 without a GPU and print what bench.kernel_static prints of it."""
+    from triton.backends.compiler import GPUTarget
+
+    from bench.kernel_static import dump_cubin, facts_from_dump, loop_facts
+    from pytest_conv3d_perf.cases import builtin_cases, select
+
+    bm, bn, bk = BLOCK
+    for case in select(builtin_cases(), case_names):
+        k = case.ic * math.prod(case.kernel)
+        constexprs = dict(
+            HAS_BIAS=case.bias,
+            BLOCK_M=bm,
+            BLOCK_N=bn,
+            BLOCK_K=bk,
+            STEPS=triton.cdiv(k, bk),
+            NB=case.oc // bn,
+        )
+        fn = _conv3d_gl_persist_kernel
+        names = fn.arg_names
+        desc = f"tensordesc<fp32[{bn}, {bm}],{out_layout(bn, bm)!r}>"
+        signature = {
+            n: desc
+            if n == "y_desc"
+            else ("*i32" if n == "tap_ptr" else "*fp32")
+            if n.endswith("_ptr")
+            else ("constexpr" if n in constexprs else "i32")
+            for n in names
+        }
+        aligned = [n for n in names if n.endswith("_ptr") or n == "WK"]
+        attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in aligned}
+        src = gluon._runtime.GluonASTSource(
+            fn=fn, signature=signature, constexprs=constexprs, attrs=attrs
+        )
+        compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+        with tempfile.TemporaryDirectory() as scratch:
+            usage, sass = dump_cubin(compiled.asm["cubin"], os.path.join(scratch, "k.cubin"))
+        facts = facts_from_dump(usage, sass)
+        print(f"{case.name}: shared {compiled.metadata.shared}, {facts}, loop {loop_facts(sass)}")
+    return 0
+
+
+def timed(names: list[str], per_sm: list[int], rounds: int, rep_ms: int) -> int:
+    """Each case: the persistent kernel at each ``per_sm`` against the kernel file's at its
+    recorded config, in one process, interleaved round by round; both against float64."""
+    import statistics
+
+    import triton.testing
+
+    from bench.profile_case import recorded_config
+    from pytest_conv3d_perf import check
+    from pytest_conv3d_perf.cases import builtin_cases, select
+
+    rows = []
+    for case in select(builtin_cases(), names):
+        inputs = check.random_inputs(case, torch.device("cuda"), seed=1)
+        args = (inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
+        why = applies(inputs.x, inputs.weight, case.padding, case.dilation, case.groups)
+        if why:
+            print(f"{case.name:8s} not timed: {why}", flush=True)
+            continue
+        cfg = recorded_config(case.name)
+        sides = {"base": functools.partial(ig.conv3d, *args, precision="tf32x3-ws", config=cfg)}
+        for p in per_sm:
+            sides[f"persist {p}/SM"] = functools.partial(conv3d_persist, *args, per_sm=p)
+        truth = torch.nn.functional.conv3d(
+            inputs.x.double(),
+            inputs.weight.double(),
+            None if inputs.bias is None else inputs.bias.double(),
+            case.stride,
+            case.padding,
+            case.dilation,
+        )
+        errs = {}
+        for name, fn in sides.items():
+            out = fn().double()
+            # The fp32 rule of the suite (pytest_conv3d_perf.check), as gluon_conv checks.
+            errs[name] = (
+                torch.allclose(out, truth, atol=1e-4, rtol=1e-4),
+                (out - truth).abs().max().item(),
+            )
+        times = {name: [] for name in sides}
+        for _ in range(rounds):
+            for name, fn in sides.items():
+                times[name].append(triton.testing.do_bench(fn, rep=rep_ms, return_mode="median"))
+        for name in sides:
+            changes = [t / b - 1 for t, b in zip(times[name], times["base"], strict=True)]
+            rows.append(
+                f"{case.name:8s} {name:14s} {statistics.median(times[name]):.4f} ms"
+                f"  fp32 rule {errs[name][0]}, max abs err {errs[name][1]:.1e}"
+                f"  change {100 * statistics.median(changes):+.2f}%"
+                f" [{100 * min(changes):+.2f}, {100 * max(changes):+.2f}]"
+            )
+            print(rows[-1], flush=True)
+    print("\n".join(rows))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default="kb54,kb59", help="suite cases")
+    ap.add_argument("--static", action="store_true", help="compile for sm_90 only, no GPU")
+    ap.add_argument("--per-sm", default="2,3", help="programs a multiprocessor to time")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rep-ms", type=int, default=60)
+    args = ap.parse_args(argv)
+    names = [c for c in args.cases.split(",") if c]
+    if gluon is None:
+        print("gluon_persist: this Triton has no Gluon Hopper TMA", file=sys.stderr)
+        return 2
+    if args.static:
+        if ig.interpreting():
+            print(
+                "gluon_persist: unset TRITON_INTERPRET; --static needs Triton's compiler",
+                file=sys.stderr,
+            )
+            return 2
+        return static(names)
+    try:
+        per_sm = [int(p) for p in args.per_sm.split(",") if p]
+    except ValueError:
+        print(f"gluon_persist: --per-sm {args.per_sm!r}: integers, e.g. 2,3", file=sys.stderr)
+        return 2
+    if not per_sm or min(per_sm) < 1:
+        print("gluon_persist: --per-sm: one or more programs a multiprocessor", file=sys.stderr)
+        return 2
+    if not torch.cuda.is_available():
+        print("gluon_persist: needs a CUDA GPU (or --static)", file=sys.stderr)
+        return 2
+    return timed(names, per_sm, args.rounds, args.rep_ms)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
