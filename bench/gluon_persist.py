@@ -200,7 +200,7 @@ if gluon is not None:
             # writing it again.
             tma.store_wait(0)
             gc._cta_barrier()
-            out_smem.permute((1, 0)).store(acc)
+            out_smem.store(gl.permute(acc, [1, 0]))
             fence_async_shared()
             gc._cta_barrier()
             batch = t // blocks_per_image
@@ -211,8 +211,9 @@ if gluon is not None:
 
 def out_layout(block_n: int, block_m: int):
     """The output tile's shared layout, as the TMA descriptor and the kernel see it:
-    positions contiguous, unswizzled (a 512-byte row is past every swizzle's span)."""
-    return gl.NVMMASharedLayout(swizzle_byte_width=0, element_bitwidth=32, rank=2)
+    positions contiguous, swizzled by 128 bytes (the compiler then writes the tile in
+    messages of 32 positions)."""
+    return gl.NVMMASharedLayout.get_default_for([block_n, block_m], gl.float32)
 
 
 def applies(x, weight, padding, dilation, groups, block=BLOCK) -> str | None:
