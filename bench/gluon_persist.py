@@ -86,6 +86,7 @@ if gluon is not None:
         w_ptr,
         ws_ptr,
         b_ptr,
+        y_ptr,
         y_desc,
         tap_ptr,
         OC,
@@ -106,6 +107,8 @@ if gluon is not None:
         BLOCK_K: gl.constexpr,
         STEPS: gl.constexpr,
         NB: gl.constexpr,
+        TMA_STORE: gl.constexpr,
+        OUT_VEC: gl.constexpr,
     ):
         mma: gl.constexpr = gc._mma_layout(BLOCK_N)
         a_layout: gl.constexpr = gc._a_layout(BLOCK_N)
@@ -128,7 +131,12 @@ if gluon is not None:
             gc._copy_weight_step(
                 b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, s, WK, BLOCK_K, STEPS
             )
-        out_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_N, BLOCK_M], y_desc.layout)
+        if TMA_STORE:
+            out_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_N, BLOCK_M], y_desc.layout)
+        elif OUT_VEC > 1:
+            # Exact (the host checked it): the divisibility 16-byte stores need (as the
+            # kernel file's v24a).
+            OUT_SPATIAL = OUT_SPATIAL // OUT_VEC * OUT_VEC
 
         rows0 = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, a_layout))
         cols = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, a_layout))
@@ -194,19 +202,38 @@ if gluon is not None:
                 )
                 acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
             x_rows = next_rows
-            if HAS_BIAS:
-                acc = acc + bias[None, :]
-            # The last tile's store has read the buffer; every thread knows it before
-            # writing it again.
-            tma.store_wait(0)
-            gc._cta_barrier()
-            out_smem.store(gl.permute(acc, [1, 0]))
-            fence_async_shared()
-            gc._cta_barrier()
             batch = t // blocks_per_image
             m0 = (t % blocks_per_image) * BLOCK_M
-            _tma_store(y_desc, [batch * OC + pid_n * BLOCK_N, m0], out_smem)
-        tma.store_wait(0)
+            if TMA_STORE:
+                if HAS_BIAS:
+                    acc = acc + bias[None, :]
+                # The last tile's store has read the buffer; every thread knows it
+                # before writing it again.
+                tma.store_wait(0)
+                gc._cta_barrier()
+                out_smem.store(gl.permute(acc, [1, 0]))
+                fence_async_shared()
+                gc._cta_barrier()
+                _tma_store(y_desc, [batch * OC + pid_n * BLOCK_N, m0], out_smem)
+            else:
+                # The kernel file's epilogue: through shared memory to 16-byte stores.
+                gc._store_tile(
+                    acc,
+                    b_ptr,
+                    y_ptr,
+                    OC,
+                    OUT_SPATIAL,
+                    batch,
+                    m0,
+                    pid_n,
+                    HAS_BIAS,
+                    BLOCK_M,
+                    BLOCK_N,
+                    mma,
+                    gc._out_layout(BLOCK_M),
+                )
+        if TMA_STORE:
+            tma.store_wait(0)
 
 
 def out_layout(block_n: int, block_m: int):
@@ -232,9 +259,12 @@ def applies(x, weight, padding, dilation, groups, block=BLOCK) -> str | None:
     return None
 
 
-def conv3d_persist(x, weight, bias=None, stride=1, padding=0, dilation=1, *, block=BLOCK, per_sm=2):
+def conv3d_persist(
+    x, weight, bias=None, stride=1, padding=0, dilation=1, *, block=BLOCK, per_sm=2, tma_store=True
+):
     """``kernels.implicit_gemm.conv3d`` in tf32x3-ws by the persistent kernel (``applies``):
-    the same weight halves and tap table. ``per_sm`` programs a multiprocessor."""
+    the same weight halves and tap table. ``per_sm`` programs a multiprocessor;
+    ``tma_store`` False: the kernel file's epilogue (16-byte stores from registers)."""
     why = applies(x, weight, padding, dilation, 1, block)
     if why:
         raise gc.NotApplicable(why)
@@ -247,7 +277,7 @@ def conv3d_persist(x, weight, bias=None, stride=1, padding=0, dilation=1, *, blo
         for size, k, s, dil in zip((d, h, w), kernel, stride, dilation, strict=True)
     )
     spatial = math.prod(out_dims)
-    if spatial % 4:
+    if tma_store and spatial % 4:
         raise gc.NotApplicable(f"{spatial} output positions: rows not 16-byte aligned (TMA)")
     bm, bn, bk = block
     y = torch.empty((n, oc, *out_dims), device=x.device, dtype=torch.float32)
@@ -263,6 +293,7 @@ def conv3d_persist(x, weight, bias=None, stride=1, padding=0, dilation=1, *, blo
         w_big,
         w_small,
         bias if bias is not None else w_big,
+        y,
         y_desc,
         taps,
         oc,
@@ -281,6 +312,8 @@ def conv3d_persist(x, weight, bias=None, stride=1, padding=0, dilation=1, *, blo
         BLOCK_K=bk,
         STEPS=triton.cdiv(weight[0].numel(), bk),
         NB=nb,
+        TMA_STORE=tma_store,
+        OUT_VEC=ig.out_vec(spatial),
         num_warps=4,
     )
     return y
@@ -303,6 +336,8 @@ def static(case_names: list[str]) -> int:
             BLOCK_K=bk,
             STEPS=triton.cdiv(k, bk),
             NB=case.oc // bn,
+            TMA_STORE=True,
+            OUT_VEC=ig.out_vec(math.prod(case.output_shape[2:])),
         )
         fn = _conv3d_gl_persist_kernel
         names = fn.arg_names
@@ -351,6 +386,9 @@ def timed(names: list[str], per_sm: list[int], rounds: int, rep_ms: int) -> int:
         sides = {"base": functools.partial(ig.conv3d, *args, precision="tf32x3-ws", config=cfg)}
         for p in per_sm:
             sides[f"persist {p}/SM"] = functools.partial(conv3d_persist, *args, per_sm=p)
+            sides[f"persist {p}/SM stg"] = functools.partial(
+                conv3d_persist, *args, per_sm=p, tma_store=False
+            )
         truth = torch.nn.functional.conv3d(
             inputs.x.double(),
             inputs.weight.double(),
@@ -374,7 +412,7 @@ def timed(names: list[str], per_sm: list[int], rounds: int, rep_ms: int) -> int:
         for name in sides:
             changes = [t / b - 1 for t, b in zip(times[name], times["base"], strict=True)]
             rows.append(
-                f"{case.name:8s} {name:14s} {statistics.median(times[name]):.4f} ms"
+                f"{case.name:8s} {name:18s} {statistics.median(times[name]):.4f} ms"
                 f"  fp32 rule {errs[name][0]}, max abs err {errs[name][1]:.1e}"
                 f"  change {100 * statistics.median(changes):+.2f}%"
                 f" [{100 * min(changes):+.2f}, {100 * max(changes):+.2f}]"
