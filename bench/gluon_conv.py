@@ -179,7 +179,6 @@ if gluon is not None:
         OUT_VEC: gl.constexpr,
         FENCE: gl.constexpr,
         REFILL_FIRST: gl.constexpr,
-        IN_FLIGHT: gl.constexpr = False,
     ):
         mma: gl.constexpr = _mma_layout(BLOCK_N)
         a_layout: gl.constexpr = _a_layout(BLOCK_N)
@@ -213,11 +212,7 @@ if gluon is not None:
 
         k_cols = rk_b[:, None] + 0 * rn_b[None, :]
         steps = gl.cdiv(K, BLOCK_K)
-        # IN_FLIGHT: a step's products stay in flight through the next step's split and
-        # issue (one wait a step for the step before), so the slot refilled is two steps
-        # back and the ring holds one step fewer ahead.
-        AHEAD_STEPS: gl.constexpr = STAGES - 2 if IN_FLIGHT else STAGES - 1
-        for s in gl.static_range(AHEAD_STEPS):
+        for s in gl.static_range(STAGES - 1):
             _copy_weight_step(b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, s, WK, BLOCK_K, STAGES)
 
         # The tap table holds zeros past K and two steps more (ig._tap_table): every load
@@ -226,10 +221,6 @@ if gluon is not None:
         a_next = gl.load(x_rows[:, None] + taps[None, :])
         taps = gl.load(tap_ptr + BLOCK_K + cols)
         acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
-        # The registers of the products in flight (IN_FLIGHT): kept alive to the wait
-        # that sees them done.
-        prev_big = gl.zeros([BLOCK_M, BLOCK_K], gl.float32, layout=a_layout)
-        prev_small = prev_big
         for i in range(steps):
             a = a_next
             a_big, a_small = _split_tf32(a)
@@ -237,10 +228,9 @@ if gluon is not None:
             a_next = gl.load(x_rows[:, None] + taps[None, :])
             taps = gl.load(tap_ptr + (i + 2) * BLOCK_K + cols)
 
-            async_copy.wait_group(AHEAD_STEPS - 1)
+            async_copy.wait_group(STAGES - 2)
             # One barrier a step: every thread's copies of step i have landed, and every
-            # warp is past the last step's wait, so the slot of the step that wait saw
-            # done is free to refill.
+            # warp is past the last step's wait, so step i - 1's slot is free to refill.
             _cta_barrier()
             if REFILL_FIRST:
                 _copy_weight_step(
@@ -250,7 +240,7 @@ if gluon is not None:
                     ws_ptr,
                     b_offs,
                     k_cols,
-                    i + AHEAD_STEPS,
+                    i + STAGES - 1,
                     WK,
                     BLOCK_K,
                     STAGES,
@@ -262,7 +252,8 @@ if gluon is not None:
             slot = i % STAGES
             acc = _three_products(a_small, a_big, b_big.index(slot), b_small.index(slot), acc, True)
             if not REFILL_FIRST:
-                # The slot refilled is that of the last step the wait saw done.
+                # The slot refilled is step i - 1's, whose products the wait at the end of
+                # the last step saw done.
                 _copy_weight_step(
                     b_big,
                     b_small,
@@ -270,21 +261,12 @@ if gluon is not None:
                     ws_ptr,
                     b_offs,
                     k_cols,
-                    i + AHEAD_STEPS,
+                    i + STAGES - 1,
                     WK,
                     BLOCK_K,
                     STAGES,
                 )
-            if IN_FLIGHT:
-                acc, prev_small, prev_big = warpgroup_mma_wait(
-                    num_outstanding=3, deps=(acc, prev_small, prev_big)
-                )
-                prev_small = a_small
-                prev_big = a_big
-            else:
-                acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
-        if IN_FLIGHT:
-            acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, prev_small, prev_big))[0]
+            acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
         async_copy.wait_group(0)
 
         _store_tile(
@@ -482,12 +464,10 @@ def conv3d_gl(
     block=None,
     fence=True,
     refill_first=False,
-    in_flight=False,
 ):
     """``kernels.implicit_gemm.conv3d`` in tf32x3-ws by a Gluon kernel (``applies``): the
     same weight halves and tap tables, the same fp32 rule. ``block``: (BLOCK_M, BLOCK_N,
-    BLOCK_K, stages), by default ``UNPADDED_BLOCK`` or ``tap_major_block``. ``in_flight``
-    (unpadded only): a step's products left in flight through the next step's issue."""
+    BLOCK_K, stages), by default ``UNPADDED_BLOCK`` or ``tap_major_block``."""
     why = applies(x, weight, padding, dilation, 1)
     if why:
         raise NotApplicable(why)
@@ -568,13 +548,12 @@ def conv3d_gl(
         OUT_VEC=ig.out_vec(spatial),
         FENCE=fence,
         REFILL_FIRST=refill_first,
-        IN_FLIGHT=in_flight,
         num_warps=4,
     )
     return y
 
 
-def static(case_names: list[str], block=None, sass_dir: str = "", in_flight: bool = False) -> int:
+def static(case_names: list[str], block=None, sass_dir: str = "") -> int:
     """Compile for sm_90 without a GPU and print what bench.kernel_static prints of it
     (``block`` None: each path's default tile)."""
     from triton.backends.compiler import GPUTarget
@@ -595,7 +574,6 @@ def static(case_names: list[str], block=None, sass_dir: str = "", in_flight: boo
                 "OUT_VEC": ig.out_vec(math.prod(case.output_shape[2:])),
                 "FENCE": True,
                 "REFILL_FIRST": False,
-                "IN_FLIGHT": in_flight,
             }
         constexprs.update(HAS_BIAS=case.bias, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, STAGES=stages)
         names = fn.arg_names
@@ -642,12 +620,6 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time each tile without the proxy fence (unsafe; to price the fence)",
     )
-    ap.add_argument(
-        "--in-flight",
-        action="store_true",
-        help="unpadded: also time each tile with a step's products left in flight through "
-        "the next step's issue, at its stages and one more (with --static: compile that)",
-    )
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rep-ms", type=int, default=60)
     args = ap.parse_args(argv)
@@ -667,14 +639,11 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        return max(
-            static(names, block, sass_dir=args.sass_dir, in_flight=args.in_flight)
-            for block in blocks
-        )
+        return max(static(names, block, sass_dir=args.sass_dir) for block in blocks)
     if not torch.cuda.is_available():
         print("gluon_conv: needs a CUDA GPU (or --static)", file=sys.stderr)
         return 2
-    return timed(names, blocks, args.rounds, args.rep_ms, args.no_fence_too, args.in_flight)
+    return timed(names, blocks, args.rounds, args.rep_ms, args.no_fence_too)
 
 
 def parse_block(text: str) -> tuple[int, int, int, int]:
@@ -690,9 +659,7 @@ def parse_block(text: str) -> tuple[int, int, int, int]:
     return block
 
 
-def timed(
-    names: list[str], blocks: list, rounds: int, rep_ms: int, fence_too: bool, in_flight: bool
-) -> int:
+def timed(names: list[str], blocks: list, rounds: int, rep_ms: int, fence_too: bool) -> int:
     """Each case: the Gluon kernel against the kernel file's at its recorded config, in one
     process, interleaved round by round; correctness of both against float64."""
     import statistics
@@ -725,12 +692,6 @@ def timed(
                 sides[f"{label} refill first"] = functools.partial(
                     conv3d_gl, *args, block=block, refill_first=True
                 )
-            if in_flight and unpadded:
-                tile = block or UNPADDED_BLOCK
-                for stages in (tile[3], tile[3] + 1):
-                    sides[f"{label} in flight s{stages}"] = functools.partial(
-                        conv3d_gl, *args, block=(*tile[:3], stages), in_flight=True
-                    )
             if fence_too and unpadded:
                 sides[f"{label} no fence"] = functools.partial(
                     conv3d_gl, *args, block=block, fence=False
