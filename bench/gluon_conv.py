@@ -553,12 +553,38 @@ def conv3d_gl(
     return y
 
 
+def compile_sm90(fn, constexprs: dict, aligned=(), types=None):
+    """A Gluon kernel compiled for sm_90 with 4 warps, its parameters typed as a launch
+    types them (``*_ptr`` float32 but the tap table, the rest int32, ``types`` over
+    both) and specialised as a launch would: torch's allocations and the integers named in
+    ``aligned`` divisible by 16. Returns it, bench.kernel_static's facts and its SASS."""
+    from triton.backends.compiler import GPUTarget
+
+    from bench.kernel_static import dump_cubin, facts_from_dump
+
+    names = fn.arg_names
+    signature = {
+        n: ("*i32" if n == "tap_ptr" else "*fp32")
+        if n.endswith("_ptr")
+        else ("constexpr" if n in constexprs else "i32")
+        for n in names
+    }
+    signature.update(types or {})
+    divisible = [n for n in names if signature[n].startswith("*") or n in aligned]
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in divisible}
+    src = gluon._runtime.GluonASTSource(
+        fn=fn, signature=signature, constexprs=constexprs, attrs=attrs
+    )
+    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    with tempfile.TemporaryDirectory() as scratch:
+        usage, sass = dump_cubin(compiled.asm["cubin"], os.path.join(scratch, "k.cubin"))
+    return compiled, facts_from_dump(usage, sass), sass
+
+
 def static(case_names: list[str], block=None, sass_dir: str = "") -> int:
     """Compile for sm_90 without a GPU and print what bench.kernel_static prints of it
     (``block`` None: each path's default tile)."""
-    from triton.backends.compiler import GPUTarget
-
-    from bench.kernel_static import dump_cubin, facts_from_dump, loop_facts
+    from bench.kernel_static import loop_facts
     from pytest_conv3d_perf.cases import builtin_cases, select
 
     for case in select(builtin_cases(), case_names):
@@ -576,24 +602,7 @@ def static(case_names: list[str], block=None, sass_dir: str = "") -> int:
                 "REFILL_FIRST": False,
             }
         constexprs.update(HAS_BIAS=case.bias, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, STAGES=stages)
-        names = fn.arg_names
-        signature = {
-            n: ("*i32" if n == "tap_ptr" else "*fp32")
-            if n.endswith("_ptr")
-            else ("constexpr" if n in constexprs else "i32")
-            for n in names
-        }
-        # As a launch specialises them: torch's allocations and the padded weight's row
-        # (and, tap-major, the channels) divisible by 16.
-        aligned = [n for n in names if n.endswith("_ptr") or n in ("WK", "IC")]
-        attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in aligned}
-        src = gluon._runtime.GluonASTSource(
-            fn=fn, signature=signature, constexprs=constexprs, attrs=attrs
-        )
-        compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-        with tempfile.TemporaryDirectory() as scratch:
-            usage, sass = dump_cubin(compiled.asm["cubin"], os.path.join(scratch, "k.cubin"))
-        facts = facts_from_dump(usage, sass)
+        compiled, facts, sass = compile_sm90(fn, constexprs, aligned=("WK", "IC"))
         if sass_dir:
             Path(sass_dir).mkdir(parents=True, exist_ok=True)
             Path(sass_dir, f"{case.name}.sass").write_text(sass)
@@ -662,9 +671,6 @@ def parse_block(text: str) -> tuple[int, int, int, int]:
 def timed(names: list[str], blocks: list, rounds: int, rep_ms: int, fence_too: bool) -> int:
     """Each case: the Gluon kernel against the kernel file's at its recorded config, in one
     process, interleaved round by round; correctness of both against float64."""
-    import statistics
-
-    import triton.testing
 
     from bench.profile_case import recorded_config
     from pytest_conv3d_perf import check
@@ -696,39 +702,53 @@ def timed(names: list[str], blocks: list, rounds: int, rep_ms: int, fence_too: b
                 sides[f"{label} no fence"] = functools.partial(
                     conv3d_gl, *args, block=block, fence=False
                 )
-        truth = torch.nn.functional.conv3d(
-            inputs.x.double(),
-            inputs.weight.double(),
-            None if inputs.bias is None else inputs.bias.double(),
-            case.stride,
-            case.padding,
-            case.dilation,
-        )
-        errs = {}
-        for name, fn in list(sides.items()):
-            try:
-                out = fn().double()
-            except NotApplicable as err:
-                print(f"{case.name:8s} {name}: not timed: {err}", flush=True)
-                del sides[name]
-                continue
-            ok = torch.allclose(out, truth, atol=1e-4, rtol=1e-4)
-            errs[name] = (ok, (out - truth).abs().max().item())
-        times = {name: [] for name in sides}
-        for _ in range(rounds):
-            for name, fn in sides.items():
-                times[name].append(triton.testing.do_bench(fn, rep=rep_ms, return_mode="median"))
-        for name in sides:
-            changes = [t / b - 1 for t, b in zip(times[name], times["base"], strict=True)]
-            rows.append(
-                f"{case.name:8s} {name:22s} {statistics.median(times[name]):.4f} ms"
-                f"  fp32 rule {errs[name][0]}, max abs err {errs[name][1]:.1e}"
-                f"  change {100 * statistics.median(changes):+.2f}%"
-                f" [{100 * min(changes):+.2f}, {100 * max(changes):+.2f}]"
-            )
-            print(rows[-1], flush=True)
+        rows += time_sides(case, inputs, sides, rounds, rep_ms, width=22)
     print("\n".join(rows))
     return 0
+
+
+def time_sides(case, inputs, sides: dict, rounds: int, rep_ms: int, width: int) -> list[str]:
+    """``sides`` (name: call; one named "base") checked against float64 by the suite's fp32
+    rule, then timed round by round, interleaved, in this process: a row each of its median
+    time, the rule, its largest error and its change against the base (median and range
+    over the rounds), printed as it comes. A side that raises NotApplicable is left out."""
+    import statistics
+
+    import triton.testing
+
+    truth = torch.nn.functional.conv3d(
+        inputs.x.double(),
+        inputs.weight.double(),
+        None if inputs.bias is None else inputs.bias.double(),
+        case.stride,
+        case.padding,
+        case.dilation,
+    )
+    errs = {}
+    for name, fn in list(sides.items()):
+        try:
+            out = fn().double()
+        except NotApplicable as err:
+            print(f"{case.name:8s} {name}: not timed: {err}", flush=True)
+            del sides[name]
+            continue
+        ok = torch.allclose(out, truth, atol=1e-4, rtol=1e-4)
+        errs[name] = (ok, (out - truth).abs().max().item())
+    times = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, fn in sides.items():
+            times[name].append(triton.testing.do_bench(fn, rep=rep_ms, return_mode="median"))
+    rows = []
+    for name in sides:
+        changes = [t / b - 1 for t, b in zip(times[name], times["base"], strict=True)]
+        rows.append(
+            f"{case.name:8s} {name:{width}s} {statistics.median(times[name]):.4f} ms"
+            f"  fp32 rule {errs[name][0]}, max abs err {errs[name][1]:.1e}"
+            f"  change {100 * statistics.median(changes):+.2f}%"
+            f" [{100 * min(changes):+.2f}, {100 * max(changes):+.2f}]"
+        )
+        print(rows[-1], flush=True)
+    return rows
 
 
 if __name__ == "__main__":

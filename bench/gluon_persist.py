@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import os
 import sys
-import tempfile
 
 import torch
 import triton
@@ -321,9 +319,7 @@ def conv3d_persist(
 
 def static(case_names: list[str]) -> int:
     """Compile for sm_90 without a GPU and print what bench.kernel_static prints of it."""
-    from triton.backends.compiler import GPUTarget
-
-    from bench.kernel_static import dump_cubin, facts_from_dump, loop_facts
+    from bench.kernel_static import loop_facts
     from pytest_conv3d_perf.cases import builtin_cases, select
 
     bm, bn, bk = BLOCK
@@ -339,26 +335,10 @@ def static(case_names: list[str]) -> int:
             TMA_STORE=True,
             OUT_VEC=ig.out_vec(math.prod(case.output_shape[2:])),
         )
-        fn = _conv3d_gl_persist_kernel
-        names = fn.arg_names
         desc = f"tensordesc<fp32[{bn}, {bm}],{out_layout(bn, bm)!r}>"
-        signature = {
-            n: desc
-            if n == "y_desc"
-            else ("*i32" if n == "tap_ptr" else "*fp32")
-            if n.endswith("_ptr")
-            else ("constexpr" if n in constexprs else "i32")
-            for n in names
-        }
-        aligned = [n for n in names if n.endswith("_ptr") or n == "WK"]
-        attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in aligned}
-        src = gluon._runtime.GluonASTSource(
-            fn=fn, signature=signature, constexprs=constexprs, attrs=attrs
+        compiled, facts, sass = gc.compile_sm90(
+            _conv3d_gl_persist_kernel, constexprs, aligned=("WK",), types={"y_desc": desc}
         )
-        compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-        with tempfile.TemporaryDirectory() as scratch:
-            usage, sass = dump_cubin(compiled.asm["cubin"], os.path.join(scratch, "k.cubin"))
-        facts = facts_from_dump(usage, sass)
         print(f"{case.name}: shared {compiled.metadata.shared}, {facts}, loop {loop_facts(sass)}")
     return 0
 
@@ -366,9 +346,6 @@ def static(case_names: list[str]) -> int:
 def timed(names: list[str], per_sm: list[int], rounds: int, rep_ms: int) -> int:
     """Each case: the persistent kernel at each ``per_sm`` against the kernel file's at its
     recorded config, in one process, interleaved round by round; both against float64."""
-    import statistics
-
-    import triton.testing
 
     from bench.profile_case import recorded_config
     from pytest_conv3d_perf import check
@@ -389,35 +366,7 @@ def timed(names: list[str], per_sm: list[int], rounds: int, rep_ms: int) -> int:
             sides[f"persist {p}/SM stg"] = functools.partial(
                 conv3d_persist, *args, per_sm=p, tma_store=False
             )
-        truth = torch.nn.functional.conv3d(
-            inputs.x.double(),
-            inputs.weight.double(),
-            None if inputs.bias is None else inputs.bias.double(),
-            case.stride,
-            case.padding,
-            case.dilation,
-        )
-        errs = {}
-        for name, fn in sides.items():
-            out = fn().double()
-            # The fp32 rule of the suite (pytest_conv3d_perf.check), as gluon_conv checks.
-            errs[name] = (
-                torch.allclose(out, truth, atol=1e-4, rtol=1e-4),
-                (out - truth).abs().max().item(),
-            )
-        times = {name: [] for name in sides}
-        for _ in range(rounds):
-            for name, fn in sides.items():
-                times[name].append(triton.testing.do_bench(fn, rep=rep_ms, return_mode="median"))
-        for name in sides:
-            changes = [t / b - 1 for t, b in zip(times[name], times["base"], strict=True)]
-            rows.append(
-                f"{case.name:8s} {name:18s} {statistics.median(times[name]):.4f} ms"
-                f"  fp32 rule {errs[name][0]}, max abs err {errs[name][1]:.1e}"
-                f"  change {100 * statistics.median(changes):+.2f}%"
-                f" [{100 * min(changes):+.2f}, {100 * max(changes):+.2f}]"
-            )
-            print(rows[-1], flush=True)
+        rows += gc.time_sides(case, inputs, sides, rounds, rep_ms, width=18)
     print("\n".join(rows))
     return 0
 

@@ -67,6 +67,26 @@ def _child(request: dict) -> list[int]:
     return out
 
 
+def compiler_env(**extra: str) -> dict[str, str]:
+    """The environment of a child that compiles with Triton: without TRITON_INTERPRET (the
+    interpreter replaces Triton's jit at import) and with the repository importable."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return {**env, **extra}
+
+
+def run_compiling(argv: list[str], **extra_env: str) -> subprocess.CompletedProcess:
+    """``python argv`` from the repository's root in such a child, its output captured."""
+    return subprocess.run(
+        [sys.executable, *argv],
+        env=compiler_env(**extra_env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def shared_bytes(
     configs: list,
     capability: int,
@@ -79,8 +99,7 @@ def shared_bytes(
     """Bytes of shared memory per block of each ``triton.Config`` in ``configs``, as
     ``kernels.implicit_gemm.compiled_shared_bytes`` counts them, split over ``workers``
     child processes."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = compiler_env()
     parts = [list(range(i, len(configs), workers)) for i in range(workers)]
     children = []
     for part in parts:

@@ -3,15 +3,13 @@ takes, its command line, and that its kernel still compiles for sm_90 with the i
 Triton (no GPU; Gluon does not run under the CPU interpreter, so its numbers come from the
 device: notes/kernel.md, round 3, eighth session)."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from bench import gluon_conv
+from tests.offline_shared import run_compiling
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,17 +75,7 @@ def test_the_path_takes_unpadded_layers_of_the_unpromoted_loop_only():
 
 @needs_gluon
 def test_the_kernel_compiles_for_sm90_with_one_tensor_core_wait_a_step():
-    # A child without TRITON_INTERPRET: the interpreter replaces Triton's jit at import.
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.gluon_conv", "--static", "--cases", "kb54,c3d_conv3a"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_compiling(["-m", "bench.gluon_conv", "--static", "--cases", "kb54,c3d_conv3a"])
     assert done.returncode == 0, done.stderr[-2000:]
     [line] = [out for out in done.stdout.splitlines() if out.startswith("kb54 ")]
     # The three products of a step go back to back, one wait after them (the kernel
@@ -108,3 +96,30 @@ def test_static_under_the_interpreter_is_a_clear_error(capsys, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert gluon_conv.main(["--static", "--cases", "kb54"]) == 2
     assert "unset TRITON_INTERPRET" in capsys.readouterr().err
+
+
+def test_sides_are_checked_against_float64_then_timed_against_the_base(monkeypatch, capsys):
+    # The timing loop both Gluon experiments share, with the GPU's timer replaced: each
+    # side's rule and error come from float64, its change from the rounds' ratios.
+    import triton.testing
+
+    from pytest_conv3d_perf import check
+    from pytest_conv3d_perf.cases import builtin_cases, select
+
+    [case] = select(builtin_cases(), ["tiny_odd"])
+    inputs = check.random_inputs(case, torch.device("cpu"), seed=1)
+    args = (inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
+    right = torch.nn.functional.conv3d(*args)
+
+    def not_here():
+        raise gluon_conv.NotApplicable("not this layer")
+
+    sides = {"base": lambda: right, "wrong": lambda: right + 1.0, "skipped": not_here}
+    clock = iter([1.0, 1.1, 1.0, 1.2, 1.0, 1.3])
+    monkeypatch.setattr(triton.testing, "do_bench", lambda fn, rep, return_mode: next(clock))
+    rows = gluon_conv.time_sides(case, inputs, sides, rounds=3, rep_ms=1, width=8)
+    assert "skipped: not timed: not this layer" in capsys.readouterr().out
+    base, wrong = rows
+    assert "fp32 rule True" in base and "change +0.00%" in base
+    assert "fp32 rule False, max abs err 1.0e+00" in wrong
+    assert "1.2000 ms" in wrong and "change +20.00% [+10.00, +30.00]" in wrong

@@ -3,15 +3,13 @@ layers): which layers it takes, its command line, and that its kernel compiles f
 with the installed Triton (no GPU; its numbers come from the device: notes/kernel.md,
 round 3, ninth session)."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from bench import gluon_conv, gluon_persist
+from tests.offline_shared import run_compiling
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,17 +68,7 @@ def test_timing_without_a_gpu_is_a_clear_error(capsys, monkeypatch):
 
 @needs_gluon
 def test_the_kernel_compiles_for_sm90_with_the_weight_resident_and_a_tma_store():
-    # A child without TRITON_INTERPRET: the interpreter replaces Triton's jit at import.
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.gluon_persist", "--static", "--cases", "kb54,kb59"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_compiling(["-m", "bench.gluon_persist", "--static", "--cases", "kb54,kb59"])
     assert done.returncode == 0, done.stderr[-2000:]
     lines = {line.split(":")[0]: line for line in done.stdout.splitlines() if ": shared" in line}
     # The weight's two halves whole (#54: 6 steps of 16 x 64, #59: 2) and one output tile

@@ -6,8 +6,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -16,7 +14,7 @@ from kernels import ModelNew, conv3d
 from kernels import implicit_gemm as ig
 from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
-from tests.offline_shared import shared_bytes
+from tests.offline_shared import run_compiling, shared_bytes
 from tests.one_call import assert_one_call_computes_the_truth
 
 
@@ -278,19 +276,10 @@ def test_a_padded_layer_with_inputs_one_deep_compiles():
 def test_with_the_k_assumption_the_hopper_products_are_not_waited_out_one_by_one(tmp_path):
     # CONV3D_ASSUME_NONEMPTY_K=1 (v17): ptxas keeps each K step's wgmmas in flight, so
     # fewer waits than products; without it Triton 3.9's ptxas waited on every one.
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["CONV3D_ASSUME_NONEMPTY_K"] = "1"
     out = tmp_path / "static.json"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     # No baseline: the first autotune config (128x64x32, 8 warps).
     args = ["--capability", "90", "--cases", "kb54", "--baseline", "", "--json", str(out)]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.kernel_static", *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = run_compiling(["-m", "bench.kernel_static", *args], CONV3D_ASSUME_NONEMPTY_K="1")
     assert done.returncode == 0, done.stderr[-2000:]
     [row] = json.loads(out.read_text())
     assert row["mma"] > 0 and row["mma_waits"] < row["mma"]
@@ -665,15 +654,7 @@ def test_the_tuners_hold_keys_the_kept_picks(monkeypatch):
     ],
 )
 def test_kernel_static_names_an_unknown_precision_in_one_line(args, message):
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.kernel_static", "--cases", "kb54", "--baseline", "", *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = run_compiling(["-m", "bench.kernel_static", "--cases", "kb54", "--baseline", "", *args])
     assert done.returncode != 0
     assert message in done.stderr and "Traceback" not in done.stderr
 
@@ -832,19 +813,11 @@ def test_the_gluon_config_compiles_for_sm90_with_one_tensor_core_wait_a_step(tmp
     [gl_cfg] = ig.GLUON_CONFIGS
     recorded = {"cases": {"kb54": {"autotune": ig._config_dict(gl_cfg)}}}
     (tmp_path / "gpu.json").write_text(json.dumps(recorded))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    done = subprocess.run(
+    done = run_compiling(
         [
-            *(sys.executable, "-m", "bench.kernel_static", "--cases", "kb54", "--as-launched"),
+            *("-m", "bench.kernel_static", "--cases", "kb54", "--as-launched"),
             *("--baseline", str(tmp_path / "gpu.json"), "--json", str(tmp_path / "out.json")),
-        ],
-        env=env,
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        ]
     )
     assert done.returncode == 0, done.stderr[-2000:]
     [row] = json.loads((tmp_path / "out.json").read_text())
