@@ -38,6 +38,11 @@ try:
     )
 except ImportError:  # a Triton without Gluon's Hopper ops: the Triton kernel alone
     gluon = None
+try:
+    from triton.experimental.gluon.language.nvidia.hopper import tma
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+except ImportError:  # without Gluon's Hopper TMA: no persistent kernel (v30)
+    tma = TensorDescriptor = None
 
 # Triton's float32 dot defaults to TF32, which misses the fp32 rule (atol=rtol=1e-4) by up
 # to 10x on KernelBench #66 (notes/kernel.md). Splitting each operand in two TF32 halves
@@ -173,6 +178,25 @@ GLUON_CONFIGS = [
 ]
 GLUON_CAPABILITIES = frozenset({(9, 0)})
 
+# v30: the persistent Gluon kernel below (``_conv3d_gl_persist_kernel``), for the
+# write-bound layers: unpadded, tf32x3-ws, K of at most PERSIST_MAX_STEPS steps of 16 (the
+# whole weight stays in shared memory), whole blocks of 64 output channels and output rows
+# 16-byte aligned (TMA). PER_SM programs a multiprocessor walk the row blocks. As the
+# experiment bench/gluon_persist.py on an H200: 3 an SM took 30% off KernelBench #59, 2 an
+# SM 14% off #54 (each case's other choice was 14-22% slower than the best, notes/kernel.md,
+# round 3, ninth session). GLUON 2 names the kernel; PER_SM is the host's (the grid).
+PERSIST_MAX_STEPS = 8
+PERSIST_CONFIGS = [
+    triton.Config(
+        {"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 16, "GLUON": 2, "PER_SM": per_sm},
+        num_warps=4,
+        num_stages=1,
+    )
+    for per_sm in (3, 2)
+]
+# The keys of a config that only the host reads.
+HOST_KEYS = ("GLUON", "PER_SM")
+
 
 def autotune_configs(capability: tuple[int, int]) -> list[triton.Config]:
     """The configs tuned on a GPU of this compute capability."""
@@ -182,17 +206,38 @@ def autotune_configs(capability: tuple[int, int]) -> list[triton.Config]:
         *AUTOTUNE_CONFIGS,
         *(LARGE_SHARED_CONFIGS if wide else ()),
         *(GLUON_CONFIGS if hopper else ()),
+        *(PERSIST_CONFIGS if hopper and tma is not None else ()),
     ]
 
 
 def _all_configs() -> list[triton.Config]:
     # Read at the call: a kept pick's index counts in this list on every GPU.
-    return [*AUTOTUNE_CONFIGS, *LARGE_SHARED_CONFIGS, *GLUON_CONFIGS]
+    return [*AUTOTUNE_CONFIGS, *LARGE_SHARED_CONFIGS, *GLUON_CONFIGS, *PERSIST_CONFIGS]
 
 
 def is_gluon(config: triton.Config) -> bool:
-    """Whether ``config`` launches the Gluon kernel rather than the Triton one."""
+    """Whether ``config`` launches a Gluon kernel rather than the Triton one."""
     return bool(config.kwargs.get("GLUON"))
+
+
+def is_persistent(config: triton.Config) -> bool:
+    """Whether ``config`` launches the persistent Gluon kernel (v30)."""
+    return config.kwargs.get("GLUON") == 2
+
+
+# The persistent kernel's own constexprs, which the call's flags carry (``persist_flags``).
+PERSIST_FLAGS = ("KSTEPS", "NB")
+
+
+def persist_flags(k: int, oc: int, spatial: int) -> dict[str, int]:
+    """The persistent kernel's KSTEPS and NB for a layer of this K, output channels and
+    output positions per channel: its K steps of 16 and its blocks of 64 channels where the
+    layer fits (``PERSIST_CONFIGS``), else zeros. NB a constexpr: on #59 (one block) a
+    channel-block count the kernel computes took 164 registers against 126 (Triton 3.6)."""
+    bn, bk = (PERSIST_CONFIGS[0].kwargs[b] for b in ("BLOCK_N", "BLOCK_K"))
+    steps = _cdiv(k, bk)
+    fits = steps <= PERSIST_MAX_STEPS and oc % bn == 0 and spatial % 4 == 0
+    return {"KSTEPS": steps, "NB": oc // bn} if fits else {"KSTEPS": 0, "NB": 0}
 
 
 def gluon_takes(flags: dict) -> bool:
@@ -206,6 +251,17 @@ def gluon_takes(flags: dict) -> bool:
         and flags.get("PROMOTE") is False
         and not interpreting()
     )
+
+
+def config_takes(config: triton.Config, flags: dict) -> bool:
+    """Whether ``config`` may launch for a call of these kernel flags: a Triton config
+    always, the Gluon kernel's where ``gluon_takes``, the persistent kernel's where its TMA
+    is there too and the layer fits it (``flags["KSTEPS"]``, ``persist_flags``)."""
+    if not is_gluon(config):
+        return True
+    if is_persistent(config):
+        return tma is not None and flags.get("KSTEPS", 0) > 0 and gluon_takes(flags)
+    return gluon_takes(flags)
 
 
 # Triton's interpreter cannot autotune over several configs; the smallest blocks tl.dot
@@ -736,6 +792,183 @@ if gluon is not None:
 else:
     _conv3d_gl_kernel = None
 
+# v30: the write-bound layers (KernelBench #54 and #59: K 81 and 27, one block of 64
+# output channels, 0.98 and 2.64 GB written) by a persistent kernel. The Triton and Gluon
+# kernels above launch a program a 128x64 tile (80,645 on #59), each of which computes its
+# addresses, copies the same weight as every other, and ends in a store it cannot overlap
+# with anything of its own. Here PER_SM programs a multiprocessor walk the row blocks: the
+# weight's halves are copied into shared memory once, the next block's first gather is in
+# flight during this block's last products, and each tile goes out by an asynchronous TMA
+# store, waited for only before its buffer is written again, a block later. Most of the
+# gain is the store: with 16-byte stores from registers instead, #59 at 3 an SM was 8%
+# slower than the Gluon kernel above, not 30% faster (bench/gluon_persist.py, notes/kernel.md,
+# round 3, ninth session). Its parameters are the Triton kernel's, then KSTEPS, the layer's
+# K steps, a constexpr so that the loop over them is unrolled as in the experiment (a
+# dynamic loop took 168 registers against 126), and NB (``persist_flags``). ``y_ptr`` is
+# the output's TMA descriptor (``output_arg``).
+if gluon is not None and tma is not None:
+    # 3.9 renamed the TMA store async_store (the old name raises there).
+    _tma_store = getattr(tma, "async_store", None) or tma.async_copy_shared_to_global
+
+    @gluon.jit
+    def _persist_rows(
+        x_ptr,
+        tile,
+        rows0,
+        blocks_per_image,
+        H,
+        W,
+        OH,
+        OW,
+        SD,
+        SH,
+        SW,
+        XBS,
+        out_spatial,
+        BLOCK_M: gl.constexpr,
+    ):
+        """The input addresses of a row block's patches' first taps (rows past the image
+        read its last position: the TMA store clips them)."""
+        batch = tile // blocks_per_image
+        pos = gl.minimum((tile % blocks_per_image) * BLOCK_M + rows0, out_spatial - 1)
+        od = pos // (OH * OW)
+        oh = (pos // OW) % OH
+        ow = pos % OW
+        return x_ptr + batch.to(gl.int64) * XBS + ((od * SD) * H + oh * SH) * W + ow * SW
+
+    @gluon.jit
+    def _conv3d_gl_persist_kernel(
+        x_ptr,
+        w_ptr,
+        ws_ptr,
+        b_ptr,
+        y_ptr,
+        tap_ptr,
+        M,
+        OC,
+        K,
+        D,
+        H,
+        W,
+        OD,
+        OH,
+        OW,
+        SD,
+        SH,
+        SW,
+        PD,
+        PH,
+        PW,
+        X_BATCH_STRIDE,
+        WK,
+        HAS_BIAS: gl.constexpr,
+        PADDED: gl.constexpr,
+        PRECISION: gl.constexpr,
+        PROMOTE: gl.constexpr,
+        ASSUME_K: gl.constexpr,
+        AHEAD: gl.constexpr,
+        TAP_MAJOR: gl.constexpr,
+        OUT_VEC: gl.constexpr,
+        BLOCK_M: gl.constexpr,
+        BLOCK_N: gl.constexpr,
+        BLOCK_K: gl.constexpr,
+        KSTEPS: gl.constexpr,
+        NB: gl.constexpr,
+    ):
+        gl.static_assert(not PADDED and not PROMOTE and PRECISION == "tf32x3-ws")
+        gl.static_assert(BLOCK_K == 16 and gl.num_warps() == 4 and KSTEPS > 0)
+        mma: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 8]
+        )
+        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=1)
+        b_smem: gl.constexpr = gl.NVMMASharedLayout(
+            swizzle_byte_width=64, element_bitwidth=32, rank=2, transposed=True
+        )
+        b_load: gl.constexpr = gl.BlockedLayout([4, 1], [4, 8], [1, 4], [0, 1])
+
+        out_spatial = OD * OH * OW
+        blocks_per_image = gl.cdiv(out_spatial, BLOCK_M)
+        tiles = (M // out_spatial) * blocks_per_image
+        # Programs side by side share a row block across the NB channel blocks.
+        pid = gl.program_id(0)
+        pid_n = pid % NB
+        first = pid // NB
+        step = gl.num_programs(0) // NB
+
+        rk_b = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(1, b_load))
+        rn_b = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, b_load))
+        b_offs = rn_b[None, :] * WK + rk_b[:, None]
+        k_cols = rk_b[:, None] + 0 * rn_b[None, :]
+        b_big = gl.allocate_shared_memory(gl.float32, [KSTEPS, BLOCK_K, BLOCK_N], b_smem)
+        b_small = gl.allocate_shared_memory(gl.float32, [KSTEPS, BLOCK_K, BLOCK_N], b_smem)
+        for s in gl.static_range(KSTEPS):
+            _copy_weight_step(b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, s, WK, BLOCK_K, KSTEPS)
+        # Positions contiguous, swizzled by 128 bytes (the descriptor's layout): the tile is
+        # transposed in registers and written in messages of 32 positions. Through the
+        # transposed view of an unswizzled buffer, the compiler wrote 64-bit pairs 512
+        # bytes apart and every result was wrong (the ninth session).
+        out_smem = gl.allocate_shared_memory(gl.float32, [BLOCK_N, BLOCK_M], y_ptr.layout)
+
+        rows0 = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, a_layout))
+        cols = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, a_layout))
+        x_rows = _persist_rows(
+            x_ptr, first, rows0, blocks_per_image, H, W, OH, OW, SD, SH, SW,
+            X_BATCH_STRIDE, out_spatial, BLOCK_M,
+        )  # fmt: skip
+        # The tap table holds zeros past K (_tap_table); the split weight's columns there
+        # are +-2^-126 (weight_halves), as for the other kernels.
+        taps = gl.load(tap_ptr + cols)
+        a_next = gl.load(x_rows[:, None] + taps[None, :])
+        rn = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma))
+        if HAS_BIAS:
+            bias = gl.load(b_ptr + rn, mask=rn < OC, other=0.0)
+
+        async_copy.wait_group(0)
+        _cta_barrier()
+        # Written by the copies (generic proxy), read by the tensor cores (async proxy).
+        fence_async_shared()
+        for t in range(first, tiles, step):
+            # The last program's block past the end reads the last one (nothing stored).
+            next_rows = _persist_rows(
+                x_ptr, gl.minimum(t + step, tiles - 1), rows0, blocks_per_image, H, W, OH,
+                OW, SD, SH, SW, X_BATCH_STRIDE, out_spatial, BLOCK_M,
+            )  # fmt: skip
+            acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
+            for s in gl.static_range(KSTEPS):
+                a = a_next
+                a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
+                a_small = gl.where(a_big == a, 0.0, a - a_big)
+                # The next gather in flight while this step multiplies: the next step's,
+                # or after the last, the next block's first.
+                if s + 1 < KSTEPS:
+                    taps = gl.load(tap_ptr + (s + 1) * BLOCK_K + cols)
+                    a_next = gl.load(x_rows[:, None] + taps[None, :])
+                else:
+                    taps = gl.load(tap_ptr + cols)
+                    a_next = gl.load(next_rows[:, None] + taps[None, :])
+                acc = warpgroup_mma(a_small, b_big.index(s), acc, is_async=True)
+                acc = warpgroup_mma(a_big, b_small.index(s), acc, is_async=True)
+                acc = warpgroup_mma(a_big, b_big.index(s), acc, is_async=True)
+                acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
+            x_rows = next_rows
+            if HAS_BIAS:
+                acc = acc + bias[None, :]
+            # The last tile's store has read the buffer; every thread knows it before
+            # writing it again.
+            tma.store_wait(0)
+            _cta_barrier()
+            out_smem.store(gl.permute(acc, [1, 0]))
+            fence_async_shared()
+            _cta_barrier()
+            batch = t // blocks_per_image
+            m0 = (t % blocks_per_image) * BLOCK_M
+            _tma_store(y_ptr, [batch * OC + pid_n * BLOCK_N, m0], out_smem)
+        tma.store_wait(0)
+
+    assert tuple(_conv3d_gl_persist_kernel.arg_names) == (*_ARG_NAMES, *PERSIST_FLAGS)
+else:
+    _conv3d_gl_persist_kernel = None
+
 
 def out_vec(spatial: int) -> int:
     """The kernel's OUT_VEC: the largest of 4, 2, 1 that divides ``spatial`` (the output's
@@ -767,24 +1000,87 @@ def tap_major(flags: dict, config: triton.Config) -> bool:
 
 def launch_kwargs(flags: dict, config: triton.Config) -> dict:
     """The keyword arguments of a launch: the call's flags, AHEAD and the config's (less
-    GLUON, which chooses the kernel: ``kernel_for``)."""
-    kernel_flags = {k: v for k, v in flags.items() if k != "TAP_IC"}
+    ``HOST_KEYS``: GLUON chooses the kernel, ``kernel_for``; PER_SM the grid). KSTEPS and NB go
+    to the persistent kernel only."""
+    dropped = ("TAP_IC",) if is_persistent(config) else ("TAP_IC", *PERSIST_FLAGS)
+    kernel_flags = {k: v for k, v in flags.items() if k not in dropped}
     return {
         **kernel_flags,
         "AHEAD": loads_taps_ahead(config),
         "TAP_MAJOR": tap_major(flags, config),
-        **{k: v for k, v in config.all_kwargs().items() if k != "GLUON"},
+        **{k: v for k, v in config.all_kwargs().items() if k not in HOST_KEYS},
     }
 
 
 def kernel_for(config: triton.Config):
-    """The kernel a config launches: ``_conv3d_gl_kernel`` for a Gluon config, else
-    ``_conv3d_kernel`` (read from the module at the call, as tests replace them)."""
+    """The kernel a config launches: ``_conv3d_gl_persist_kernel`` for a persistent config,
+    ``_conv3d_gl_kernel`` for another Gluon config, else ``_conv3d_kernel`` (read from the
+    module at the call, as tests replace them)."""
     if not is_gluon(config):
         return _conv3d_kernel
-    if _conv3d_gl_kernel is None:
+    kernel = _conv3d_gl_persist_kernel if is_persistent(config) else _conv3d_gl_kernel
+    if kernel is None:
         raise ValueError(f"conv3d: {config} needs Gluon's Hopper ops, which this Triton lacks")
-    return _conv3d_gl_kernel
+    return kernel
+
+
+def arg_names(config: triton.Config) -> tuple[str, ...]:
+    """The parameters of the kernel ``config`` launches, in order."""
+    return (*_ARG_NAMES, *PERSIST_FLAGS) if is_persistent(config) else _ARG_NAMES
+
+
+@functools.cache
+def _sm_count(device: int) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def persist_grid(config: triton.Config, tiles: int, channel_blocks: int, sms: int) -> int:
+    """The persistent kernel's programs: PER_SM a multiprocessor, a multiple of the
+    channel blocks (programs side by side share a row block), no more than the tiles."""
+    per_channel_block = max(1, min(tiles, sms * config.kwargs["PER_SM"] // channel_blocks))
+    return channel_blocks * per_channel_block
+
+
+def output_layout(config: triton.Config):
+    """The output tile's shared layout, as the TMA descriptor and the persistent kernel see
+    it: a BLOCK_N x BLOCK_M tile, positions contiguous, swizzled by 128 bytes."""
+    kw = config.kwargs
+    return gl.NVMMASharedLayout.get_default_for([kw["BLOCK_N"], kw["BLOCK_M"]], gl.float32)
+
+
+def output_arg(config: triton.Config, args: tuple) -> object:
+    """What a launch of ``config`` takes for the output (``args`` are ``conv3d``'s kernel
+    arguments): the tensor itself, or for the persistent kernel its TMA descriptor, the
+    output seen as N*OC rows of OD*OH*OW positions. The descriptor needs the rows 16-byte
+    aligned (``persist_flags``) and the output's start too (``_with_output``)."""
+    out = args[4]
+    if not is_persistent(config):
+        return out
+    scalars = args[6:]
+    spatial = scalars[6] * scalars[7] * scalars[8]
+    kw = config.kwargs
+    return TensorDescriptor.from_tensor(
+        out.view(scalars[0] // spatial * scalars[1], spatial),
+        [kw["BLOCK_N"], kw["BLOCK_M"]],
+        output_layout(config),
+    )
+
+
+def _launch(config: triton.Config, grid: tuple, args: tuple, launch: dict):
+    """One launch of ``config``'s kernel; returns Triton's handle. An output that is not
+    16-byte aligned (a view passed as ``out=``), which TMA cannot write, is computed into a
+    fresh tensor and copied."""
+    if not is_persistent(config):
+        return kernel_for(config)[grid](*args, **launch)
+    out = args[4]
+    target = out if out.data_ptr() % 16 == 0 else torch.empty_like(out)
+    placed = (*args[:4], target, *args[5:])
+    handle = kernel_for(config)[grid](
+        *placed[:4], output_arg(config, placed), *placed[5:], **launch
+    )
+    if target is not out:
+        out.copy_(target)
+    return handle
 
 
 # The tuner. Triton's autotuner times each config once, in list order, and on the H100
@@ -982,11 +1278,11 @@ def _time_configs(args: tuple, resolved: dict, grid_of, key: tuple) -> triton.Co
     runs = {}
     configs = autotune_configs(torch.cuda.get_device_capability(key[-1]))
     for i, cfg in enumerate(configs):
-        if is_gluon(cfg) and not gluon_takes(resolved):
+        if not config_takes(cfg, resolved):
             continue
 
         def run(cfg: triton.Config = cfg) -> None:
-            kernel_for(cfg)[grid_of(cfg)](*args, **launch_kwargs(resolved, cfg))
+            _launch(cfg, grid_of(cfg), args, launch_kwargs(resolved, cfg))
 
         try:
             run()  # compiles it, and leaves the timing out of it
@@ -1099,8 +1395,12 @@ def _launch_plan(key: tuple, plan: _Plan, x, weight, bias) -> torch.Tensor:
     aligned = _alignment(args[:5])
     if plan.direct is not None and aligned == plan.aligned:
         plan.direct(*args, *plan.constexprs)
+    elif is_persistent(plan.config):
+        # Through Triton's launch, which builds the output's descriptor argument; the
+        # layers it takes run for hundreds of microseconds.
+        _launch(plan.config, plan.grid, args, plan.launch)
     else:
-        handle = kernel_for(plan.config)[plan.grid](*args, **plan.launch)
+        handle = _launch(plan.config, plan.grid, args, plan.launch)
         _PLANS[key] = plan._replace(direct=_direct_launcher(handle, plan.grid), aligned=aligned)
     _LAST[:] = [plan.config]
     return out
@@ -1302,7 +1602,11 @@ def conv3d(
     def grid_of(cfg: triton.Config) -> tuple[int, int, int]:
         # Three dimensions: a compiled kernel's own launcher reads all three.
         kw = cfg.kwargs
-        return (n * _cdiv(spatial, kw["BLOCK_M"]) * _cdiv(oc, kw["BLOCK_N"]), 1, 1)
+        tiles, channel_blocks = n * _cdiv(spatial, kw["BLOCK_M"]), _cdiv(oc, kw["BLOCK_N"])
+        if is_persistent(cfg):
+            sms = _sm_count(x.get_device())
+            return (persist_grid(cfg, tiles, channel_blocks, sms), 1, 1)
+        return (tiles * channel_blocks, 1, 1)
 
     def flags() -> dict:
         return {
@@ -1313,6 +1617,7 @@ def conv3d(
             "ASSUME_K": ASSUME_NONEMPTY_K,
             "OUT_VEC": 1 if padded else out_vec(spatial),
             "TAP_IC": ic if tm else 0,
+            **persist_flags(scalars[2], oc, spatial),
         }
 
     if config is not None or interpreting():
@@ -1321,12 +1626,18 @@ def conv3d(
             raise ValueError(
                 f"conv3d: {mode} reads the weight in blocks of at most {WEIGHT_PAD}, got {cfg}"
             )
-        if is_gluon(cfg) and not gluon_takes(flags()):
-            raise ValueError(
-                f"conv3d: {cfg} launches the Gluon kernel, which takes unpadded tf32x3-ws "
-                "layers of the unpromoted loop on a GPU only (not this call)"
+        if is_gluon(cfg) and not config_takes(cfg, flags()):
+            persist = (
+                " of K up to 128, whole blocks of 64 output channels and a multiple of 4 "
+                "output positions, with Gluon's Hopper TMA"
+                if is_persistent(cfg)
+                else ""
             )
-        handle = kernel_for(cfg)[grid_of(cfg)](*args, **launch_kwargs(flags(), cfg))
+            raise ValueError(
+                f"conv3d: {cfg} launches a Gluon kernel, which takes unpadded tf32x3-ws "
+                f"layers of the unpromoted loop{persist} on a GPU only (not this call)"
+            )
+        handle = _launch(cfg, grid_of(cfg), args, launch_kwargs(flags(), cfg))
         if compiled is not None:
             compiled.append(handle)
         _LAST[:] = [cfg]
@@ -1354,7 +1665,7 @@ def conv3d(
         cfg = _tune(args, resolved, grid_of, key)
         tuned = _TUNED[key] = (cfg, launch_kwargs(resolved, cfg))
     cfg, launch = tuned
-    kernel_for(cfg)[grid_of(cfg)](*args, **launch)
+    _launch(cfg, grid_of(cfg), args, launch)
     if plan_key is not None:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
@@ -1366,7 +1677,7 @@ def conv3d(
             cfg,
             launch,
             split_weight,
-            tuple(launch[name] for name in _ARG_NAMES[len(args) :]),
+            tuple(launch[name] for name in arg_names(cfg)[len(args) :]),
             tap_major=tm,
         )
     _LAST[:] = [cfg]
@@ -1459,12 +1770,26 @@ def compile_offline(
         "OUT_VEC": (
             1 if scalars is None or padded else out_vec(scalars[6] * scalars[7] * scalars[8])
         ),
-        **{k: v for k, v in config.kwargs.items() if k != "GLUON"},
+        **{k: v for k, v in config.kwargs.items() if k not in HOST_KEYS},
     }
-    names = _ARG_NAMES
+    persistent = is_persistent(config)
+    if persistent:
+        if scalars is None or padded or _conv3d_gl_persist_kernel is None:
+            raise ValueError(
+                f"compile_offline: {config} is the persistent kernel's: unpadded, with a "
+                "call's scalars (its KSTEPS and NB), and Gluon's Hopper TMA"
+            )
+        spatial = scalars[6] * scalars[7] * scalars[8]
+        constexprs.update(persist_flags(scalars[2], scalars[1], spatial))
+    names = arg_names(config)
     signature = {
         name: "constexpr" if name in constexprs else _ARG_TYPES.get(name, "i32") for name in names
     }
+    if persistent:
+        kw = config.kwargs
+        signature["y_ptr"] = (
+            f"tensordesc<fp32[{kw['BLOCK_N']}, {kw['BLOCK_M']}],{output_layout(config)!r}>"
+        )
     attrs = {}
     if scalars is not None:
         pointers = [name for name in names if name in _ARG_TYPES]
@@ -1474,8 +1799,18 @@ def compile_offline(
                 constexprs[name] = 1
             elif value % 16 == 0:
                 attrs[(names.index(name),)] = [["tt.divisibility", 16]]
-        attrs.update({(names.index(name),): [["tt.divisibility", 16]] for name in pointers})
-    if is_gluon(config):
+        attrs.update(
+            {
+                (names.index(name),): [["tt.divisibility", 16]]
+                for name in pointers
+                if not (persistent and name == "y_ptr")
+            }
+        )
+    if persistent:
+        source = gluon._runtime.GluonASTSource(
+            fn=_conv3d_gl_persist_kernel, signature=signature, constexprs=constexprs, attrs=attrs
+        )
+    elif is_gluon(config):
         if padded or _conv3d_gl_kernel is None:
             raise ValueError(f"compile_offline: {config} is the Gluon kernel's, unpadded only")
         source = gluon._runtime.GluonASTSource(

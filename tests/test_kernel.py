@@ -598,12 +598,13 @@ def test_the_configs_timed_on_sm_90_are_tuned_there_only(monkeypatch):
     # below: the reason is where it was timed, corrected at the next recording.)
     [wide] = ig.LARGE_SHARED_CONFIGS
     gluon = ig.GLUON_CONFIGS if ig.gluon is not None else []
+    persist = ig.PERSIST_CONFIGS if ig.gluon is not None and ig.tma is not None else []
     assert ig.autotune_configs((8, 9)) == ig.AUTOTUNE_CONFIGS
-    assert ig.autotune_configs((9, 0)) == [*ig.AUTOTUNE_CONFIGS, wide, *gluon]
+    assert ig.autotune_configs((9, 0)) == [*ig.AUTOTUNE_CONFIGS, wide, *gluon, *persist]
     picked, launched = _tune_with_fake_gpu(monkeypatch, (9, 0), wide)
     assert picked is wide
-    # The Gluon config is timed only where its kernel takes the call (the fake's flags
-    # are empty: it does not).
+    # The Gluon configs are timed only where their kernels take the call (the fake's flags
+    # are empty: they do not).
     assert launched == {id(c) for c in [*ig.AUTOTUNE_CONFIGS, wide]}
     picked, launched = _tune_with_fake_gpu(monkeypatch, (8, 9), wide)
     assert id(wide) not in launched
