@@ -2,8 +2,11 @@
 persistent Gluon kernel that holds the whole weight in shared memory and writes each
 output tile with an asynchronous TMA store.
 
-Not on any default path: the kernel under test is ``kernels/implicit_gemm.py``; this file
-times an alternative beside it (``python3 -m bench.gluon_persist``, a CUDA GPU) and
+Adopted as the kernel file's v30 (``_conv3d_gl_persist_kernel``, the GLUON=2 configs, at
+3 and 2 programs a multiprocessor). This file keeps what the kernel file does not: any
+number of programs a multiprocessor and the other kernels' epilogue in place of the TMA
+store, to tell the store's share of the gain from the persistence's. It times them
+beside the kernel file (``python3 -m bench.gluon_persist``, a CUDA GPU) and
 compiles it without one (``--static``, for sm_90 with the installed Triton).
 
 Why (notes/kernel.md, eighth and ninth sessions): #59 writes 2.64 GB, 0.64 ms alone at the
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import math
 import sys
 
@@ -317,13 +321,14 @@ def conv3d_persist(
     return y
 
 
-def static(case_names: list[str]) -> int:
-    """Compile for sm_90 without a GPU and print what bench.kernel_static prints of it."""
+def static(case_names: list[str], block_ms: list[int]) -> int:
+    """Compile for sm_90 without a GPU and print what bench.kernel_static prints of it, at
+    each of ``block_ms`` rows a tile."""
     from bench.kernel_static import loop_facts
     from pytest_conv3d_perf.cases import builtin_cases, select
 
-    bm, bn, bk = BLOCK
-    for case in select(builtin_cases(), case_names):
+    _, bn, bk = BLOCK
+    for case, bm in itertools.product(select(builtin_cases(), case_names), block_ms):
         k = case.ic * math.prod(case.kernel)
         constexprs = dict(
             HAS_BIAS=case.bias,
@@ -339,12 +344,23 @@ def static(case_names: list[str]) -> int:
         compiled, facts, sass = gc.compile_sm90(
             _conv3d_gl_persist_kernel, constexprs, aligned=("WK",), types={"y_desc": desc}
         )
-        print(f"{case.name}: shared {compiled.metadata.shared}, {facts}, loop {loop_facts(sass)}")
+        print(
+            f"{case.name} BLOCK_M {bm}: shared {compiled.metadata.shared}, {facts}, "
+            f"loop {loop_facts(sass)}"
+        )
     return 0
 
 
-def timed(names: list[str], per_sm: list[int], rounds: int, rep_ms: int) -> int:
-    """Each case: the persistent kernel at each ``per_sm`` against the kernel file's at its
+def timed(
+    names: list[str],
+    per_sm: list[int],
+    rounds: int,
+    rep_ms: int,
+    block_ms: tuple[int, ...] = (BLOCK[0],),
+    stg: bool = False,
+) -> int:
+    """Each case: the persistent kernel at each ``per_sm`` and each of ``block_ms`` rows a
+    tile (``stg``: with the kernel file's epilogue too) against the kernel file's at its
     recorded config, in one process, interleaved round by round; both against float64."""
 
     from bench.profile_case import recorded_config
@@ -361,11 +377,15 @@ def timed(names: list[str], per_sm: list[int], rounds: int, rep_ms: int) -> int:
             continue
         cfg = recorded_config(case.name)
         sides = {"base": functools.partial(ig.conv3d, *args, precision="tf32x3-ws", config=cfg)}
-        for p in per_sm:
-            sides[f"persist {p}/SM"] = functools.partial(conv3d_persist, *args, per_sm=p)
-            sides[f"persist {p}/SM stg"] = functools.partial(
-                conv3d_persist, *args, per_sm=p, tma_store=False
+        for bm, p in itertools.product(block_ms, per_sm):
+            block = (bm, *BLOCK[1:])
+            sides[f"persist {bm} {p}/SM"] = functools.partial(
+                conv3d_persist, *args, block=block, per_sm=p
             )
+            if stg:
+                sides[f"persist {bm} {p}/SM stg"] = functools.partial(
+                    conv3d_persist, *args, block=block, per_sm=p, tma_store=False
+                )
         rows += gc.time_sides(case, inputs, sides, rounds, rep_ms, width=18)
     print("\n".join(rows))
     return 0
@@ -376,10 +396,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default="kb54,kb59", help="suite cases")
     ap.add_argument("--static", action="store_true", help="compile for sm_90 only, no GPU")
     ap.add_argument("--per-sm", default="2,3", help="programs a multiprocessor to time")
+    ap.add_argument(
+        "--block-m",
+        default="128",
+        help="rows a tile, 64 or 128 (a list: each; default %(default)s)",
+    )
+    ap.add_argument(
+        "--stg", action="store_true", help="also time the kernel file's epilogue in place of TMA"
+    )
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rep-ms", type=int, default=60)
     args = ap.parse_args(argv)
     names = [c for c in args.cases.split(",") if c]
+    try:
+        block_ms = [int(b) for b in args.block_m.split(",") if b]
+    except ValueError:
+        block_ms = []
+    if not block_ms or set(block_ms) - {64, 128}:
+        print(f"gluon_persist: --block-m {args.block_m!r}: 64, 128 or both", file=sys.stderr)
+        return 2
     if gluon is None:
         print("gluon_persist: this Triton has no Gluon Hopper TMA", file=sys.stderr)
         return 2
@@ -390,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        return static(names)
+        return static(names, block_ms)
     try:
         per_sm = [int(p) for p in args.per_sm.split(",") if p]
     except ValueError:
@@ -402,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("gluon_persist: needs a CUDA GPU (or --static)", file=sys.stderr)
         return 2
-    return timed(names, per_sm, args.rounds, args.rep_ms)
+    return timed(names, per_sm, args.rounds, args.rep_ms, tuple(block_ms), args.stg)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,8 @@ def test_an_output_of_rows_not_16_byte_aligned_is_not_taken():
     [
         (["--per-sm", "two"], "integers"),
         (["--per-sm", "0"], "one or more"),
+        (["--block-m", "32"], "64, 128 or both"),
+        (["--block-m", "many"], "64, 128 or both"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(argv, message, capsys):
@@ -70,7 +72,11 @@ def test_timing_without_a_gpu_is_a_clear_error(capsys, monkeypatch):
 def test_the_kernel_compiles_for_sm90_with_the_weight_resident_and_a_tma_store():
     done = run_compiling(["-m", "bench.gluon_persist", "--static", "--cases", "kb54,kb59"])
     assert done.returncode == 0, done.stderr[-2000:]
-    lines = {line.split(":")[0]: line for line in done.stdout.splitlines() if ": shared" in line}
+    lines = {
+        line.split(" BLOCK_M 128:")[0]: line
+        for line in done.stdout.splitlines()
+        if " BLOCK_M 128: shared" in line
+    }
     # The weight's two halves whole (#54: 6 steps of 16 x 64, #59: 2) and one output tile
     # of 128 x 64 in shared memory, 4 bytes each; no STG: the tile leaves by TMA.
     assert "shared 81920" in lines["kb54"] and "shared 49152" in lines["kb59"]
