@@ -94,6 +94,7 @@ def test_the_grid_is_per_sm_programs_a_multiprocessor_in_whole_channel_blocks(
     per_sm, tiles, channel_blocks, programs
 ):
     cfg = next(c for c in ig.PERSIST_CONFIGS if c.kwargs["PER_SM"] == per_sm)
+    assert cfg.kwargs["BLOCK_M"] == 128
     got = ig.persist_grid(cfg, tiles, channel_blocks, 132)
     assert got == programs and got % channel_blocks == 0
 
@@ -175,9 +176,10 @@ def test_the_persistent_configs_compile_for_sm90_with_the_weight_resident(tmp_pa
     recorded = {
         "cases": {
             "kb59": {"autotune": ig._config_dict(ig.PERSIST_CONFIGS[0])},
-            "kb54": {"autotune": ig._config_dict(ig.PERSIST_CONFIGS[1])},
+            "kb54": {"autotune": ig._config_dict(ig.PERSIST_CONFIGS[2])},
         }
     }
+    assert ig.PERSIST_CONFIGS[2].kwargs["BLOCK_M"] == 64
     (tmp_path / "gpu.json").write_text(json.dumps(recorded))
     done = run_compiling(
         [
@@ -188,12 +190,12 @@ def test_the_persistent_configs_compile_for_sm90_with_the_weight_resident(tmp_pa
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {row["case"]: row for row in json.loads((tmp_path / "out.json").read_text())}
     # The weight's two halves whole (#59: 2 steps of 16 x 64, #54: 6) and one output tile
-    # of 128 x 64, 4 bytes each; one tensor-core wait a K step; no STG (the tile leaves by
+    # of BLOCK_M x 64, 4 bytes each; one tensor-core wait a K step; no STG (the tile leaves by
     # TMA); no spill; PER_SM programs' registers and shared memory fit a multiprocessor.
     for name, steps in (("kb59", 2), ("kb54", 6)):
         row = rows[name]
-        per_sm = row["config"]["PER_SM"]
-        assert row["shared_bytes"] == (2 * steps * 16 * 64 + 128 * 64) * 4, row
+        per_sm, block_m = row["config"]["PER_SM"], row["config"]["BLOCK_M"]
+        assert row["shared_bytes"] == (2 * steps * 16 * 64 + block_m * 64) * 4, row
         assert row["mma_waits"] == steps and not row["stores"], row
         assert row["spill_stack_bytes"] == 0, row
         assert row["registers"] * 128 * per_sm <= 65536, row
