@@ -1,47 +1,37 @@
-"""bench/gluon_persist (the persistent Gluon experiment for the write-bound KernelBench
-layers): which layers it takes, its command line, and that its kernel compiles for sm_90
-with the installed Triton (no GPU; its numbers come from the device: notes/kernel.md,
-round 3, ninth session)."""
-
-from pathlib import Path
+"""bench/gluon_persist (the kernel file's persistent Gluon kernel at other tiles and
+programs a multiprocessor): which suite cases it takes, its configs, its command line, and
+its sm_90 compile with the installed Triton (no GPU; its numbers come from the device:
+notes/kernel.md, round 3, ninth and tenth sessions)."""
 
 import pytest
 import torch
 
-from bench import gluon_conv, gluon_persist
+from bench import gluon_persist
+from kernels import implicit_gemm as ig
+from pytest_conv3d_perf.cases import builtin_cases, select
 from tests.offline_shared import run_compiling
 
-ROOT = Path(__file__).resolve().parents[1]
-
-needs_gluon = pytest.mark.skipif(
-    gluon_persist.gluon is None, reason="this Triton has no Gluon Hopper TMA"
+needs_tma = pytest.mark.skipif(
+    ig._conv3d_gl_persist_kernel is None, reason="this Triton has no Gluon Hopper TMA"
 )
 
 
-@needs_gluon
-def test_it_takes_unpadded_layers_whose_weight_fits_in_whole_channel_blocks():
-    x = torch.empty(1, 3, 8, 8, 8)
-
-    def weight(oc, ic, k=3):
-        return torch.empty(oc, ic, k, k, k)
-
-    assert gluon_persist.applies(x, weight(64, 3), 0, 1, 1) is None
-    assert gluon_persist.applies(x, weight(128, 3), 0, 1, 1) is None
-    # K 128, eight steps of 16: the largest weight kept whole.
-    assert gluon_persist.applies(x, torch.empty(64, 128, 1, 1, 1), 0, 1, 1) is None
-    assert "more than 8 steps" in gluon_persist.applies(x, weight(64, 5), 0, 1, 1)
-    assert "unpadded" in gluon_persist.applies(x, weight(64, 3), 1, 1, 1)
-    assert "unpadded" in gluon_persist.applies(x, weight(64, 3), 0, 1, 2)
-    assert "whole blocks of 64" in gluon_persist.applies(x, weight(48, 3), 0, 1, 1)
-    with pytest.raises(gluon_conv.NotApplicable, match="whole blocks"):
-        gluon_persist.conv3d_persist(x, weight(17, 3))
+@needs_tma
+def test_it_takes_the_suite_cases_the_kernel_file_would():
+    cases = {c.name: c for c in builtin_cases()}
+    assert gluon_persist.why_not(cases["kb54"]) is None
+    assert gluon_persist.why_not(cases["kb59"]) is None
+    assert "unpadded" in gluon_persist.why_not(cases["c3d_conv3a"])
+    # KernelBench #60: K 3 x 3 x 5 x 7 = 315, more than 8 steps of 16.
+    assert "not K up to 128" in gluon_persist.why_not(cases["kb60"])
 
 
-@needs_gluon
-def test_an_output_of_rows_not_16_byte_aligned_is_not_taken():
-    # 6x6x7 = 252 positions is a multiple of 4; 5x5x5 = 125 is not.
-    with pytest.raises(gluon_conv.NotApplicable, match="16-byte aligned"):
-        gluon_persist.conv3d_persist(torch.empty(1, 3, 7, 7, 7), torch.empty(64, 3, 3, 3, 3))
+def test_its_configs_are_the_kernel_files_at_other_tiles_and_programs():
+    for cfg in ig.PERSIST_CONFIGS:
+        kw = cfg.kwargs
+        same = gluon_persist.persist_config(kw["BLOCK_M"], kw["PER_SM"])
+        assert same.kwargs == kw and same.num_warps == cfg.num_warps
+    assert ig.is_persistent(gluon_persist.persist_config(64, 5))
 
 
 @pytest.mark.parametrize(
@@ -54,33 +44,40 @@ def test_an_output_of_rows_not_16_byte_aligned_is_not_taken():
     ],
 )
 def test_bad_options_exit_2_with_a_message(argv, message, capsys):
-    if gluon_persist.gluon is None:
-        pytest.skip("the command stops earlier without Gluon")
     assert gluon_persist.main(argv) == 2
     assert message in capsys.readouterr().err
 
 
 def test_timing_without_a_gpu_is_a_clear_error(capsys, monkeypatch):
-    if gluon_persist.gluon is None:
+    if ig._conv3d_gl_persist_kernel is None:
         pytest.skip("the command stops earlier without Gluon")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gluon_persist.main(["--cases", "kb59"]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err
 
 
-@needs_gluon
-def test_the_kernel_compiles_for_sm90_with_the_weight_resident_and_a_tma_store():
-    done = run_compiling(["-m", "bench.gluon_persist", "--static", "--cases", "kb54,kb59"])
+@needs_tma
+def test_the_kernel_compiles_for_sm90_at_either_tile():
+    done = run_compiling(
+        [
+            "-m",
+            "bench.gluon_persist",
+            "--static",
+            "--cases",
+            "kb54,c3d_conv3a",
+            "--block-m",
+            "64,128",
+        ]
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    lines = {
-        line.split(" BLOCK_M 128:")[0]: line
-        for line in done.stdout.splitlines()
-        if " BLOCK_M 128: shared" in line
-    }
-    # The weight's two halves whole (#54: 6 steps of 16 x 64, #59: 2) and one output tile
-    # of 128 x 64 in shared memory, 4 bytes each; no STG: the tile leaves by TMA.
-    assert "shared 81920" in lines["kb54"] and "shared 49152" in lines["kb59"]
+    lines = {line.split(":")[0]: line for line in done.stdout.splitlines() if ": shared" in line}
+    # #54's weight halves whole (6 steps of 16 x 64) and one output tile of BLOCK_M x 64,
+    # 4 bytes each; no STG: the tile leaves by TMA; one tensor-core wait a K step.
+    assert "shared 65536" in lines["kb54 BLOCK_M 64"]
+    assert "shared 81920" in lines["kb54 BLOCK_M 128"]
     for line in lines.values():
         assert "'stores': {}" in line and "'spill_stack_bytes': 0" in line
-    # One tensor-core wait a K step.
-    assert "'mma_waits': 6" in lines["kb54"] and "'mma_waits': 2" in lines["kb59"]
+        assert "'mma_waits': 6" in line
+    assert "c3d_conv3a: not taken: only unpadded" in done.stdout
+    [case] = select(builtin_cases(), ["c3d_conv3a"])
+    assert gluon_persist.why_not(case) is not None
