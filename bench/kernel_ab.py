@@ -164,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = configs.get(case.name)
         kwargs = {k: pin_config(m, cfg, tuners[k]) for k, m in versions.items()}
         fns = {k: (lambda m=m, a=a, kw=kwargs[k]: m.conv3d(*a, **kw)) for k, m in versions.items()}
-        for fn in fns.values():
-            fn()
+        # Each side's first call, against float64 by the suite's fp32 rule: a variant that
+        # computes the wrong thing fast must not read as a gain.
+        exact = {k: _meets_fp32_rule(fn(), inputs, case) for k, fn in fns.items()}
         # Each version's autotuner pick: a change of pick moves a case by a few percent
         # with no change to the code it runs (notes/kernel.md, v12).
         picks = {k: _label(getattr(m, "_LAST", [None])[0]) for k, m in versions.items()}
@@ -193,11 +194,15 @@ def main(argv: list[str] | None = None) -> int:
             "today_config": picks["today"],
             "base": base_label,
             "today": head_label,
+            "base_fp32_rule": exact["base"],
+            "today_fp32_rule": exact["today"],
         }
         rows.append(row)
+        wrong = [k for k, ok in exact.items() if not ok]
         print(
             f"# {case.name}: {row['change_pct']:+.2f}%, call {row['call_change_pct']:+.1f}%, "
             f"configs {picks['base']} -> {picks['today']}"
+            + (f"; FAILS the fp32 rule: {', '.join(wrong)}" if wrong else "")
         )
     at = f"recorded configs of {args.recorded}" if args.recorded else "each side's tuned picks"
     print(
@@ -206,18 +211,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{'case':20s} {'base ms':>9s} {'today ms':>9s} {'change':>8s} {'range':>16s} "
-        f"{'base us':>8s} {'today us':>8s} {'call':>7s}"
+        f"{'base us':>8s} {'today us':>8s} {'call':>7s}  fp32 rule"
     )
     for r in rows:
         lo, hi = r["change_range_pct"]
         print(
             f"{r['case']:20s} {r['base_ms']:9.4f} {r['today_ms']:9.4f} {r['change_pct']:+7.2f}% "
             f"[{lo:+6.2f},{hi:+6.2f}] {r['base_call_us']:8.1f} {r['today_call_us']:8.1f} "
-            f"{r['call_change_pct']:+6.1f}%"
+            f"{r['call_change_pct']:+6.1f}%  {_rule_cell(r)}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
+
+
+def _meets_fp32_rule(got: torch.Tensor, inputs, case) -> bool:
+    report = check.CheckReport(case.name, check.rule_for("fp32"), 0, 1)
+    check.compare_with_truth(got, inputs, case, report)
+    return report.ok
+
+
+def _rule_cell(row: dict) -> str:
+    """Both sides met the fp32 rule: "both"; else which did not."""
+    failed = [k for k in ("base", "today") if not row[f"{k}_fp32_rule"]]
+    return "both" if not failed else "FAILED: " + ", ".join(failed)
 
 
 if __name__ == "__main__":

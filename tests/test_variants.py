@@ -216,3 +216,21 @@ def test_autotune_pick_rejects_bad_arguments_before_it_starts_a_process(argv, me
 
     assert autotune_pick.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_kernel_ab_checks_each_side_against_float64():
+    # A side that computes the wrong thing fast is marked, not reported as a gain alone.
+    from pytest_conv3d_perf import check
+
+    case = _case("n1_oc17_bias", n=1, ic=3, oc=5, input=(5, 6, 7))
+    inputs = check.random_inputs(case, torch.device("cpu"), seed=1)
+    right = torch.nn.functional.conv3d(
+        inputs.x.double(), inputs.weight.double(), inputs.bias.double(), case.stride
+    ).float()
+    assert kernel_ab._meets_fp32_rule(right, inputs, case)
+    wrong = right.clone()
+    wrong.view(-1)[7] += 1e-2
+    assert not kernel_ab._meets_fp32_rule(wrong, inputs, case)
+    row = {"base_fp32_rule": True, "today_fp32_rule": False}
+    assert kernel_ab._rule_cell(row) == "FAILED: today"
+    assert kernel_ab._rule_cell({**row, "today_fp32_rule": True}) == "both"
