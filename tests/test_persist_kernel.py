@@ -211,6 +211,9 @@ PERSIST_LAYERS = {
     "k81_oc128_strided": dict(
         ic=3, oc=128, n=1, input=(9, 13, 12), kernel=(3, 3, 3), stride=(1, 2, 1)
     ),
+    # 4 positions an image, fewer than a tile's rows: the TMA box is wider than the rows
+    # it writes, three images of one channel block.
+    "four_positions": dict(n=3, input=(3, 4, 4), kernel=(3, 3, 3)),
 }
 
 
