@@ -229,18 +229,23 @@ def is_persistent(config: triton.Config) -> bool:
 
 
 # The persistent kernel's own constexprs, which the call's flags carry (``persist_flags``).
-PERSIST_FLAGS = ("KSTEPS", "NB")
+PERSIST_FLAGS = ("KSTEPS", "NB", "HALF")
 
 
 def persist_flags(k: int, oc: int, spatial: int) -> dict[str, int]:
-    """The persistent kernel's KSTEPS and NB for a layer of this K, output channels and
-    output positions per channel: its K steps of 16 and its blocks of 64 channels where the
-    layer fits (``PERSIST_CONFIGS``), else zeros. NB a constexpr: on #59 (one block) a
-    channel-block count the kernel computes took 164 registers against 126 (Triton 3.6)."""
+    """The persistent kernel's KSTEPS, NB and HALF for a layer of this K, output channels
+    and output positions per channel: its K steps of 16, its blocks of 64 channels, and
+    whether its last step is 8 columns wide (K past the last 16 by 8 or fewer, after a
+    first step of 16), where the layer fits (``PERSIST_CONFIGS``), else zeros. NB a
+    constexpr: on #59 (one block) a channel-block count the kernel computes took 164
+    registers against 126 (Triton 3.6). HALF (v34): #54's K of 81 in 88 columns, not 96."""
     bn, bk = (PERSIST_CONFIGS[0].kwargs[b] for b in ("BLOCK_N", "BLOCK_K"))
     steps = _cdiv(k, bk)
     fits = steps <= PERSIST_MAX_STEPS and oc % bn == 0 and spatial % 4 == 0
-    return {"KSTEPS": steps, "NB": oc // bn} if fits else {"KSTEPS": 0, "NB": 0}
+    if not fits:
+        return {"KSTEPS": 0, "NB": 0, "HALF": 0}
+    half = int(steps > 1 and 0 < k % bk <= bk // 2)
+    return {"KSTEPS": steps, "NB": oc // bn, "HALF": half}
 
 
 def gluon_takes(flags: dict) -> bool:
@@ -877,9 +882,10 @@ if gluon is not None and tma is not None:
         BLOCK_K: gl.constexpr,
         KSTEPS: gl.constexpr,
         NB: gl.constexpr,
+        HALF: gl.constexpr,
     ):
         gl.static_assert(not PADDED and not PROMOTE and PRECISION == "tf32x3-ws")
-        gl.static_assert(BLOCK_K == 16 and gl.num_warps() == 4 and KSTEPS > 0)
+        gl.static_assert(BLOCK_K == 16 and gl.num_warps() == 4 and KSTEPS > HALF)
         mma: gl.constexpr = gl.NVMMADistributedLayout(
             version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 8]
         )
@@ -902,10 +908,28 @@ if gluon is not None and tma is not None:
         rn_b = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, b_load))
         b_offs = rn_b[None, :] * WK + rk_b[:, None]
         k_cols = rk_b[:, None] + 0 * rn_b[None, :]
-        b_big = gl.allocate_shared_memory(gl.float32, [KSTEPS, BLOCK_K, BLOCK_N], b_smem)
-        b_small = gl.allocate_shared_memory(gl.float32, [KSTEPS, BLOCK_K, BLOCK_N], b_smem)
-        for s in gl.static_range(KSTEPS):
-            _copy_weight_step(b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, s, WK, BLOCK_K, KSTEPS)
+        # With HALF the last step's 8 columns have buffers of their own, as wide as a
+        # tensor-core product of TF32 (k8): slicing a step's buffer inside its swizzle is
+        # not asked of the compiler.
+        FULL: gl.constexpr = KSTEPS - HALF
+        b_big = gl.allocate_shared_memory(gl.float32, [FULL, BLOCK_K, BLOCK_N], b_smem)
+        b_small = gl.allocate_shared_memory(gl.float32, [FULL, BLOCK_K, BLOCK_N], b_smem)
+        for s in gl.static_range(FULL):
+            _copy_weight_step(b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, s, WK, BLOCK_K, FULL)
+        HALF_K: gl.constexpr = BLOCK_K // 2
+        if HALF:
+            b_smem8: gl.constexpr = gl.NVMMASharedLayout(
+                swizzle_byte_width=32, element_bitwidth=32, rank=2, transposed=True
+            )
+            b_load8: gl.constexpr = gl.BlockedLayout([2, 1], [4, 8], [1, 4], [0, 1])
+            rk8 = FULL * BLOCK_K + gl.arange(0, HALF_K, layout=gl.SliceLayout(1, b_load8))
+            rn8 = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, b_load8))
+            offs8 = rn8[None, :] * WK + rk8[:, None]
+            b_big8 = gl.allocate_shared_memory(gl.float32, [HALF_K, BLOCK_N], b_smem8)
+            b_small8 = gl.allocate_shared_memory(gl.float32, [HALF_K, BLOCK_N], b_smem8)
+            _async_load(b_big8, w_ptr + offs8)
+            _async_load(b_small8, ws_ptr + offs8)
+            async_copy.commit_group()
         # Positions contiguous, swizzled by 128 bytes (the descriptor's layout): the tile is
         # transposed in registers and written in messages of 32 positions. Through the
         # transposed view of an unswizzled buffer, the compiler wrote 64-bit pairs 512
@@ -914,6 +938,7 @@ if gluon is not None and tma is not None:
 
         rows0 = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, a_layout))
         cols = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, a_layout))
+        cols8 = gl.arange(0, HALF_K, layout=gl.SliceLayout(0, a_layout))
         x_rows = _persist_rows(
             x_ptr, first, rows0, blocks_per_image, H, W, OH, OW, SD, SH, SW,
             X_BATCH_STRIDE, out_spatial, BLOCK_M,
@@ -943,15 +968,24 @@ if gluon is not None and tma is not None:
                 a_small = gl.where(a_big == a, 0.0, a - a_big)
                 # The next gather in flight while this step multiplies: the next step's,
                 # or after the last, the next block's first.
+                # (The last step's gather 8 columns wide with HALF.)
                 if s + 1 < KSTEPS:
-                    taps = gl.load(tap_ptr + (s + 1) * BLOCK_K + cols)
+                    if HALF and s + 2 == KSTEPS:
+                        taps = gl.load(tap_ptr + (s + 1) * BLOCK_K + cols8)
+                    else:
+                        taps = gl.load(tap_ptr + (s + 1) * BLOCK_K + cols)
                     a_next = gl.load(x_rows[:, None] + taps[None, :])
                 else:
                     taps = gl.load(tap_ptr + cols)
                     a_next = gl.load(next_rows[:, None] + taps[None, :])
-                acc = warpgroup_mma(a_small, b_big.index(s), acc, is_async=True)
-                acc = warpgroup_mma(a_big, b_small.index(s), acc, is_async=True)
-                acc = warpgroup_mma(a_big, b_big.index(s), acc, is_async=True)
+                if s < FULL:
+                    acc = warpgroup_mma(a_small, b_big.index(s), acc, is_async=True)
+                    acc = warpgroup_mma(a_big, b_small.index(s), acc, is_async=True)
+                    acc = warpgroup_mma(a_big, b_big.index(s), acc, is_async=True)
+                else:
+                    acc = warpgroup_mma(a_small, b_big8, acc, is_async=True)
+                    acc = warpgroup_mma(a_big, b_small8, acc, is_async=True)
+                    acc = warpgroup_mma(a_big, b_big8, acc, is_async=True)
                 acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
             x_rows = next_rows
             if HAS_BIAS:
@@ -1003,8 +1037,8 @@ def tap_major(flags: dict, config: triton.Config) -> bool:
 
 def launch_kwargs(flags: dict, config: triton.Config) -> dict:
     """The keyword arguments of a launch: the call's flags, AHEAD and the config's (less
-    ``HOST_KEYS``: GLUON chooses the kernel, ``kernel_for``; PER_SM the grid). KSTEPS and NB go
-    to the persistent kernel only."""
+    ``HOST_KEYS``: GLUON chooses the kernel, ``kernel_for``; PER_SM the grid). KSTEPS, NB
+    and HALF go to the persistent kernel only."""
     dropped = ("TAP_IC",) if is_persistent(config) else ("TAP_IC", *PERSIST_FLAGS)
     kernel_flags = {k: v for k, v in flags.items() if k not in dropped}
     return {
@@ -1780,7 +1814,7 @@ def compile_offline(
         if scalars is None or padded or _conv3d_gl_persist_kernel is None:
             raise ValueError(
                 f"compile_offline: {config} is the persistent kernel's: unpadded, with a "
-                "call's scalars (its KSTEPS and NB), and Gluon's Hopper TMA"
+                "call's scalars (its KSTEPS, NB and HALF), and Gluon's Hopper TMA"
             )
         spatial = scalars[6] * scalars[7] * scalars[8]
         constexprs.update(persist_flags(scalars[2], scalars[1], spatial))

@@ -27,12 +27,15 @@ _FLAGS = {"PRECISION": "tf32x3-ws", "PADDED": False, "PROMOTE": False}
 @pytest.mark.parametrize(
     ("k", "oc", "spatial", "flags"),
     [
-        (27, 64, 720, {"KSTEPS": 2, "NB": 1}),  # KernelBench #59's shape of weight
-        (81, 64, 720, {"KSTEPS": 6, "NB": 1}),  # #54's
-        (128, 128, 4, {"KSTEPS": 8, "NB": 2}),  # the largest weight kept whole, 2 blocks
-        (129, 64, 720, {"KSTEPS": 0, "NB": 0}),  # nine steps: not kept
-        (27, 48, 720, {"KSTEPS": 0, "NB": 0}),  # not whole blocks of 64 channels
-        (27, 64, 722, {"KSTEPS": 0, "NB": 0}),  # rows not 16-byte aligned for TMA
+        (27, 64, 720, {"KSTEPS": 2, "NB": 1, "HALF": 0}),  # KernelBench #59's weight
+        (81, 64, 720, {"KSTEPS": 6, "NB": 1, "HALF": 1}),  # #54's: 5 steps of 16, one of 8
+        (24, 64, 720, {"KSTEPS": 2, "NB": 1, "HALF": 1}),  # 8 past the first step
+        (25, 64, 720, {"KSTEPS": 2, "NB": 1, "HALF": 0}),  # 9 past it: a whole step
+        (8, 64, 720, {"KSTEPS": 1, "NB": 1, "HALF": 0}),  # one step: never a half alone
+        (128, 128, 4, {"KSTEPS": 8, "NB": 2, "HALF": 0}),  # the largest weight kept whole
+        (129, 64, 720, {"KSTEPS": 0, "NB": 0, "HALF": 0}),  # nine steps: not kept
+        (27, 48, 720, {"KSTEPS": 0, "NB": 0, "HALF": 0}),  # not whole blocks of 64 channels
+        (27, 64, 722, {"KSTEPS": 0, "NB": 0, "HALF": 0}),  # rows not 16-byte aligned (TMA)
     ],
 )
 def test_a_layer_fits_when_its_weight_stays_whole_in_whole_channel_blocks(k, oc, spatial, flags):
@@ -63,12 +66,12 @@ def test_the_persistent_configs_are_tuned_only_where_the_layer_fits(change, take
 
 def test_a_launch_passes_each_kernel_its_own_parameters():
     flags = {**_FLAGS, "HAS_BIAS": True, "ASSUME_K": False, "OUT_VEC": 4, "TAP_IC": 0}
-    flags.update(KSTEPS=2, NB=1)
+    flags.update(KSTEPS=6, NB=1, HALF=1)
     persist, plain = ig.PERSIST_CONFIGS[0], ig.AUTOTUNE_CONFIGS[1]
     launched = ig.launch_kwargs(flags, persist)
-    assert launched["KSTEPS"] == 2 and launched["NB"] == 1
+    assert (launched["KSTEPS"], launched["NB"], launched["HALF"]) == (6, 1, 1)
     assert not set((*ig.HOST_KEYS, "TAP_IC")) & set(launched)
-    assert not {"KSTEPS", "NB", "GLUON", "TAP_IC"} & set(ig.launch_kwargs(flags, plain))
+    assert not {*ig.PERSIST_FLAGS, "GLUON", "TAP_IC"} & set(ig.launch_kwargs(flags, plain))
     # Every constexpr of the kernel's parameter list, and nothing else but the launch's
     # options (num_warps, ...).
     names = ig.arg_names(persist)
@@ -191,13 +194,14 @@ def test_the_persistent_configs_compile_for_sm90_with_the_weight_resident(tmp_pa
     )
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {row["case"]: row for row in json.loads((tmp_path / "out.json").read_text())}
-    # The weight's two halves whole (#59: 2 steps of 16 x 64, #54: 6) and one output tile
-    # of BLOCK_M x 64, 4 bytes each; one tensor-core wait a K step; no STG (the tile leaves by
-    # TMA); no spill; PER_SM programs' registers and shared memory fit a multiprocessor.
-    for name, steps in (("kb59", 2), ("kb54", 6)):
+    # The weight's two halves whole (#59: 2 steps of 16 columns x 64, #54: 5 and one of 8,
+    # HALF) and one output tile of BLOCK_M x 64, 4 bytes each; one tensor-core wait a K
+    # step; no STG (the tile leaves by TMA); no spill; PER_SM programs' registers and shared
+    # memory fit a multiprocessor.
+    for name, steps, columns in (("kb59", 2, 32), ("kb54", 6, 88)):
         row = rows[name]
         per_sm, block_m = row["config"]["PER_SM"], row["config"]["BLOCK_M"]
-        assert row["shared_bytes"] == (2 * steps * 16 * 64 + block_m * 64) * 4, row
+        assert row["shared_bytes"] == (2 * columns * 64 + block_m * 64) * 4, row
         assert row["mma_waits"] == steps and not row["stores"], row
         assert row["spill_stack_bytes"] == 0, row
         assert row["registers"] * 128 * per_sm <= 65536, row
