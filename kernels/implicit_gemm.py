@@ -235,16 +235,17 @@ PERSIST_FLAGS = ("KSTEPS", "NB", "HALF")
 def persist_flags(k: int, oc: int, spatial: int) -> dict[str, int]:
     """The persistent kernel's KSTEPS, NB and HALF for a layer of this K, output channels
     and output positions per channel: its K steps of 16, its blocks of 64 channels, and
-    whether its last step is 8 columns wide (K past the last 16 by 8 or fewer, after a
-    first step of 16), where the layer fits (``PERSIST_CONFIGS``), else zeros. NB a
-    constexpr: on #59 (one block) a channel-block count the kernel computes took 164
-    registers against 126 (Triton 3.6). HALF (v34): #54's K of 81 in 88 columns, not 96."""
+    whether its last step is 8 columns wide (K past the last 16 by 8 or fewer), where the
+    layer fits (``PERSIST_CONFIGS``; at least 2 steps, as the kernel gathers two ahead),
+    else zeros. NB a constexpr: on #59 (one block) a channel-block count the kernel
+    computes took 164 registers against 126 (Triton 3.6). HALF (v34): #54's K of 81 in
+    88 columns, not 96."""
     bn, bk = (PERSIST_CONFIGS[0].kwargs[b] for b in ("BLOCK_N", "BLOCK_K"))
     steps = _cdiv(k, bk)
-    fits = steps <= PERSIST_MAX_STEPS and oc % bn == 0 and spatial % 4 == 0
+    fits = 2 <= steps <= PERSIST_MAX_STEPS and oc % bn == 0 and spatial % 4 == 0
     if not fits:
         return {"KSTEPS": 0, "NB": 0, "HALF": 0}
-    half = int(steps > 1 and 0 < k % bk <= bk // 2)
+    half = int(0 < k % bk <= bk // 2)
     return {"KSTEPS": steps, "NB": oc // bn, "HALF": half}
 
 
@@ -885,7 +886,7 @@ if gluon is not None and tma is not None:
         HALF: gl.constexpr,
     ):
         gl.static_assert(not PADDED and not PROMOTE and PRECISION == "tf32x3-ws")
-        gl.static_assert(BLOCK_K == 16 and gl.num_warps() == 4 and KSTEPS > HALF)
+        gl.static_assert(BLOCK_K == 16 and gl.num_warps() == 4 and KSTEPS >= 2)
         mma: gl.constexpr = gl.NVMMADistributedLayout(
             version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 8]
         )
@@ -943,10 +944,19 @@ if gluon is not None and tma is not None:
             x_ptr, first, rows0, blocks_per_image, H, W, OH, OW, SD, SH, SW,
             X_BATCH_STRIDE, out_spatial, BLOCK_M,
         )  # fmt: skip
-        # The tap table holds zeros past K (_tap_table); the split weight's columns there
-        # are +-2^-126 (weight_halves), as for the other kernels.
-        taps = gl.load(tap_ptr + cols)
-        a_next = gl.load(x_rows[:, None] + taps[None, :])
+        # Every step's taps, the same for every tile, loaded once (v35): loaded a step
+        # ahead, each gather waited on its taps' load. The tap table holds zeros past K
+        # (_tap_table); the split weight's columns there are +-2^-126 (weight_halves).
+        taps = ()
+        for s in gl.static_range(KSTEPS):
+            if HALF and s + 1 == KSTEPS:
+                taps = taps + (gl.load(tap_ptr + s * BLOCK_K + cols8),)
+            else:
+                taps = taps + (gl.load(tap_ptr + s * BLOCK_K + cols),)
+        # The gathers two steps ahead (KSTEPS >= 2, persist_flags): a third of them miss
+        # L1 on #54 (ncu), and one step did not cover the wait.
+        a_next = gl.load(x_rows[:, None] + taps[0][None, :])
+        a_after = gl.load(x_rows[:, None] + taps[1][None, :])
         rn = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma))
         if HAS_BIAS:
             bias = gl.load(b_ptr + rn, mask=rn < OC, other=0.0)
@@ -964,20 +974,15 @@ if gluon is not None and tma is not None:
             acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
             for s in gl.static_range(KSTEPS):
                 a = a_next
+                a_next = a_after
                 a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
                 a_small = gl.where(a_big == a, 0.0, a - a_big)
-                # The next gather in flight while this step multiplies: the next step's,
-                # or after the last, the next block's first.
-                # (The last step's gather 8 columns wide with HALF.)
-                if s + 1 < KSTEPS:
-                    if HALF and s + 2 == KSTEPS:
-                        taps = gl.load(tap_ptr + (s + 1) * BLOCK_K + cols8)
-                    else:
-                        taps = gl.load(tap_ptr + (s + 1) * BLOCK_K + cols)
-                    a_next = gl.load(x_rows[:, None] + taps[None, :])
+                # The gather two steps on in flight while this step multiplies: this
+                # block's, or past its last step, the next block's first two.
+                if s + 2 < KSTEPS:
+                    a_after = gl.load(x_rows[:, None] + taps[s + 2][None, :])
                 else:
-                    taps = gl.load(tap_ptr + cols)
-                    a_next = gl.load(next_rows[:, None] + taps[None, :])
+                    a_after = gl.load(next_rows[:, None] + taps[s + 2 - KSTEPS][None, :])
                 if s < FULL:
                     acc = warpgroup_mma(a_small, b_big.index(s), acc, is_async=True)
                     acc = warpgroup_mma(a_big, b_small.index(s), acc, is_async=True)

@@ -31,7 +31,7 @@ _FLAGS = {"PRECISION": "tf32x3-ws", "PADDED": False, "PROMOTE": False}
         (81, 64, 720, {"KSTEPS": 6, "NB": 1, "HALF": 1}),  # #54's: 5 steps of 16, one of 8
         (24, 64, 720, {"KSTEPS": 2, "NB": 1, "HALF": 1}),  # 8 past the first step
         (25, 64, 720, {"KSTEPS": 2, "NB": 1, "HALF": 0}),  # 9 past it: a whole step
-        (8, 64, 720, {"KSTEPS": 1, "NB": 1, "HALF": 0}),  # one step: never a half alone
+        (16, 64, 720, {"KSTEPS": 0, "NB": 0, "HALF": 0}),  # one step: the gathers run 2 ahead
         (128, 128, 4, {"KSTEPS": 8, "NB": 2, "HALF": 0}),  # the largest weight kept whole
         (129, 64, 720, {"KSTEPS": 0, "NB": 0, "HALF": 0}),  # nine steps: not kept
         (27, 48, 720, {"KSTEPS": 0, "NB": 0, "HALF": 0}),  # not whole blocks of 64 channels
@@ -220,6 +220,9 @@ PERSIST_LAYERS = {
     # 4 positions an image, fewer than a tile's rows: the TMA box is wider than the rows
     # it writes, three images of one channel block.
     "four_positions": dict(n=3, input=(3, 4, 4), kernel=(3, 3, 3)),
+    # K 24: a step of 16, then the half one (HALF), so the gathers two ahead reach into
+    # the next tile from the first step on.
+    "k24_half": dict(n=2, ic=3, input=(5, 6, 7), kernel=(2, 2, 2)),
 }
 
 
