@@ -64,6 +64,8 @@ PRECISIONS = ("tf32x3-ws", "tf32x3", "ieee", "tf32", "tf32x3-2acc")
 # which costs 10-20% of the time where it is needed and would cost 20-30% on the
 # KernelBench problems, whose K is 27-315.
 PROMOTE_ABOVE_K = 1024
+# The largest chunk a promoted loop sums on the tensor cores (v39), for the kernel.
+_PROMOTE_CHUNK_K = tl.constexpr(PROMOTE_ABOVE_K)
 
 
 def promotes(mode: str, k: int) -> bool:
@@ -507,113 +509,130 @@ def _conv3d_kernel(
     elif AHEAD:
         rq = tl.arange(0, BLOCK_K)
         tap_next = tl.load(tap_ptr + rq)
-    for k0 in range(0, K, BLOCK_K):
-        rk = k0 + tl.arange(0, BLOCK_K)
-        k_mask = rk < K
-        if TAP_MAJOR:
-            ic0 = k0 % ic_count
-            # The tap's row of the table: its first column's (offset, kd, kh, kw).
-            row = row_next
-            k_next = k0 + BLOCK_K
-            # The mask as a tensor: the interpreter takes no scalar mask with a tensor load.
-            row_next = tl.load(
-                tap_ptr + (k_next - k_next % ic_count) * 4 + tl.arange(0, 4),
-                mask=(k_next + tl.arange(0, 4) * 0) < K,
-                other=0,
-            )
-            even, odd = tl.split(tl.reshape(row, (2, 2)))
-            t_off, t_kh = tl.split(even)
-            t_kd, t_kw = tl.split(odd)
-            row_ok = (
-                ((id0 + t_kd).to(tl.uint32, bitcast=True) < tl.cast(D, tl.uint32))
-                & ((ih0 + t_kh).to(tl.uint32, bitcast=True) < tl.cast(H, tl.uint32))
-                & ((iw0 + t_kw).to(tl.uint32, bitcast=True) < tl.cast(W, tl.uint32))
-            )
-            a = tl.load(
-                x_ptr + (x_row + t_off)[:, None] + ((ic0 + rc) * dhw)[None, :],
-                mask=row_ok[:, None],
-                other=0.0,
-            )
-        elif PADDED:
-            quad = quad_next
-            rq = rk + BLOCK_K
-            quad_next = tl.load(
-                tap_ptr + rq[:, None] * 4 + tl.arange(0, 4)[None, :],
-                mask=(rq < K)[:, None],
-                other=1 << 30,
-            )
-            # Split on the last axis: columns 0 and 2, then 1 and 3.
-            even, odd = tl.split(tl.reshape(quad, (BLOCK_K, 2, 2)))
-            tap, kh = tl.split(even)
-            kd, kw = tl.split(odd)
-            # No tl.where on `tap` for the columns past K (v24b): such a column loads the
-            # table's sentinel (1 << 30) in all four values, so its depth is at least
-            # 2^30 - PD, never inside the input: the bounds mask below is false there and
-            # the gather never reads that column's address.
-            idd = id0[:, None] + kd[None, :]
-            ihh = ih0[:, None] + kh[None, :]
-            iww = iw0[:, None] + kw[None, :]
-            a_mask = (
-                (idd.to(tl.uint32, bitcast=True) < tl.cast(D, tl.uint32))
-                & (ihh.to(tl.uint32, bitcast=True) < tl.cast(H, tl.uint32))
-                & (iww.to(tl.uint32, bitcast=True) < tl.cast(W, tl.uint32))
-            )
+    # v39: a promoted layer sums its products on the tensor cores a chunk of K at a time
+    # (at most PROMOTE_ABOVE_K columns, the chunks of equal size) and adds each chunk's sum
+    # on the CUDA cores: the drift of one chunk, as an unpromoted loop of that K has, where
+    # adding every step's products waited on them each step. The inner loop's software
+    # pipeline drains at each chunk's end.
+    if PROMOTE:
+        n_chunks = tl.cdiv(K, _PROMOTE_CHUNK_K)
+        chunk = tl.cdiv(tl.cdiv(K, n_chunks), BLOCK_K) * BLOCK_K
+    else:
+        n_chunks = 1
+        chunk = K
+    for kc in range(0, n_chunks):
+        k_lo = kc * chunk
+        k_hi = tl.minimum(k_lo + chunk, K)
+        if PROMOTE:
+            part = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         else:
-            if AHEAD:
-                tap = tap_next
+            part = acc
+        for k0 in range(k_lo, k_hi, BLOCK_K):
+            rk = k0 + tl.arange(0, BLOCK_K)
+            k_mask = rk < K
+            if TAP_MAJOR:
+                ic0 = k0 % ic_count
+                # The tap's row of the table: its first column's (offset, kd, kh, kw).
+                row = row_next
+                k_next = k0 + BLOCK_K
+                # The mask as a tensor: the interpreter takes no scalar mask with a tensor load.
+                row_next = tl.load(
+                    tap_ptr + (k_next - k_next % ic_count) * 4 + tl.arange(0, 4),
+                    mask=(k_next + tl.arange(0, 4) * 0) < K,
+                    other=0,
+                )
+                even, odd = tl.split(tl.reshape(row, (2, 2)))
+                t_off, t_kh = tl.split(even)
+                t_kd, t_kw = tl.split(odd)
+                row_ok = (
+                    ((id0 + t_kd).to(tl.uint32, bitcast=True) < tl.cast(D, tl.uint32))
+                    & ((ih0 + t_kh).to(tl.uint32, bitcast=True) < tl.cast(H, tl.uint32))
+                    & ((iw0 + t_kw).to(tl.uint32, bitcast=True) < tl.cast(W, tl.uint32))
+                )
+                a = tl.load(
+                    x_ptr + (x_row + t_off)[:, None] + ((ic0 + rc) * dhw)[None, :],
+                    mask=row_ok[:, None],
+                    other=0.0,
+                )
+            elif PADDED:
+                quad = quad_next
                 rq = rk + BLOCK_K
-                # No mask: the row holds zeros to a multiple of WEIGHT_PAD and one more
-                # WEIGHT_PAD (_tap_table); the gather's mask keeps the columns past K.
-                tap_next = tl.load(tap_ptr + rq)
+                quad_next = tl.load(
+                    tap_ptr + rq[:, None] * 4 + tl.arange(0, 4)[None, :],
+                    mask=(rq < K)[:, None],
+                    other=1 << 30,
+                )
+                # Split on the last axis: columns 0 and 2, then 1 and 3.
+                even, odd = tl.split(tl.reshape(quad, (BLOCK_K, 2, 2)))
+                tap, kh = tl.split(even)
+                kd, kw = tl.split(odd)
+                # No tl.where on `tap` for the columns past K (v24b): such a column loads the
+                # table's sentinel (1 << 30) in all four values, so its depth is at least
+                # 2^30 - PD, never inside the input: the bounds mask below is false there and
+                # the gather never reads that column's address.
+                idd = id0[:, None] + kd[None, :]
+                ihh = ih0[:, None] + kh[None, :]
+                iww = iw0[:, None] + kw[None, :]
+                a_mask = (
+                    (idd.to(tl.uint32, bitcast=True) < tl.cast(D, tl.uint32))
+                    & (ihh.to(tl.uint32, bitcast=True) < tl.cast(H, tl.uint32))
+                    & (iww.to(tl.uint32, bitcast=True) < tl.cast(W, tl.uint32))
+                )
             else:
-                tap = tl.load(tap_ptr + rk, mask=k_mask, other=0)
-            a_mask = k_mask[None, :]
-        if PRECISION == "tf32x3-ws" and not PADDED:
-            # No mask (v27): a column past K reads the row's first tap (the table's zeros
-            # past K) and meets the split weight's padding of +-2^-126 (weight_halves). The
-            # mask cost four instructions an element: the copy's size chosen from the
-            # column's bound and the pipeline's own predicate (kb54's K step: 256 SASS
-            # instructions against 336, Triton 3.6, sm_90).
-            a = tl.load(x_ptr + x_row[:, None] + tap[None, :])
-        elif not TAP_MAJOR:
-            a = tl.load(x_ptr + x_row[:, None] + tap[None, :], mask=a_mask, other=0.0)
-        # WK: the weight matrix's row stride. tf32x3-ws's weight (the split halves, zeros
-        # to a multiple of WEIGHT_PAD both ways) needs no mask: each row starts 16-byte
-        # aligned and every block's rows and columns lie inside it.
-        b_offs = rn[None, :] * WK + rk[:, None]
-        if PRECISION == "tf32x3-ws":
-            b = tl.load(w_ptr + b_offs)
-        else:
-            b = tl.load(w_ptr + b_offs, mask=k_mask[:, None] & n_mask[None, :], other=0.0)
-        if PRECISION == "tf32x3-ws":
-            # w_ptr and ws_ptr hold the weight's halves (split_tf32), so both reach the
-            # tensor cores as loaded; the input is cut here, its small half zero where it
-            # is infinite. The small products first, into the same accumulator.
-            b_small = tl.load(ws_ptr + b_offs)
-            a_big = (a.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
-            a_small = tl.where(a_big == a, 0.0, a - a_big)
-            if PROMOTE:
-                step = tl.dot(a_small, b, input_precision="tf32")
-                step = tl.dot(a_big, b_small, step, input_precision="tf32")
-                acc += tl.dot(a_big, b, step, input_precision="tf32")
+                if AHEAD:
+                    tap = tap_next
+                    rq = rk + BLOCK_K
+                    # No mask: the row holds zeros to a multiple of WEIGHT_PAD and one more
+                    # WEIGHT_PAD (_tap_table); the gather's mask keeps the columns past K.
+                    tap_next = tl.load(tap_ptr + rq)
+                else:
+                    tap = tl.load(tap_ptr + rk, mask=k_mask, other=0)
+                a_mask = k_mask[None, :]
+            if PRECISION == "tf32x3-ws" and not PADDED:
+                # No mask (v27): a column past K reads the row's first tap (the table's zeros
+                # past K) and meets the split weight's padding of +-2^-126 (weight_halves). The
+                # mask cost four instructions an element: the copy's size chosen from the
+                # column's bound and the pipeline's own predicate (kb54's K step: 256 SASS
+                # instructions against 336, Triton 3.6, sm_90).
+                a = tl.load(x_ptr + x_row[:, None] + tap[None, :])
+            elif not TAP_MAJOR:
+                a = tl.load(x_ptr + x_row[:, None] + tap[None, :], mask=a_mask, other=0.0)
+            # WK: the weight matrix's row stride. tf32x3-ws's weight (the split halves, zeros
+            # to a multiple of WEIGHT_PAD both ways) needs no mask: each row starts 16-byte
+            # aligned and every block's rows and columns lie inside it.
+            b_offs = rn[None, :] * WK + rk[:, None]
+            if PRECISION == "tf32x3-ws":
+                b = tl.load(w_ptr + b_offs)
             else:
-                acc = tl.dot(a_small, b, acc, input_precision="tf32")
-                acc = tl.dot(a_big, b_small, acc, input_precision="tf32")
-                acc = tl.dot(a_big, b, acc, input_precision="tf32")
-        elif PRECISION == "tf32x3-2acc":
-            # Triton's tf32x3 sums the two small products into a fresh tile each step and
-            # adds it, NaN-masked, to the running one: three elementwise passes over the
-            # accumulator per K step, a third of the loop's instructions on #54
-            # (bench/kernel_static.py). Here the small products keep their own accumulator
-            # for the whole loop. Cutting the low 13 bits leaves each high part exact in
-            # TF32 and each low part exact in float32.
-            a_big = (a.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
-            b_big = (b.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
-            acc = tl.dot(a_big, b_big, acc, input_precision="tf32")
-            acc_small = tl.dot(a - a_big, b_big, acc_small, input_precision="tf32")
-            acc_small = tl.dot(a_big, b - b_big, acc_small, input_precision="tf32")
+                b = tl.load(w_ptr + b_offs, mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+            if PRECISION == "tf32x3-ws":
+                # w_ptr and ws_ptr hold the weight's halves (split_tf32), so both reach the
+                # tensor cores as loaded; the input is cut here, its small half zero where it
+                # is infinite. The small products first, into the same accumulator.
+                b_small = tl.load(ws_ptr + b_offs)
+                a_big = (a.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
+                a_small = tl.where(a_big == a, 0.0, a - a_big)
+                part = tl.dot(a_small, b, part, input_precision="tf32")
+                part = tl.dot(a_big, b_small, part, input_precision="tf32")
+                part = tl.dot(a_big, b, part, input_precision="tf32")
+            elif PRECISION == "tf32x3-2acc":
+                # Triton's tf32x3 sums the two small products into a fresh tile each step and
+                # adds it, NaN-masked, to the running one: three elementwise passes over the
+                # accumulator per K step, a third of the loop's instructions on #54
+                # (bench/kernel_static.py). Here the small products keep their own accumulator
+                # for the whole loop. Cutting the low 13 bits leaves each high part exact in
+                # TF32 and each low part exact in float32.
+                a_big = (a.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
+                b_big = (b.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
+                part = tl.dot(a_big, b_big, part, input_precision="tf32")
+                acc_small = tl.dot(a - a_big, b_big, acc_small, input_precision="tf32")
+                acc_small = tl.dot(a_big, b - b_big, acc_small, input_precision="tf32")
+            else:
+                part += tl.dot(a, b, input_precision=PRECISION)
+        if PROMOTE:
+            acc += part
         else:
-            acc += tl.dot(a, b, input_precision=PRECISION)
+            acc = part
     if PRECISION == "tf32x3-2acc":
         # An infinite input leaves inf - inf = NaN in its low part; the high parts carry it.
         acc += tl.where(acc_small == acc_small, acc_small, 0.0)
