@@ -1,4 +1,10 @@
-"""Implicit-GEMM conv3d in Triton, float32 NCDHW in and out.
+"""Implicit-GEMM conv3d in Triton, float32 NCDHW in and out: v38_depth3.
+
+Variant v38_depth3 (bench/variants): the persistent kernel's 64-row tiles gather three K
+steps ahead instead of two (a layer of three steps or more), for #54, whose gathers still
+wait at v35 (long scoreboard first, ncu). Static (Triton 3.6, sm_90, #54 at 64x64x16, 3 an
+SM): see notes/kernel.md. Predicted on the H200: #54 -3 to +3% (the tuner keeps 128 rows
+at 2 an SM unless 64 rows at 3 an SM now beat it), #59 unchanged (two steps).
 
 The output is the (N*OD*OH*OW, OC) matrix product of the gathered input patches,
 (N*OD*OH*OW, IC*KD*KH*KW), with the weight seen as (IC*KD*KH*KW, OC).
@@ -976,6 +982,11 @@ if gluon is not None and tma is not None:
         # L1 on #54 (ncu), and one step did not cover the wait.
         a_next = gl.load(x_rows[:, None] + taps[0][None, :])
         a_after = gl.load(x_rows[:, None] + taps[1][None, :])
+        # v38: a 64-row tile's gather is half a 128-row one's registers: there the gathers
+        # run three steps ahead where the layer has three.
+        DEPTH: gl.constexpr = 3 if (BLOCK_M == 64 and KSTEPS >= 3) else 2
+        if DEPTH == 3:
+            a_far = gl.load(x_rows[:, None] + taps[2][None, :])
         rn = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma))
         if HAS_BIAS:
             bias = gl.load(b_ptr + rn, mask=rn < OC, other=0.0)
@@ -994,14 +1005,20 @@ if gluon is not None and tma is not None:
             for s in gl.static_range(KSTEPS):
                 a = a_next
                 a_next = a_after
+                if DEPTH == 3:
+                    a_after = a_far
                 a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
                 a_small = gl.where(a_big == a, 0.0, a - a_big)
-                # The gather two steps on in flight while this step multiplies: this
-                # block's, or past its last step, the next block's first two.
-                if s + 2 < KSTEPS:
-                    a_after = gl.load(x_rows[:, None] + taps[s + 2][None, :])
+                # The gather DEPTH steps on in flight while this step multiplies: this
+                # block's, or past its last step, the next block's first ones.
+                if s + DEPTH < KSTEPS:
+                    far = gl.load(x_rows[:, None] + taps[s + DEPTH][None, :])
                 else:
-                    a_after = gl.load(next_rows[:, None] + taps[s + 2 - KSTEPS][None, :])
+                    far = gl.load(next_rows[:, None] + taps[s + DEPTH - KSTEPS][None, :])
+                if DEPTH == 3:
+                    a_far = far
+                else:
+                    a_after = far
                 if s < FULL:
                     acc = warpgroup_mma(a_small, b_big.index(s), acc, is_async=True)
                     acc = warpgroup_mma(a_big, b_small.index(s), acc, is_async=True)
