@@ -22,6 +22,11 @@ class ToleranceRule:
     def describe(self) -> str:
         return f"{self.name}: allclose(atol={self.atol:g}, rtol={self.rtol:g})"
 
+    def share_used(self, got: torch.Tensor, expected: torch.Tensor) -> float:
+        """The largest |got - expected| / (atol + rtol |expected|): how much of the rule the
+        worst element spends (above 1 it fails), for a margin rather than a pass."""
+        return float(((got - expected).abs() / (self.atol + self.rtol * expected.abs())).max())
+
 
 # fp32 is KernelBench's current rule. The tf32 rule is wide enough for a plain TF32 dot
 # (measured 5e-4 to 1.2e-3 on KernelBench #66) and still catches indexing bugs.

@@ -1,6 +1,9 @@
 """The correctness fixtures catch wrong kernels, and say what is wrong and where."""
 
 import pytest
+import torch
+
+from pytest_conv3d_perf.check import rule_for
 
 WRONG_KERNELS = """
 import torch
@@ -142,3 +145,12 @@ def test_model(conv3d_check):
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*case 'n1_oc17_bias'*elements fail*"])
+
+
+def test_the_share_of_the_rule_is_the_worst_elements_error_over_its_bound():
+    rule = rule_for("fp32")  # atol 1e-4, rtol 1e-4
+    expected = torch.tensor([0.0, 1.0, -3.0], dtype=torch.float64)
+    # Bounds 1e-4, 2e-4 and 4e-4: errors of half, a quarter and 1.5 times them.
+    got = expected + torch.tensor([0.5e-4, -0.5e-4, 6e-4], dtype=torch.float64)
+    assert rule.share_used(got, expected) == pytest.approx(1.5)
+    assert rule.share_used(expected, expected) == 0.0
