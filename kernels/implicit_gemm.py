@@ -1,10 +1,4 @@
-"""Implicit-GEMM conv3d in Triton, float32 NCDHW in and out: v38_depth3.
-
-Variant v38_depth3 (bench/variants): the persistent kernel's 64-row tiles gather three K
-steps ahead instead of two (a layer of three steps or more), for #54, whose gathers still
-wait at v35 (long scoreboard first, ncu). Static (Triton 3.6, sm_90, #54 at 64x64x16, 3 an
-SM): see notes/kernel.md. Predicted on the H200: #54 -3 to +3% (the tuner keeps 128 rows
-at 2 an SM unless 64 rows at 3 an SM now beat it), #59 unchanged (two steps).
+"""Implicit-GEMM conv3d in Triton, float32 NCDHW in and out.
 
 The output is the (N*OD*OH*OW, OC) matrix product of the gathered input patches,
 (N*OD*OH*OW, IC*KD*KH*KW), with the weight seen as (IC*KD*KH*KW, OC).
@@ -66,16 +60,18 @@ PRECISIONS = ("tf32x3-ws", "tf32x3", "ieee", "tf32", "tf32x3-2acc")
 # that do not fit, so summing a long K loop on them drifts: with all-positive weights
 # tf32x3-ws in one accumulator used 22% of the fp32 rule at K = 1026, 72% at 3456 and
 # 150% at 6912 (bench/kernel_modes.py --tolerance-only, notes/kernel.md, v11). Above this
-# K each step's products are summed apart and added on the CUDA cores (1.7% at 13824),
-# which costs 10-20% of the time where it is needed and would cost 20-30% on the
-# KernelBench problems, whose K is 27-315.
+# K the loop is "promoted": it sums a chunk of at most this many columns at a time on the
+# tensor cores and adds each chunk's sum on the CUDA cores (v39: 11-22% of the rule up to
+# K 13824), 1-2.5% faster on the promoted layers than adding every K step's products
+# there, as v11 to v38 did.
 PROMOTE_ABOVE_K = 1024
 # The largest chunk a promoted loop sums on the tensor cores (v39), for the kernel.
 _PROMOTE_CHUNK_K = tl.constexpr(PROMOTE_ABOVE_K)
 
 
 def promotes(mode: str, k: int) -> bool:
-    """Whether ``mode`` adds each K step's products on the CUDA cores at this K."""
+    """Whether ``mode`` adds its products to the sum a chunk of K at a time, on the CUDA
+    cores, at this K (``PROMOTE_ABOVE_K``)."""
     return mode == "tf32x3-ws" and k > PROMOTE_ABOVE_K
 
 
@@ -1130,7 +1126,7 @@ def output_arg(config: triton.Config, args: tuple) -> object:
     """What a launch of ``config`` takes for the output (``args`` are ``conv3d``'s kernel
     arguments): the tensor itself, or for the persistent kernel its TMA descriptor, the
     output seen as N*OC rows of OD*OH*OW positions. The descriptor needs the rows 16-byte
-    aligned (``persist_flags``) and the output's start too (``_with_output``)."""
+    aligned (``persist_flags``) and the output's start too (``_launch``)."""
     out = args[4]
     if not is_persistent(config):
         return out
