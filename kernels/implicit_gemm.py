@@ -60,13 +60,15 @@ PRECISIONS = ("tf32x3-ws", "tf32x3", "ieee", "tf32", "tf32x3-2acc")
 # that do not fit, so summing a long K loop on them drifts: with all-positive weights
 # tf32x3-ws in one accumulator used 22% of the fp32 rule at K = 1026, 72% at 3456 and
 # 150% at 6912 (bench/kernel_modes.py --tolerance-only, notes/kernel.md, v11). Above this
-# K the loop is "promoted": it sums a chunk of at most this many columns at a time on the
-# tensor cores and adds each chunk's sum on the CUDA cores (v39: 11-22% of the rule up to
-# K 13824), 1-2.5% faster on the promoted layers than adding every K step's products
-# there, as v11 to v38 did.
+# K the loop is "promoted": it sums a chunk of K at a time on the tensor cores and adds
+# each chunk's sum on the CUDA cores (v39), 1-2.5% faster on the promoted layers than
+# adding every K step's products there, as v11 to v38 did.
 PROMOTE_ABOVE_K = 1024
-# The largest chunk a promoted loop sums on the tensor cores (v39), for the kernel.
-_PROMOTE_CHUNK_K = tl.constexpr(PROMOTE_ABOVE_K)
+# The largest chunk a promoted loop sums on the tensor cores. Each chunk's end drains the
+# loop's software pipeline: chunks of at most 1728 columns (v40, two at K 3456) instead of
+# 1024 (v39, four) made c3d_conv3a faster, for 36-39% of the fp32 rule with all-positive
+# weights up to K 13824 against 11-22% (H200, notes/kernel.md, v40 and v42).
+_PROMOTE_CHUNK_K = tl.constexpr(1728)
 
 
 def promotes(mode: str, k: int) -> bool:
@@ -512,7 +514,7 @@ def _conv3d_kernel(
         rq = tl.arange(0, BLOCK_K)
         tap_next = tl.load(tap_ptr + rq)
     # v39: a promoted layer sums its products on the tensor cores a chunk of K at a time
-    # (at most PROMOTE_ABOVE_K columns, the chunks of equal size) and adds each chunk's sum
+    # (at most _PROMOTE_CHUNK_K columns, the chunks of equal size) and adds each chunk's sum
     # on the CUDA cores: the drift of one chunk, as an unpromoted loop of that K has, where
     # adding every step's products waited on them each step. The inner loop's software
     # pipeline drains at each chunk's end.

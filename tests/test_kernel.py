@@ -477,7 +477,7 @@ def test_the_sum_is_promoted_above_the_k_the_tensor_cores_keep_within_the_rule(s
 def test_a_promoted_sum_drifts_no_more_than_one_chunk_of_k_does():
     # All-positive weights, so every partial sum grows and each cut bit is lost the same
     # way (PROMOTE_ABOVE_K). K = 3456 in one accumulator used 72% of the fp32 rule on the
-    # H200; summed a chunk of at most 1024 columns at a time (v39), as K = 1026 does, 22%.
+    # H200; summed a chunk of at most 1728 columns at a time (v40), 36-39%.
     dev = torch.device("cuda")
     gen = torch.Generator(device=dev).manual_seed(3456)
     ic = 128
@@ -486,7 +486,7 @@ def test_a_promoted_sum_drifts_no_more_than_one_chunk_of_k_does():
     truth = torch.nn.functional.conv3d(x.double(), w.double(), padding=1)
     got = conv3d(x, w, padding=1, precision="tf32x3-ws").double()
     used = check.rule_for("fp32").share_used(got, truth)
-    assert used < 0.4, f"{100 * used:.0f}% of the fp32 rule"
+    assert used < 0.5, f"{100 * used:.0f}% of the fp32 rule"
 
 
 def test_the_tuner_takes_the_first_config_within_the_margin_of_the_fastest():
