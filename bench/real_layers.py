@@ -90,15 +90,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ceilings = kvp.measured_ceilings(args.tf32_tflops)
     rows = []
-    for case in chosen:
+    for i, case in enumerate(chosen, 1):
         for row in kvp.run_case(case, args.rep_ms, [args.precision], ceilings):
             rows.append(row)
-            print(f"# {case.name}: {row['ms']:.4f} ms, floor {row['floor_ms']:.4f}", flush=True)
+            print(f"# {i}/{len(chosen)} {progress_line(row)}", flush=True)
+        # Each layer's rows as they come: a run cut short (a device call's time limit,
+        # thirteenth session) keeps what it measured.
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(rows, fh, indent=1)
     kvp.print_rows(rows, [args.precision], 1, ceilings)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
     return 0
+
+
+def progress_line(row: dict) -> str:
+    """One measured layer's line: its time against its floor and against PyTorch as called
+    (TF32) and in true fp32, and whether it kept the fp32 rule."""
+    return (
+        f"{row['case']}: {row['ms']:.4f} ms, floor {row['floor_ms']:.4f} "
+        f"(x{row['ms'] / row['floor_ms']:.2f}), "
+        f"PyTorch as called x{row['as_called'] / row['ms']:.2f}, "
+        f"in fp32 x{row['fp32'] / row['ms']:.2f}, fp32 rule {'kept' if row['ok'] else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

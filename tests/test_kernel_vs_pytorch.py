@@ -60,3 +60,15 @@ def test_real_layers_are_valid_cases_and_an_unknown_one_is_refused(capsys):
     assert len(names) >= 10 and len(set(names)) == len(names)
     assert real_layers.main(["--layers", "c3d_conv1a,nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_a_real_layers_progress_line_says_floor_pytorch_and_the_rule():
+    from bench import real_layers
+
+    row = {"case": "c3d_conv2a", "ms": 0.5, "floor_ms": 0.25, "as_called": 0.25, "fp32": 1.0}
+    line = real_layers.progress_line({**row, "ok": True})
+    assert line == (
+        "c3d_conv2a: 0.5000 ms, floor 0.2500 (x2.00), PyTorch as called x0.50, "
+        "in fp32 x2.00, fp32 rule kept"
+    )
+    assert real_layers.progress_line({**row, "ok": False}).endswith("fp32 rule MISSED")
