@@ -477,7 +477,7 @@ def test_the_sum_is_promoted_above_the_k_the_tensor_cores_keep_within_the_rule(s
 def test_a_promoted_sum_drifts_no_more_than_one_chunk_of_k_does():
     # All-positive weights, so every partial sum grows and each cut bit is lost the same
     # way (PROMOTE_ABOVE_K). K = 3456 in one accumulator used 72% of the fp32 rule on the
-    # H200; summed a chunk of at most 1728 columns at a time (v40), 36-39%.
+    # H200; summed a chunk of at most 1728 columns at a time (v42), 35% (notes/kernel.md).
     dev = torch.device("cuda")
     gen = torch.Generator(device=dev).manual_seed(3456)
     ic = 128
