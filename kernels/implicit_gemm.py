@@ -672,19 +672,45 @@ if gluon is not None:
     # of a global tile into shared memory async_load (its old name raises).
     _cta_barrier = getattr(gl, "thread_barrier", None) or gl.barrier
     _async_load = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
-    # The weight's ring: 4 buffers (3 were 1-2% slower on #54, #60 and #66).
-    _GL_STAGES = gl.constexpr(4)
 
     @gluon.jit
-    def _copy_weight_step(b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, step, WK, BLOCK_K, STAGES):
-        """Step ``step``'s tiles of the weight's two halves into its slot of the ring, one
-        group of async copies. The halves hold WK columns a row (weight_halves): columns
-        past WK, those of steps past the last, are masked off."""
+    def _copy_weight_step(bb, bs, w_ptr, ws_ptr, b_offs, k_cols, step, WK, BLOCK_K):
+        """Step ``step``'s tiles of the weight's two halves into the buffers ``bb`` and
+        ``bs`` (its slot), one group of async copies. The halves hold WK columns a row
+        (weight_halves): columns past WK, those of steps past the last, are masked off."""
         k = step * BLOCK_K
         mask = (k + k_cols) < WK
-        _async_load(b_big.index(step % STAGES), w_ptr + b_offs + k, mask=mask)
-        _async_load(b_small.index(step % STAGES), ws_ptr + b_offs + k, mask=mask)
+        _async_load(bb, w_ptr + b_offs + k, mask=mask)
+        _async_load(bs, ws_ptr + b_offs + k, mask=mask)
         async_copy.commit_group()
+
+    @gluon.jit
+    def _gl_ring_step(
+        acc, a_next, taps, i, bb, bs, bb_next, bs_next, x_rows, tap_ptr, cols,
+        w_ptr, ws_ptr, b_offs, k_cols, WK, BLOCK_K: gl.constexpr,
+    ):  # fmt: skip
+        """K step ``i`` of the ring kernel, its weight in ``bb``, ``bs``; refills
+        ``bb_next``, ``bs_next`` (step i - 1's) with step i + 3's."""
+        a = a_next
+        a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
+        a_small = gl.where(a_big == a, 0.0, a - a_big)
+        # The next step's gather is in flight while this one multiplies.
+        a_next = gl.load(x_rows[:, None] + taps[None, :])
+        taps = gl.load(tap_ptr + (i + 2) * BLOCK_K + cols)
+
+        async_copy.wait_group(2)
+        _cta_barrier()
+        # The copies wrote through the generic proxy, the tensor cores read through the
+        # async one (without the fence: 1.5-2.5% faster, unsafe).
+        fence_async_shared()
+        acc = warpgroup_mma(a_small, bb, acc, is_async=True)
+        acc = warpgroup_mma(a_big, bs, acc, is_async=True)
+        acc = warpgroup_mma(a_big, bb, acc, is_async=True)
+        # The slot refilled is step i - 1's, whose products the wait at the end of the last
+        # step saw done (refilled before the products instead: 1-4% slower).
+        _copy_weight_step(bb_next, bs_next, w_ptr, ws_ptr, b_offs, k_cols, i + 3, WK, BLOCK_K)
+        acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
+        return acc, a_next, taps
 
     @gluon.jit
     def _conv3d_gl_kernel(
@@ -725,7 +751,6 @@ if gluon is not None:
     ):
         gl.static_assert(not PADDED and not PROMOTE and PRECISION == "tf32x3-ws")
         gl.static_assert(BLOCK_K == 16 and gl.num_warps() == 4)
-        STAGES: gl.constexpr = _GL_STAGES
         mma: gl.constexpr = gl.NVMMADistributedLayout(
             version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 8]
         )
@@ -767,12 +792,23 @@ if gluon is not None:
         rk_b = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(1, b_load))
         rn_b = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, b_load))
         b_offs = rn_b[None, :] * WK + rk_b[:, None]
-        b_big = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_K, BLOCK_N], b_smem)
-        b_small = gl.allocate_shared_memory(gl.float32, [STAGES, BLOCK_K, BLOCK_N], b_smem)
+        # The weight's ring: 4 slots (3 were 1-2% slower on #54, #60 and #66). v45: each
+        # slot an allocation of its own, the loop unrolled by them: the compiler's barrier
+        # analysis tells allocations apart, not slots of one, and put a second CTA barrier
+        # a step before the refill.
+        bb0 = gl.allocate_shared_memory(gl.float32, [BLOCK_K, BLOCK_N], b_smem)
+        bb1 = gl.allocate_shared_memory(gl.float32, [BLOCK_K, BLOCK_N], b_smem)
+        bb2 = gl.allocate_shared_memory(gl.float32, [BLOCK_K, BLOCK_N], b_smem)
+        bb3 = gl.allocate_shared_memory(gl.float32, [BLOCK_K, BLOCK_N], b_smem)
+        bs0 = gl.allocate_shared_memory(gl.float32, [BLOCK_K, BLOCK_N], b_smem)
+        bs1 = gl.allocate_shared_memory(gl.float32, [BLOCK_K, BLOCK_N], b_smem)
+        bs2 = gl.allocate_shared_memory(gl.float32, [BLOCK_K, BLOCK_N], b_smem)
+        bs3 = gl.allocate_shared_memory(gl.float32, [BLOCK_K, BLOCK_N], b_smem)
 
         k_cols = rk_b[:, None] + 0 * rn_b[None, :]
-        for s in gl.static_range(STAGES - 1):
-            _copy_weight_step(b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, s, WK, BLOCK_K, STAGES)
+        _copy_weight_step(bb0, bs0, w_ptr, ws_ptr, b_offs, k_cols, 0, WK, BLOCK_K)
+        _copy_weight_step(bb1, bs1, w_ptr, ws_ptr, b_offs, k_cols, 1, WK, BLOCK_K)
+        _copy_weight_step(bb2, bs2, w_ptr, ws_ptr, b_offs, k_cols, 2, WK, BLOCK_K)
 
         # The tap table holds zeros past K and a WEIGHT_PAD more (_tap_table): the loads
         # two steps ahead lie inside it. A column past K reads the row's first tap and
@@ -781,30 +817,26 @@ if gluon is not None:
         a_next = gl.load(x_rows[:, None] + taps[None, :])
         taps = gl.load(tap_ptr + BLOCK_K + cols)
         acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
-        for i in range(gl.cdiv(K, BLOCK_K)):
-            a = a_next
-            a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
-            a_small = gl.where(a_big == a, 0.0, a - a_big)
-            # The next step's gather is in flight while this one multiplies.
-            a_next = gl.load(x_rows[:, None] + taps[None, :])
-            taps = gl.load(tap_ptr + (i + 2) * BLOCK_K + cols)
-
-            async_copy.wait_group(STAGES - 2)
-            _cta_barrier()
-            # The copies wrote through the generic proxy, the tensor cores read through
-            # the async one (without the fence: 1.5-2.5% faster, unsafe).
-            fence_async_shared()
-            slot = i % STAGES
-            acc = warpgroup_mma(a_small, b_big.index(slot), acc, is_async=True)
-            acc = warpgroup_mma(a_big, b_small.index(slot), acc, is_async=True)
-            acc = warpgroup_mma(a_big, b_big.index(slot), acc, is_async=True)
-
-            # The slot refilled is step i - 1's, whose products the wait at the end of the
-            # last step saw done (refilled before the products instead: 1-4% slower).
-            _copy_weight_step(
-                b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, i + STAGES - 1, WK, BLOCK_K, STAGES
-            )
-            acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
+        # Whole rounds of the ring: the steps past K multiply the weight halves' padding of
+        # +-2^-126 (weight_halves: to a multiple of WEIGHT_PAD, 8 steps) with the taps
+        # table's zeros past K, as a step's columns past K do.
+        for i in range(0, gl.cdiv(K, 4 * BLOCK_K) * 4, 4):
+            acc, a_next, taps = _gl_ring_step(
+                acc, a_next, taps, i, bb0, bs0, bb3, bs3, x_rows, tap_ptr, cols,
+                w_ptr, ws_ptr, b_offs, k_cols, WK, BLOCK_K,
+            )  # fmt: skip
+            acc, a_next, taps = _gl_ring_step(
+                acc, a_next, taps, i + 1, bb1, bs1, bb0, bs0, x_rows, tap_ptr, cols,
+                w_ptr, ws_ptr, b_offs, k_cols, WK, BLOCK_K,
+            )  # fmt: skip
+            acc, a_next, taps = _gl_ring_step(
+                acc, a_next, taps, i + 2, bb2, bs2, bb1, bs1, x_rows, tap_ptr, cols,
+                w_ptr, ws_ptr, b_offs, k_cols, WK, BLOCK_K,
+            )  # fmt: skip
+            acc, a_next, taps = _gl_ring_step(
+                acc, a_next, taps, i + 3, bb3, bs3, bb2, bs2, x_rows, tap_ptr, cols,
+                w_ptr, ws_ptr, b_offs, k_cols, WK, BLOCK_K,
+            )  # fmt: skip
         async_copy.wait_group(0)
 
         rn = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma))
@@ -939,7 +971,9 @@ if gluon is not None and tma is not None:
         b_big = gl.allocate_shared_memory(gl.float32, [FULL, BLOCK_K, BLOCK_N], b_smem)
         b_small = gl.allocate_shared_memory(gl.float32, [FULL, BLOCK_K, BLOCK_N], b_smem)
         for s in gl.static_range(FULL):
-            _copy_weight_step(b_big, b_small, w_ptr, ws_ptr, b_offs, k_cols, s, WK, BLOCK_K, FULL)
+            _copy_weight_step(
+                b_big.index(s), b_small.index(s), w_ptr, ws_ptr, b_offs, k_cols, s, WK, BLOCK_K
+            )
         HALF_K: gl.constexpr = BLOCK_K // 2
         if HALF:
             b_smem8: gl.constexpr = gl.NVMMASharedLayout(
@@ -1085,7 +1119,16 @@ def launch_kwargs(flags: dict, config: triton.Config) -> dict:
         "AHEAD": loads_taps_ahead(config),
         "TAP_MAJOR": tap_major(flags, config),
         **{k: v for k, v in config.all_kwargs().items() if k not in HOST_KEYS},
+        **_gluon_options(config),
     }
+
+
+def _gluon_options(config: triton.Config) -> dict:
+    """The ring kernel's register cap (v45), whatever the config recorded: unrolled, it
+    takes 186 registers, 2 blocks an SM, where 168 keep 3."""
+    if is_gluon(config) and not is_persistent(config):
+        return {"maxnreg": 168}
+    return {}
 
 
 def kernel_for(config: triton.Config):
@@ -1899,7 +1942,11 @@ def compile_offline(
     return triton.compile(
         source,
         target=GPUTarget("cuda", capability, 32),
-        options={"num_warps": config.num_warps, "num_stages": config.num_stages},
+        options={
+            "num_warps": config.num_warps,
+            "num_stages": config.num_stages,
+            **_gluon_options(config),
+        },
     )
 
 
