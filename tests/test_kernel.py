@@ -364,10 +364,9 @@ def test_an_unmasked_gather_keeps_infinities_at_the_first_tap(conv3d_device, con
     # first tap (v27). Infinities of both signs there, and a channel whose first weight is
     # zero (the truth: inf * 0 = NaN in its outputs that meet them). The Gluon ring kernel
     # (sm_90) reads them too, from its own loop.
-    if ig.is_gluon(config) and not (
-        ig.gluon is not None
-        and not ig.interpreting()
-        and torch.cuda.get_device_capability(conv3d_device) in ig.GLUON_CAPABILITIES
+    if ig.is_gluon(config) and (
+        ig.interpreting()
+        or config not in ig.autotune_configs(torch.cuda.get_device_capability(conv3d_device))
     ):
         pytest.skip("the Gluon ring kernel runs on an sm_90 GPU only, not under the interpreter")
     x = torch.rand(2, 3, 6, 7, 8, device=conv3d_device)
