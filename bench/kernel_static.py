@@ -127,6 +127,16 @@ def loop_facts(sass: str) -> dict:
         return {"loop": -1}
     lo, hi = max(spans, key=lambda span: span[1] - span[0])
     body = collections.Counter(op for address, op, _ in code if lo <= address <= hi)
+    # The innermost loops that multiply, each counted (a warp-specialised kernel has one
+    # a partition, where the widest branch above spans a partition's tile loop).
+    inner = [
+        (a, b)
+        for a, b in spans
+        if not any((c, d) != (a, b) and a <= c and d <= b for c, d in spans)
+    ]
+    inner_ops = [
+        collections.Counter(op for address, op, _ in code if a <= address <= b) for a, b in inner
+    ]
     tail = collections.Counter(op for address, op, _ in code if address > hi)
     head = sum(1 for address, _, _ in code if address < lo)
 
@@ -141,6 +151,18 @@ def loop_facts(sass: str) -> dict:
         "epilogue": sum(tail.values()),
         "epilogue_shared": count(tail, "STS", "LDS"),
         "epilogue_bars": count(tail, "BAR"),
+        "inner_loops": [
+            {
+                "instructions": sum(ops.values()),
+                "mma": count(ops, "HGMMA"),
+                "mma_waits": count(ops, "WARPGROUP.DEPBAR"),
+                "bars": count(ops, "BAR"),
+                "async_copies": count(ops, "LDGSTS"),
+                "ldg": count(ops, "LDG."),
+            }
+            for ops in inner_ops
+            if count(ops, "HGMMA")
+        ],
     }
 
 

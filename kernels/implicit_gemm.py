@@ -205,6 +205,23 @@ PERSIST_CONFIGS = [
 ]
 # The keys of a config that only the host reads.
 HOST_KEYS = ("GLUON", "PER_SM")
+# v50: a GLUON 1 config launches the resident kernel (``_conv3d_gl_resident_kernel``)
+# where the layer's whole weight fits in shared memory: at most RESIDENT_MAX_STEPS K steps
+# of 16 (8 KB a step, both halves; 192 KB) and one block of 64 output channels. One CTA an
+# SM of RESIDENT_WARPGROUPS warpgroups of RESIDENT_REGS registers (3 x 128 x 168 of the
+# 64 K), each taking tiles of RESIDENT_BLOCK_M rows.
+RESIDENT_MAX_STEPS = 24
+RESIDENT_WARPGROUPS = 3
+RESIDENT_BLOCK_M = 128
+RESIDENT_REGS = 168
+
+
+def resident_steps(k: int, oc: int) -> int:
+    """The resident kernel's RSTEPS for a layer of this K and output channels: its K steps
+    of 16 where its weight fits (``RESIDENT_MAX_STEPS``, one block of 64 channels; at
+    least 2, as the kernel loads the taps two steps ahead), else 0."""
+    steps = _cdiv(k, 16)
+    return steps if 2 <= steps <= RESIDENT_MAX_STEPS and oc <= 64 else 0
 
 
 def autotune_configs(capability: tuple[int, int]) -> list[triton.Config]:
@@ -853,8 +870,183 @@ if gluon is not None:
         gl.store(y_ptr + y_offs, out, mask=(orow < out_spatial)[:, None] & (ocol < OC)[None, :])
 
     assert tuple(_conv3d_gl_kernel.arg_names) == _ARG_NAMES
+
+    # Read inside the resident kernel's partitions, whose arguments are values.
+    _RESIDENT_WARPGROUPS = gl.constexpr(RESIDENT_WARPGROUPS)
+    _RESIDENT_BLOCK_M = gl.constexpr(RESIDENT_BLOCK_M)
+    _RESIDENT_REGS = gl.constexpr(RESIDENT_REGS)
+
+    # v50: the ring kernel's layers whose whole weight fits in shared memory (K of at most
+    # RESIDENT_MAX_STEPS steps, one block of output channels; #60 and #66: 20 steps, 160
+    # KB) by a persistent kernel of three warpgroups that copies it once: the ring streamed
+    # the weight's 160 KB through L1 for every 128-row tile (79 M of #60's 129 M shared
+    # wavefronts, ncu at v45) and synchronised the CTA at every step to refill a slot.
+    # Here no barrier follows the first copy: each warpgroup walks its own 128-row tiles,
+    # gathers a step ahead as the ring does (the next tile's first step during this
+    # tile's last) and stores its products from their registers. 8-9% off #60 and #66 on
+    # an H200 (notes/kernel.md, round 3, fifteenth session).
+    @gluon.jit
+    def _conv3d_gl_resident_kernel(
+        x_ptr,
+        w_ptr,
+        ws_ptr,
+        b_ptr,
+        y_ptr,
+        tap_ptr,
+        M,
+        OC,
+        K,
+        D,
+        H,
+        W,
+        OD,
+        OH,
+        OW,
+        SD,
+        SH,
+        SW,
+        PD,
+        PH,
+        PW,
+        X_BATCH_STRIDE,
+        WK,
+        HAS_BIAS: gl.constexpr,
+        PADDED: gl.constexpr,
+        PRECISION: gl.constexpr,
+        PROMOTE: gl.constexpr,
+        ASSUME_K: gl.constexpr,
+        AHEAD: gl.constexpr,
+        TAP_MAJOR: gl.constexpr,
+        OUT_VEC: gl.constexpr,
+        BLOCK_M: gl.constexpr,
+        BLOCK_N: gl.constexpr,
+        BLOCK_K: gl.constexpr,
+        RSTEPS: gl.constexpr,
+    ):
+        gl.static_assert(not PADDED and not PROMOTE and PRECISION == "tf32x3-ws")
+        gl.static_assert(BLOCK_K == 16 and BLOCK_N == 64 and gl.num_warps() == 4)
+        gl.static_assert(BLOCK_M == _RESIDENT_BLOCK_M and _RESIDENT_WARPGROUPS == 3)
+        b_smem: gl.constexpr = gl.NVMMASharedLayout(
+            swizzle_byte_width=64, element_bitwidth=32, rank=2, transposed=True
+        )
+        b_load: gl.constexpr = gl.BlockedLayout([4, 1], [4, 8], [1, 4], [0, 1])
+        # The weight's halves, every step, through registers once.
+        rk_b = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(1, b_load))
+        rn_b = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, b_load))
+        b_offs = rn_b[None, :] * WK + rk_b[:, None]
+        b_big = gl.allocate_shared_memory(gl.float32, [RSTEPS, BLOCK_K, BLOCK_N], b_smem)
+        b_small = gl.allocate_shared_memory(gl.float32, [RSTEPS, BLOCK_K, BLOCK_N], b_smem)
+        for s in gl.static_range(RSTEPS):
+            b_big.index(s).store(gl.load(w_ptr + b_offs + s * BLOCK_K))
+            b_small.index(s).store(gl.load(ws_ptr + b_offs + s * BLOCK_K))
+        _cta_barrier()
+        # Written by the threads (generic proxy), read by the tensor cores (async proxy).
+        fence_async_shared()
+        # Three warpgroups (a CTA's warps are a power of two): the kernel's 4 warps and two
+        # partitions of 4, each walking its own tiles over the one copy of the weight. The
+        # partitions' arguments arrive as values, not constexprs (Triton 3.6): the sizes
+        # are read from the buffers' shapes and globals, the bias masked by a flag.
+        has_bias = 1 if HAS_BIAS else 0
+        args0 = (
+            0, x_ptr, b_ptr, y_ptr, tap_ptr, b_big, b_small, M, OC, OD, OH, OW, SD, SH, SW, H,
+            W, X_BATCH_STRIDE, has_bias,
+        )  # fmt: skip
+        args1 = (
+            1, x_ptr, b_ptr, y_ptr, tap_ptr, b_big, b_small, M, OC, OD, OH, OW, SD, SH, SW, H,
+            W, X_BATCH_STRIDE, has_bias,
+        )  # fmt: skip
+        args2 = (
+            2, x_ptr, b_ptr, y_ptr, tap_ptr, b_big, b_small, M, OC, OD, OH, OW, SD, SH, SW, H,
+            W, X_BATCH_STRIDE, has_bias,
+        )  # fmt: skip
+        gl.warp_specialize(
+            [(_resident_tiles, args0), (_resident_tiles, args1), (_resident_tiles, args2)],
+            [4, 4],
+            [_RESIDENT_REGS, _RESIDENT_REGS],
+        )
+
+    @gluon.jit
+    def _resident_tiles(
+        part, x_ptr, b_ptr, y_ptr, tap_ptr, b_big, b_small, M, OC, OD, OH, OW, SD, SH, SW,
+        H, W, X_BATCH_STRIDE, has_bias,
+    ):  # fmt: skip
+        """Warpgroup ``part``'s tiles of the resident kernel: tiles part, part + 3 * CTAs,
+        ... of 128 rows, each step's products against the CTA's copy of the weight."""
+        RSTEPS: gl.constexpr = b_big.shape[0]
+        BLOCK_K: gl.constexpr = b_big.shape[1]
+        BLOCK_N: gl.constexpr = b_big.shape[2]
+        BLOCK_M: gl.constexpr = _RESIDENT_BLOCK_M
+        WG: gl.constexpr = _RESIDENT_WARPGROUPS
+        mma: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 8]
+        )
+        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=1)
+        out_spatial = OD * OH * OW
+        blocks_per_image = gl.cdiv(out_spatial, BLOCK_M)
+        tiles = (M // out_spatial) * blocks_per_image
+        first = gl.program_id(0) * WG + part
+        step = gl.num_programs(0) * WG
+
+        rows0 = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, a_layout))
+        cols = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, a_layout))
+        x_rows = _resident_rows(
+            x_ptr, gl.minimum(first, tiles - 1), rows0, blocks_per_image, OH, OW, SD, SH, SW,
+            H, W, X_BATCH_STRIDE, out_spatial, BLOCK_M,
+        )  # fmt: skip
+        taps = gl.load(tap_ptr + cols)
+        a_next = gl.load(x_rows[:, None] + taps[None, :])
+        taps = gl.load(tap_ptr + BLOCK_K + cols)
+        rn = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma))
+        orows0 = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, mma))
+        bias = gl.load(b_ptr + rn, mask=(rn < OC) & (has_bias != 0), other=0.0)
+        for t in range(first, tiles, step):
+            next_rows = _resident_rows(
+                x_ptr, gl.minimum(t + step, tiles - 1), rows0, blocks_per_image, OH, OW,
+                SD, SH, SW, H, W, X_BATCH_STRIDE, out_spatial, BLOCK_M,
+            )  # fmt: skip
+            acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
+            for s in range(RSTEPS):
+                a = a_next
+                a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
+                a_small = gl.where(a_big == a, 0.0, a - a_big)
+                # The next step's gather in flight while this one multiplies: past the
+                # tile's last step, the next tile's first. The taps two steps on.
+                rows = gl.where(s + 1 == RSTEPS, next_rows, x_rows)
+                a_next = gl.load(rows[:, None] + taps[None, :])
+                taps = gl.load(tap_ptr + ((s + 2) % RSTEPS) * BLOCK_K + cols)
+                acc = warpgroup_mma(a_small, b_big.index(s), acc, is_async=True)
+                acc = warpgroup_mma(a_big, b_small.index(s), acc, is_async=True)
+                acc = warpgroup_mma(a_big, b_big.index(s), acc, is_async=True)
+                acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
+            x_rows = next_rows
+            acc = acc + bias[None, :]
+            batch = t // blocks_per_image
+            orow = (t % blocks_per_image) * BLOCK_M + orows0
+            y_offs = (
+                batch.to(gl.int64) * OC * out_spatial
+                + orow[:, None]
+                + rn.to(gl.int64)[None, :] * out_spatial
+            )
+            mask = (orow < out_spatial)[:, None] & (rn < OC)[None, :]
+            gl.store(y_ptr + y_offs, acc, mask=mask)
+
+    @gluon.jit
+    def _resident_rows(
+        x_ptr, tile, rows0, blocks_per_image, OH, OW, SD, SH, SW, H, W, XBS, out_spatial,
+        TILE: gl.constexpr,
+    ):  # fmt: skip
+        """The input addresses of a tile's patches' first taps (rows past the image read
+        its last position: their stores are masked)."""
+        batch = tile // blocks_per_image
+        pos = gl.minimum((tile % blocks_per_image) * TILE + rows0, out_spatial - 1)
+        od = pos // (OH * OW)
+        oh = (pos // OW) % OH
+        ow = pos % OW
+        return x_ptr + batch.to(gl.int64) * XBS + ((od * SD) * H + oh * SH) * W + ow * SW
+
+    assert tuple(_conv3d_gl_resident_kernel.arg_names) == (*_ARG_NAMES, "RSTEPS")
 else:
-    _conv3d_gl_kernel = None
+    _conv3d_gl_kernel = _conv3d_gl_resident_kernel = None
 
 # v30: the write-bound layers (KernelBench #54 and #59: K 81 and 27, one block of 64
 # output channels, 0.98 and 2.64 GB written) by a persistent kernel. The Triton and Gluon
@@ -1111,21 +1303,26 @@ def tap_major(flags: dict, config: triton.Config) -> bool:
 def launch_kwargs(flags: dict, config: triton.Config) -> dict:
     """The keyword arguments of a launch: the call's flags, AHEAD and the config's (less
     ``HOST_KEYS``: GLUON chooses the kernel, ``kernel_for``; PER_SM the grid). KSTEPS, NB
-    and HALF go to the persistent kernel only."""
+    and HALF go to the persistent kernel only, RSTEPS to a GLUON 1 config's where the layer
+    has them (``resident_steps``): its launch is the resident kernel's (``_launch``)."""
     dropped = ("TAP_IC",) if is_persistent(config) else ("TAP_IC", *PERSIST_FLAGS)
-    kernel_flags = {k: v for k, v in flags.items() if k not in dropped}
-    return {
+    kernel_flags = {k: v for k, v in flags.items() if k not in (*dropped, "RSTEPS")}
+    launch = {
         **kernel_flags,
         "AHEAD": loads_taps_ahead(config),
         "TAP_MAJOR": tap_major(flags, config),
         **{k: v for k, v in config.all_kwargs().items() if k not in HOST_KEYS},
         **_gluon_options(config),
     }
+    if is_gluon(config) and not is_persistent(config) and flags.get("RSTEPS", 0) > 0:
+        launch["RSTEPS"] = flags["RSTEPS"]
+    return launch
 
 
 def _gluon_options(config: triton.Config) -> dict:
     """The ring kernel's register cap (v45), whatever the config recorded: unrolled, it
-    takes 186 registers, 2 blocks an SM, where 168 keep 3."""
+    takes 186 registers, 2 blocks an SM, where 168 keep 3. The resident kernel's 12 warps
+    (v50) take the same: RESIDENT_REGS."""
     if is_gluon(config) and not is_persistent(config):
         return {"maxnreg": 168}
     return {}
@@ -1188,7 +1385,16 @@ def output_arg(config: triton.Config, args: tuple) -> object:
 def _launch(config: triton.Config, grid: tuple, args: tuple, launch: dict):
     """One launch of ``config``'s kernel; returns Triton's handle. An output that is not
     16-byte aligned (a view passed as ``out=``), which TMA cannot write, is computed into a
-    fresh tensor and copied."""
+    fresh tensor and copied. A launch with RSTEPS (``launch_kwargs``) is the resident
+    kernel's, on a grid of its own: ``grid`` is the ring's, a CTA a tile."""
+    if launch.get("RSTEPS", 0) > 0:
+        # v50: one CTA an SM, no more than the warpgroups have tiles for.
+        scalars = args[6:]
+        spatial = scalars[6] * scalars[7] * scalars[8]
+        tiles = scalars[0] // spatial * _cdiv(spatial, config.kwargs["BLOCK_M"])
+        sms = _sm_count(args[0].get_device())
+        ctas = min(sms, _cdiv(tiles, RESIDENT_WARPGROUPS))
+        return _conv3d_gl_resident_kernel[(ctas, 1, 1)](*args, **launch)
     if not is_persistent(config):
         return kernel_for(config)[grid](*args, **launch)
     out = args[4]
@@ -1514,7 +1720,7 @@ def _launch_plan(key: tuple, plan: _Plan, x, weight, bias) -> torch.Tensor:
     aligned = _alignment(args[:5])
     if plan.direct is not None and aligned == plan.aligned:
         plan.direct(*args, *plan.constexprs)
-    elif is_persistent(plan.config):
+    elif is_persistent(plan.config) or plan.launch.get("RSTEPS", 0) > 0:
         # Through Triton's launch, which builds the output's descriptor argument; the
         # layers it takes run for hundreds of microseconds.
         _launch(plan.config, plan.grid, args, plan.launch)
@@ -1737,6 +1943,7 @@ def conv3d(
             "OUT_VEC": 1 if padded else out_vec(spatial),
             "TAP_IC": ic if tm else 0,
             **persist_flags(scalars[2], oc, spatial),
+            "RSTEPS": resident_steps(scalars[2], oc),
         }
 
     if config is not None or interpreting():
@@ -1900,7 +2107,13 @@ def compile_offline(
             )
         spatial = scalars[6] * scalars[7] * scalars[8]
         constexprs.update(persist_flags(scalars[2], scalars[1], spatial))
+    rsteps = 0
+    if is_gluon(config) and not persistent and scalars is not None:
+        rsteps = resident_steps(scalars[2], scalars[1])
     names = arg_names(config)
+    if rsteps:
+        constexprs["RSTEPS"] = rsteps
+        names = (*names, "RSTEPS")
     signature = {
         name: "constexpr" if name in constexprs else _ARG_TYPES.get(name, "i32") for name in names
     }
@@ -1929,6 +2142,11 @@ def compile_offline(
         source = gluon._runtime.GluonASTSource(
             fn=_conv3d_gl_persist_kernel, signature=signature, constexprs=constexprs, attrs=attrs
         )
+    elif rsteps:
+        source = gluon._runtime.GluonASTSource(
+            fn=_conv3d_gl_resident_kernel, signature=signature, constexprs=constexprs,
+            attrs=attrs,
+        )  # fmt: skip
     elif is_gluon(config):
         if padded or _conv3d_gl_kernel is None:
             raise ValueError(f"compile_offline: {config} is the Gluon kernel's, unpadded only")

@@ -4,6 +4,8 @@ import tempfile
 
 import pytest
 
+from tests.launch_stubs import Recorder, TunerStub, split_on_the_host
+
 pytest_plugins = ["pytester"]
 
 
@@ -84,3 +86,23 @@ def pull(pytester, monkeypatch, request):
     yield make
     os.environ.pop("KERNEL_SLOW", None)
     sys.modules.pop("kernels", None)
+
+
+@pytest.fixture
+def stubbed_gpu_path(monkeypatch):
+    """The GPU launch path with the kernel and the tuner stubbed, on the CPU. The
+    weight's split runs on the host too: where a GPU is present Triton runs compiled
+    kernels, which cannot read the CPU tensors these tests pass."""
+    # Imported here: the plugin decides TRITON_INTERPRET before Triton's first import.
+    from kernels import implicit_gemm as ig
+
+    monkeypatch.setattr(ig, "interpreting", lambda: False)
+    monkeypatch.setattr(ig, "split_tf32", split_on_the_host)
+    monkeypatch.setattr(ig, "_TUNED", {})
+    monkeypatch.setattr(ig, "_PLANS", {})
+    monkeypatch.setattr(ig, "_MODE_BY_DEVICE", {-1: "tf32x3-ws"})
+    kernel = Recorder([])
+    tuner = TunerStub(ig.AUTOTUNE_CONFIGS[2])
+    monkeypatch.setattr(ig, "_conv3d_kernel", kernel)
+    monkeypatch.setattr(ig, "_tune", tuner)
+    return kernel, tuner

@@ -14,6 +14,7 @@ from kernels import ModelNew, conv3d
 from kernels import implicit_gemm as ig
 from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
+from tests.launch_stubs import Recorder, split_on_the_host
 from tests.offline_shared import run_compiling, shared_bytes
 from tests.one_call import assert_one_call_computes_the_truth
 
@@ -74,11 +75,6 @@ def test_each_architecture_runs_the_mode_its_throughput_favours(capability, mode
     assert ig.mode_for_capability(capability) == mode
 
 
-def _split_on_the_host(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    big = (t.contiguous().view(torch.int32) & ~0x1FFF).view(torch.float32)
-    return big, t - big
-
-
 def test_the_mode_is_looked_up_once_per_device_and_an_explicit_one_wins(monkeypatch):
     asked = []
     monkeypatch.setattr(ig, "_MODE_BY_DEVICE", {})
@@ -94,80 +90,12 @@ def test_the_mode_is_looked_up_once_per_device_and_an_explicit_one_wins(monkeypa
 
     launched = []
     monkeypatch.setattr(ig, "interpreting", lambda: True)
-    monkeypatch.setattr(ig, "_conv3d_kernel", _Recorder(launched), raising=True)
-    monkeypatch.setattr(ig, "split_tf32", _split_on_the_host)  # CPU tensors, on any machine
+    monkeypatch.setattr(ig, "_conv3d_kernel", Recorder(launched), raising=True)
+    monkeypatch.setattr(ig, "split_tf32", split_on_the_host)  # CPU tensors, on any machine
     x, w = torch.randn(1, 2, 3, 3, 3), torch.randn(2, 2, 1, 1, 1)
     conv3d(x, w, precision="tf32")
     conv3d(x, w)
     assert [flags["PRECISION"] for flags in launched] == ["tf32", ig.DEFAULT_PRECISION]
-
-
-class _Recorder:
-    """Stands for the jitted kernel: records each launch's grid, arguments and keywords,
-    launches nothing."""
-
-    def __init__(self, seen: list) -> None:
-        self.seen = seen
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            self.seen.append(kwargs)
-            self.launches.append((grid, args, kwargs))
-            return _Compiled(self.direct)
-
-        return launch
-
-    @property
-    def direct(self) -> list:
-        """The launches made through the compiled kernel's own launcher."""
-        return self.__dict__.setdefault("_direct", [])
-
-    @property
-    def launches(self) -> list:
-        return self.__dict__.setdefault("_launches", [])
-
-
-class _Compiled:
-    """Stands for the compiled kernel a launch returns: ``[grid]`` gives its launcher,
-    which takes every argument by position."""
-
-    def __init__(self, seen: list) -> None:
-        self.seen = seen
-
-    def __getitem__(self, grid):
-        def launch(*args):
-            self.seen.append((grid, args))
-
-        return launch
-
-
-class _TunerStub:
-    """Stands for the tuner: records each tuning's resolved flags, picks ``config``."""
-
-    def __init__(self, config) -> None:
-        self.config = config
-        self.seen: list[dict] = []
-
-    def __call__(self, args, resolved, grid_of, key):
-        self.seen.append(resolved)
-        return self.config
-
-
-@pytest.fixture
-def stubbed_gpu_path(monkeypatch):
-    """The GPU launch path with the kernel and the tuner stubbed, on the CPU. The
-    weight's split runs on the host too: where a GPU is present Triton runs compiled
-    kernels, which cannot read the CPU tensors these tests pass."""
-    monkeypatch.setattr(ig, "interpreting", lambda: False)
-    monkeypatch.setattr(ig, "split_tf32", _split_on_the_host)
-    monkeypatch.setattr(ig, "_TUNED", {})
-    monkeypatch.setattr(ig, "_PLANS", {})
-    monkeypatch.setattr(ig, "_MODE_BY_DEVICE", {-1: "tf32x3-ws"})
-    kernel = _Recorder([])
-    tuner = _TunerStub(ig.AUTOTUNE_CONFIGS[2])
-    monkeypatch.setattr(ig, "_conv3d_kernel", kernel)
-    monkeypatch.setattr(ig, "_tune", tuner)
-    return kernel, tuner
 
 
 def _same_launch(a, b) -> bool:
@@ -838,12 +766,15 @@ def test_the_gluon_config_compiles_for_sm90_with_one_wait_and_one_barrier_a_step
     # bench.kernel_static reads a recorded config from a baseline file, as it would the
     # H200's after a recording that picked the Gluon config; in a child without
     # TRITON_INTERPRET (the interpreter replaces Triton's jit at import).
+    # pointwise_c512_few: 256 channels, where the ring runs (the resident kernel takes a
+    # layer of one block of 64, v50).
     [gl_cfg] = ig.GLUON_CONFIGS
-    recorded = {"cases": {"kb54": {"autotune": ig._config_dict(gl_cfg)}}}
+    recorded = {"cases": {"pointwise_c512_few": {"autotune": ig._config_dict(gl_cfg)}}}
     (tmp_path / "gpu.json").write_text(json.dumps(recorded))
     done = run_compiling(
         [
-            *("-m", "bench.kernel_static", "--cases", "kb54", "--as-launched", "--loop"),
+            *("-m", "bench.kernel_static", "--cases", "pointwise_c512_few"),
+            *("--as-launched", "--loop"),
             *("--baseline", str(tmp_path / "gpu.json"), "--json", str(tmp_path / "out.json")),
         ]
     )
