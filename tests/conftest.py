@@ -106,3 +106,18 @@ def stubbed_gpu_path(monkeypatch):
     monkeypatch.setattr(ig, "_conv3d_kernel", kernel)
     monkeypatch.setattr(ig, "_tune", tuner)
     return kernel, tuner
+
+
+@pytest.fixture
+def hopper(conv3d_device):
+    """The device, where it is an sm_90 GPU and this Triton has Gluon's Hopper ops and TMA:
+    the only place the Gluon kernels (the ring, the persistent and the resident one) run."""
+    import torch
+
+    from kernels import implicit_gemm as ig
+
+    if conv3d_device.type != "cuda" or ig.gluon is None or ig.tma is None:
+        pytest.skip("the Gluon kernels run on an sm_90 GPU only")
+    if torch.cuda.get_device_capability(conv3d_device) != (9, 0):
+        pytest.skip("the Gluon kernels run on an sm_90 GPU only")
+    return conv3d_device

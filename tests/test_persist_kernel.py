@@ -226,15 +226,6 @@ PERSIST_LAYERS = {
 }
 
 
-@pytest.fixture
-def hopper(conv3d_device):
-    if conv3d_device.type != "cuda" or ig._conv3d_gl_persist_kernel is None:
-        pytest.skip("the persistent kernel runs on an sm_90 GPU only")
-    if torch.cuda.get_device_capability(conv3d_device) != (9, 0):
-        pytest.skip("the persistent kernel runs on an sm_90 GPU only")
-    return conv3d_device
-
-
 @pytest.mark.parametrize("config", ig.PERSIST_CONFIGS, ids=str)
 @pytest.mark.parametrize("layer", PERSIST_LAYERS)
 def test_each_persistent_config_computes_the_truth(hopper, config, layer):

@@ -170,15 +170,6 @@ RESIDENT_LAYERS = {
 }
 
 
-@pytest.fixture
-def hopper(conv3d_device):
-    if conv3d_device.type != "cuda" or ig._conv3d_gl_resident_kernel is None:
-        pytest.skip("the resident kernel runs on an sm_90 GPU only")
-    if torch.cuda.get_device_capability(conv3d_device) != (9, 0):
-        pytest.skip("the resident kernel runs on an sm_90 GPU only")
-    return conv3d_device
-
-
 @pytest.mark.parametrize("layer", RESIDENT_LAYERS)
 def test_the_resident_kernel_computes_the_truth(hopper, layer):
     case = _kb60_like(**RESIDENT_LAYERS[layer])
