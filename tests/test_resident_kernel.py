@@ -161,9 +161,11 @@ RESIDENT_LAYERS = {
     "k315_bias": dict(bias=True),
     # 17 channels: the weight's padded rows and the store's mask.
     "oc17": dict(oc=17, kernel=(3, 3, 3)),
-    # K 24 (2 steps, the fewest): the taps two steps ahead wrap to the next tile's.
+    # K 24 (2 steps, the fewest): the taps two steps ahead wrap to the next tile's. 5
+    # tiles of one image each: 2 CTAs, one warpgroup without a tile.
     "k24": dict(n=5, input=(3, 4, 5), kernel=(2, 2, 2)),
-    # Strided and dilated, 3 images of 9 tiles: CTAs whose warpgroups have no tile.
+    # Strided and dilated: 3 images of 7 x 19 x 26 positions, 28 tiles each, the last
+    # one part past the image.
     "strided_dilated": dict(
         n=3, input=(9, 40, 30), kernel=(3, 3, 3), stride=(1, 2, 1), dilation=(1, 1, 2)
     ),
@@ -173,8 +175,7 @@ RESIDENT_LAYERS = {
 @pytest.mark.parametrize("layer", RESIDENT_LAYERS)
 def test_the_resident_kernel_computes_the_truth(hopper, layer):
     case = _kb60_like(**RESIDENT_LAYERS[layer])
-    flags_k = case.ic * case.kernel[0] * case.kernel[1] * case.kernel[2]
-    assert ig.resident_steps(flags_k, case.oc) > 0
+    assert ig.resident_steps(ig.case_scalar_args(case)[2], case.oc) > 0
     fn = functools.partial(ig.conv3d, precision="tf32x3-ws", config=GLUON)
     assert_one_call_computes_the_truth(fn, case, hopper)
 
