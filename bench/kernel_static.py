@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--loop", action="store_true", help="also the K loop's and the epilogue's SASS counts"
     )
-    ap.add_argument("--sass-dir", default="", help="also write each case's SASS and TTGIR here")
+    ap.add_argument("--sass-dir", default="", help="also write each case's SASS, TTGIR and PTX here")
     args = ap.parse_args(argv)
     if ig.interpreting():
         sys.exit("kernel_static: unset TRITON_INTERPRET; compiling needs Triton's compiler")
@@ -308,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.sass_dir:
             os.makedirs(args.sass_dir, exist_ok=True)
-            for ext, text in (("sass", sass), ("ttgir", compiled.asm["ttgir"])):
+            for ext, text in (
+                ("sass", sass),
+                ("ttgir", compiled.asm["ttgir"]),
+                ("ptx", compiled.asm["ptx"]),
+            ):
                 with open(os.path.join(args.sass_dir, f"{case.name}.{ext}"), "w") as fh:
                     fh.write(text)
         print(f"# {case.name}: compiled", file=sys.stderr, flush=True)
