@@ -251,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--loop", action="store_true", help="also the K loop's and the epilogue's SASS counts"
     )
-    ap.add_argument("--sass-dir", default="", help="also write each case's SASS, TTGIR and PTX here")
+    ap.add_argument(
+        "--sass-dir", default="", help="also write each case's SASS, TTGIR and PTX here"
+    )
     args = ap.parse_args(argv)
     if ig.interpreting():
         sys.exit("kernel_static: unset TRITON_INTERPRET; compiling needs Triton's compiler")

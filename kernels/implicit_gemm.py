@@ -989,36 +989,49 @@ if gluon is not None:
 
         rows0 = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, a_layout))
         cols = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, a_layout))
-        x_rows = _resident_rows(
+        # A tile lies in one image: its base a scalar, its rows' offsets in the image 32-bit
+        # (as the taps are), so that the gather in flight over the products has registers
+        # of its own: with the 64-bit addresses of this tile's rows and the next's held
+        # through every step, ptxas sank it past the products' wait (v53, notes/kernel.md).
+        x_base, x_offs = _resident_rows(
             x_ptr, gl.minimum(first, tiles - 1), rows0, blocks_per_image, OH, OW, SD, SH, SW,
             H, W, X_BATCH_STRIDE, out_spatial, BLOCK_M,
         )  # fmt: skip
         taps = gl.load(tap_ptr + cols)
-        a_next = gl.load(x_rows[:, None] + taps[None, :])
+        a_next = gl.load(x_base + (x_offs[:, None] + taps[None, :]))
         taps = gl.load(tap_ptr + BLOCK_K + cols)
         rn = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma))
         orows0 = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, mma))
         bias = gl.load(b_ptr + rn, mask=(rn < OC) & (has_bias != 0), other=0.0)
         for t in range(first, tiles, step):
-            next_rows = _resident_rows(
-                x_ptr, gl.minimum(t + step, tiles - 1), rows0, blocks_per_image, OH, OW,
-                SD, SH, SW, H, W, X_BATCH_STRIDE, out_spatial, BLOCK_M,
-            )  # fmt: skip
             acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
-            for s in range(RSTEPS):
+            for s in range(RSTEPS - 1):
                 a = a_next
                 a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
                 a_small = gl.where(a_big == a, 0.0, a - a_big)
-                # The next step's gather in flight while this one multiplies: past the
-                # tile's last step, the next tile's first. The taps two steps on.
-                rows = gl.where(s + 1 == RSTEPS, next_rows, x_rows)
-                a_next = gl.load(rows[:, None] + taps[None, :])
+                # The next step's gather in flight while this one multiplies; the taps two
+                # steps on.
+                a_next = gl.load(x_base + (x_offs[:, None] + taps[None, :]))
                 taps = gl.load(tap_ptr + ((s + 2) % RSTEPS) * BLOCK_K + cols)
                 acc = warpgroup_mma(a_small, b_big.index(s), acc, is_async=True)
                 acc = warpgroup_mma(a_big, b_small.index(s), acc, is_async=True)
                 acc = warpgroup_mma(a_big, b_big.index(s), acc, is_async=True)
                 acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
-            x_rows = next_rows
+            # The tile's last step, peeled: its gather in flight is the next tile's first,
+            # whose rows are needed only here.
+            x_base, x_offs = _resident_rows(
+                x_ptr, gl.minimum(t + step, tiles - 1), rows0, blocks_per_image, OH, OW,
+                SD, SH, SW, H, W, X_BATCH_STRIDE, out_spatial, BLOCK_M,
+            )  # fmt: skip
+            a = a_next
+            a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
+            a_small = gl.where(a_big == a, 0.0, a - a_big)
+            a_next = gl.load(x_base + (x_offs[:, None] + taps[None, :]))
+            taps = gl.load(tap_ptr + BLOCK_K + cols)
+            acc = warpgroup_mma(a_small, b_big.index(RSTEPS - 1), acc, is_async=True)
+            acc = warpgroup_mma(a_big, b_small.index(RSTEPS - 1), acc, is_async=True)
+            acc = warpgroup_mma(a_big, b_big.index(RSTEPS - 1), acc, is_async=True)
+            acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
             acc = acc + bias[None, :]
             batch = t // blocks_per_image
             orow = (t % blocks_per_image) * BLOCK_M + orows0
@@ -1035,14 +1048,14 @@ if gluon is not None:
         x_ptr, tile, rows0, blocks_per_image, OH, OW, SD, SH, SW, H, W, XBS, out_spatial,
         TILE: gl.constexpr,
     ):  # fmt: skip
-        """The input addresses of a tile's patches' first taps (rows past the image read
-        its last position: their stores are masked)."""
+        """A tile's image's address and its patches' first taps' offsets in it (rows past
+        the image read its last position: their stores are masked)."""
         batch = tile // blocks_per_image
         pos = gl.minimum((tile % blocks_per_image) * TILE + rows0, out_spatial - 1)
         od = pos // (OH * OW)
         oh = (pos // OW) % OH
         ow = pos % OW
-        return x_ptr + batch.to(gl.int64) * XBS + ((od * SD) * H + oh * SH) * W + ow * SW
+        return x_ptr + batch.to(gl.int64) * XBS, ((od * SD) * H + oh * SH) * W + ow * SW
 
     assert tuple(_conv3d_gl_resident_kernel.arg_names) == (*_ARG_NAMES, "RSTEPS")
 else:
