@@ -702,15 +702,29 @@ if gluon is not None:
         async_copy.commit_group()
 
     @gluon.jit
+    def _tf32_halves(a):
+        """``a`` cut to TF32 (toward zero) and the rest, both exact in a TF32 product; the
+        rest zero where ``a`` is infinite, so that its products are never inf - inf."""
+        big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
+        return big, gl.where(big == a, 0.0, a - big)
+
+    @gluon.jit
+    def _tf32x3_products(acc, a_big, a_small, bb, bs):
+        """A step's three TF32 products against the weight's halves ``bb`` and ``bs``, in
+        flight back to back, the small ones first, one wait after them."""
+        acc = warpgroup_mma(a_small, bb, acc, is_async=True)
+        acc = warpgroup_mma(a_big, bs, acc, is_async=True)
+        acc = warpgroup_mma(a_big, bb, acc, is_async=True)
+        return warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
+
+    @gluon.jit
     def _gl_ring_step(
         acc, a_next, taps, i, bb, bs, bb_next, bs_next, x_rows, tap_ptr, cols,
         w_ptr, ws_ptr, b_offs, k_cols, WK, BLOCK_K: gl.constexpr,
     ):  # fmt: skip
         """K step ``i`` of the ring kernel, its weight in ``bb``, ``bs``; refills
         ``bb_next``, ``bs_next`` (step i - 1's) with step i + 3's."""
-        a = a_next
-        a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
-        a_small = gl.where(a_big == a, 0.0, a - a_big)
+        a_big, a_small = _tf32_halves(a_next)
         # The next step's gather is in flight while this one multiplies.
         a_next = gl.load(x_rows[:, None] + taps[None, :])
         taps = gl.load(tap_ptr + (i + 2) * BLOCK_K + cols)
@@ -993,7 +1007,7 @@ if gluon is not None:
         # (as the taps are), so that the gather in flight over the products has registers
         # of its own: with the 64-bit addresses of this tile's rows and the next's held
         # through every step, ptxas sank it past the products' wait (v53, notes/kernel.md).
-        x_base, x_offs = _resident_rows(
+        x_base, x_offs = _tile_rows(
             x_ptr, gl.minimum(first, tiles - 1), rows0, blocks_per_image, OH, OW, SD, SH, SW,
             H, W, X_BATCH_STRIDE, out_spatial, BLOCK_M,
         )  # fmt: skip
@@ -1006,32 +1020,23 @@ if gluon is not None:
         for t in range(first, tiles, step):
             acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
             for s in range(RSTEPS - 1):
-                a = a_next
-                a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
-                a_small = gl.where(a_big == a, 0.0, a - a_big)
+                a_big, a_small = _tf32_halves(a_next)
                 # The next step's gather in flight while this one multiplies; the taps two
                 # steps on.
                 a_next = gl.load(x_base + (x_offs[:, None] + taps[None, :]))
                 taps = gl.load(tap_ptr + ((s + 2) % RSTEPS) * BLOCK_K + cols)
-                acc = warpgroup_mma(a_small, b_big.index(s), acc, is_async=True)
-                acc = warpgroup_mma(a_big, b_small.index(s), acc, is_async=True)
-                acc = warpgroup_mma(a_big, b_big.index(s), acc, is_async=True)
-                acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
+                acc = _tf32x3_products(acc, a_big, a_small, b_big.index(s), b_small.index(s))
             # The tile's last step, peeled: its gather in flight is the next tile's first,
             # whose rows are needed only here.
-            x_base, x_offs = _resident_rows(
+            x_base, x_offs = _tile_rows(
                 x_ptr, gl.minimum(t + step, tiles - 1), rows0, blocks_per_image, OH, OW,
                 SD, SH, SW, H, W, X_BATCH_STRIDE, out_spatial, BLOCK_M,
             )  # fmt: skip
-            a = a_next
-            a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
-            a_small = gl.where(a_big == a, 0.0, a - a_big)
+            a_big, a_small = _tf32_halves(a_next)
             a_next = gl.load(x_base + (x_offs[:, None] + taps[None, :]))
             taps = gl.load(tap_ptr + BLOCK_K + cols)
-            acc = warpgroup_mma(a_small, b_big.index(RSTEPS - 1), acc, is_async=True)
-            acc = warpgroup_mma(a_big, b_small.index(RSTEPS - 1), acc, is_async=True)
-            acc = warpgroup_mma(a_big, b_big.index(RSTEPS - 1), acc, is_async=True)
-            acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
+            last = RSTEPS - 1
+            acc = _tf32x3_products(acc, a_big, a_small, b_big.index(last), b_small.index(last))
             acc = acc + bias[None, :]
             batch = t // blocks_per_image
             orow = (t % blocks_per_image) * BLOCK_M + orows0
@@ -1044,12 +1049,12 @@ if gluon is not None:
             gl.store(y_ptr + y_offs, acc, mask=mask)
 
     @gluon.jit
-    def _resident_rows(
+    def _tile_rows(
         x_ptr, tile, rows0, blocks_per_image, OH, OW, SD, SH, SW, H, W, XBS, out_spatial,
         TILE: gl.constexpr,
     ):  # fmt: skip
         """A tile's image's address and its patches' first taps' offsets in it (rows past
-        the image read its last position: their stores are masked)."""
+        the image read its last position, and are not stored)."""
         batch = tile // blocks_per_image
         pos = gl.minimum((tile % blocks_per_image) * TILE + rows0, out_spatial - 1)
         od = pos // (OH * OW)
@@ -1078,32 +1083,6 @@ else:
 if gluon is not None and tma is not None:
     # 3.9 renamed the TMA store async_store (the old name raises there).
     _tma_store = getattr(tma, "async_store", None) or tma.async_copy_shared_to_global
-
-    @gluon.jit
-    def _persist_rows(
-        x_ptr,
-        tile,
-        rows0,
-        blocks_per_image,
-        H,
-        W,
-        OH,
-        OW,
-        SD,
-        SH,
-        SW,
-        XBS,
-        out_spatial,
-        BLOCK_M: gl.constexpr,
-    ):
-        """The input addresses of a row block's patches' first taps (rows past the image
-        read its last position: the TMA store clips them)."""
-        batch = tile // blocks_per_image
-        pos = gl.minimum((tile % blocks_per_image) * BLOCK_M + rows0, out_spatial - 1)
-        od = pos // (OH * OW)
-        oh = (pos // OW) % OH
-        ow = pos % OW
-        return x_ptr + batch.to(gl.int64) * XBS + ((od * SD) * H + oh * SH) * W + ow * SW
 
     @gluon.jit
     def _conv3d_gl_persist_kernel(
@@ -1202,10 +1181,11 @@ if gluon is not None and tma is not None:
         rows0 = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, a_layout))
         cols = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(0, a_layout))
         cols8 = gl.arange(0, HALF_K, layout=gl.SliceLayout(0, a_layout))
-        x_rows = _persist_rows(
-            x_ptr, first, rows0, blocks_per_image, H, W, OH, OW, SD, SH, SW,
-            X_BATCH_STRIDE, out_spatial, BLOCK_M,
+        x_base, x_offs = _tile_rows(
+            x_ptr, first, rows0, blocks_per_image, OH, OW, SD, SH, SW, H, W, X_BATCH_STRIDE,
+            out_spatial, BLOCK_M,
         )  # fmt: skip
+        x_rows = x_base + x_offs
         # Every step's taps, the same for every tile, loaded once (v35): loaded a step
         # ahead, each gather waited on its taps' load. The tap table holds zeros past K
         # (_tap_table); the split weight's columns there are +-2^-126 (weight_halves).
@@ -1234,18 +1214,18 @@ if gluon is not None and tma is not None:
         fence_async_shared()
         for t in range(first, tiles, step):
             # The last program's block past the end reads the last one (nothing stored).
-            next_rows = _persist_rows(
-                x_ptr, gl.minimum(t + step, tiles - 1), rows0, blocks_per_image, H, W, OH,
-                OW, SD, SH, SW, X_BATCH_STRIDE, out_spatial, BLOCK_M,
+            next_base, next_offs = _tile_rows(
+                x_ptr, gl.minimum(t + step, tiles - 1), rows0, blocks_per_image, OH, OW, SD,
+                SH, SW, H, W, X_BATCH_STRIDE, out_spatial, BLOCK_M,
             )  # fmt: skip
+            next_rows = next_base + next_offs
             acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
             for s in gl.static_range(KSTEPS):
                 a = a_next
                 a_next = a_after
                 if DEPTH == 3:
                     a_after = a_far
-                a_big = (a.to(gl.uint32, bitcast=True) & 0xFFFFE000).to(gl.float32, bitcast=True)
-                a_small = gl.where(a_big == a, 0.0, a - a_big)
+                a_big, a_small = _tf32_halves(a)
                 # The gather DEPTH steps on in flight while this step multiplies: this
                 # block's, or past its last step, the next block's first ones.
                 if s + DEPTH < KSTEPS:
@@ -1257,14 +1237,9 @@ if gluon is not None and tma is not None:
                 else:
                     a_after = far
                 if s < FULL:
-                    acc = warpgroup_mma(a_small, b_big.index(s), acc, is_async=True)
-                    acc = warpgroup_mma(a_big, b_small.index(s), acc, is_async=True)
-                    acc = warpgroup_mma(a_big, b_big.index(s), acc, is_async=True)
+                    acc = _tf32x3_products(acc, a_big, a_small, b_big.index(s), b_small.index(s))
                 else:
-                    acc = warpgroup_mma(a_small, b_big8, acc, is_async=True)
-                    acc = warpgroup_mma(a_big, b_small8, acc, is_async=True)
-                    acc = warpgroup_mma(a_big, b_big8, acc, is_async=True)
-                acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
+                    acc = _tf32x3_products(acc, a_big, a_small, b_big8, b_small8)
             x_rows = next_rows
             if HAS_BIAS:
                 acc = acc + bias[None, :]
@@ -1752,6 +1727,12 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def runs_on(device: torch.device) -> bool:
+    """Whether the kernel can run on tensors of ``device``: a CUDA GPU's, or any under
+    Triton's interpreter."""
+    return device.type == "cuda" or interpreting()
+
+
 def _triple(value: int | tuple[int, ...] | list[int], name: str) -> tuple[int, int, int]:
     if isinstance(value, int):
         return (value, value, value)
@@ -1891,6 +1872,12 @@ def conv3d(
         raise TypeError(f"conv3d: expected float32 tensors, got {x.dtype} and {weight.dtype}")
     if x.device != weight.device or (bias is not None and bias.device != x.device):
         raise ValueError("conv3d: input, weight and bias must be on the same device")
+    if not runs_on(x.device):
+        # Triton's own error names only a pointer argument it cannot read.
+        raise ValueError(
+            f"conv3d: the tensors are on {x.device}; the kernel runs on a CUDA GPU, or on the "
+            "CPU under Triton's interpreter (TRITON_INTERPRET=1, set before triton is imported)"
+        )
     n, ic, d, h, w = x.shape
     oc, wic, kd, kh, kw = weight.shape
     if wic != ic:

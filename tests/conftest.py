@@ -97,6 +97,7 @@ def stubbed_gpu_path(monkeypatch):
     from kernels import implicit_gemm as ig
 
     monkeypatch.setattr(ig, "interpreting", lambda: False)
+    monkeypatch.setattr(ig, "runs_on", lambda device: True)
     monkeypatch.setattr(ig, "split_tf32", split_on_the_host)
     monkeypatch.setattr(ig, "_TUNED", {})
     monkeypatch.setattr(ig, "_PLANS", {})

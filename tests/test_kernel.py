@@ -249,6 +249,18 @@ def test_bad_calls_raise_clear_errors(call, error, message):
         call(x, w)
 
 
+def test_cpu_tensors_off_the_interpreter_are_a_clear_error(monkeypatch):
+    # A GPU machine whose caller left the model on the CPU: Triton would name only a
+    # pointer argument it cannot read.
+    monkeypatch.setattr(ig, "interpreting", lambda: False)
+    x, w = torch.rand(1, 2, 4, 4, 4), torch.rand(3, 2, 3, 3, 3)
+    with pytest.raises(ValueError, match="on cpu; the kernel runs on a CUDA GPU"):
+        conv3d(x, w)
+    assert ig.runs_on(torch.device("cuda", 0))
+    monkeypatch.setattr(ig, "interpreting", lambda: True)
+    assert ig.runs_on(torch.device("cpu"))
+
+
 def test_model_new_refuses_groups():
     with pytest.raises(NotImplementedError, match="groups=1"):
         ModelNew(4, 4, (3, 3, 3), groups=2)
