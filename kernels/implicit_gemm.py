@@ -1872,12 +1872,6 @@ def conv3d(
         raise TypeError(f"conv3d: expected float32 tensors, got {x.dtype} and {weight.dtype}")
     if x.device != weight.device or (bias is not None and bias.device != x.device):
         raise ValueError("conv3d: input, weight and bias must be on the same device")
-    if not runs_on(x.device):
-        # Triton's own error names only a pointer argument it cannot read.
-        raise ValueError(
-            f"conv3d: the tensors are on {x.device}; the kernel runs on a CUDA GPU, or on the "
-            "CPU under Triton's interpreter (TRITON_INTERPRET=1, set before triton is imported)"
-        )
     n, ic, d, h, w = x.shape
     oc, wic, kd, kh, kw = weight.shape
     if wic != ic:
@@ -1903,6 +1897,13 @@ def conv3d(
         out = torch.empty(out_shape, device=x.device, dtype=torch.float32)
     elif tuple(out.shape) != out_shape or out.dtype != torch.float32 or not out.is_contiguous():
         raise ValueError(f"conv3d: out must be a contiguous float32 tensor of shape {out_shape}")
+    if not runs_on(x.device):
+        # Last of the checks, so that a wrong call says what is wrong with it on any
+        # machine; Triton's own error names only a pointer argument it cannot read.
+        raise ValueError(
+            f"conv3d: the tensors are on {x.device}; the kernel runs on a CUDA GPU, or on the "
+            "CPU under Triton's interpreter (TRITON_INTERPRET=1, set before triton is imported)"
+        )
 
     x = x.contiguous()
     weight = weight.contiguous()
