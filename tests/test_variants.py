@@ -171,6 +171,7 @@ def test_a_recorded_config_runs_on_the_tuned_launch_path(variant, monkeypatch):
     # kernel_ab --recorded: the config stands in for the tuning, and the calls after the
     # first launch through the plan as a tuned key's do.
     monkeypatch.setattr(variant, "interpreting", lambda: False)
+    monkeypatch.setattr(variant, "runs_on", lambda device: True)  # the stub launches on the CPU
     monkeypatch.setattr(variant, "_MODE_BY_DEVICE", {-1: "tf32x3-ws"})
     monkeypatch.setattr(variant, "_TUNED", {})
     monkeypatch.setattr(variant, "_PLANS", {})
