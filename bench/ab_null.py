@@ -9,6 +9,13 @@ measurement (``measure.measure`` with the CUDA timer: L2 flush, stream hold) tim
 today's kernel against it, then today's kernel against itself, ``--repeats`` times each.
 Same code, so the truth is 0: every interval should hold it. Prints each A/B with its
 interval and the config each module's autotuner chose, then a table.
+
+``--ways`` says how the copy is called: ``direct`` (its function as it is), ``paired``
+(both sides through ``sides.pair``'s wrappers, as the gate calls them) and ``pytest-env``
+(paired, with ``PYTEST_CURRENT_TEST`` set after the copy's load, as pytest sets it during
+a test of the gate: the wrappers then swap that variable around every call). Where the
+gate's call-time A/B of identical code reads today faster than the copy and ``direct``
+does not (notes/gate-quality.md), the way that does says where it comes from.
 """
 
 from __future__ import annotations
@@ -27,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--budget", type=float, default=2.0)
     ap.add_argument("--against", default="HEAD", help="the revision (default HEAD)")
+    ap.add_argument(
+        "--ways",
+        default="direct",
+        help="comma-separated: direct, paired, pytest-env (default direct)",
+    )
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
 
@@ -40,10 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     from pytest_conv3d_perf.environment import source_hash
     from pytest_conv3d_perf.gate import ab_changes
     from pytest_conv3d_perf.measure import Plan, measure
-    from pytest_conv3d_perf.sides import Revisions, Unavailable
+    from pytest_conv3d_perf.sides import Revisions, Unavailable, pair, today
     from pytest_conv3d_perf.timer import CudaTimer
 
-    side = Revisions(ROOT, os.environ).side(args.against, "kernels.implicit_gemm")
+    ways = args.ways.split(",")
+    unknown = sorted(set(ways) - {"direct", "paired", "pytest-env"})
+    if unknown:
+        ap.error(f"--ways: unknown {', '.join(unknown)} (direct, paired, pytest-env)")
+    revisions = Revisions(ROOT, os.environ)
+    side = revisions.side(args.against, "kernels.implicit_gemm")
     if isinstance(side, Unavailable):
         print(f"no kernel at {args.against}: {side.why}")
         return 1
@@ -51,29 +68,46 @@ def main(argv: list[str] | None = None) -> int:
     recorded_module = side.modules["kernels.implicit_gemm"]
     timer = CudaTimer("flush")
     plan = Plan(budget_s=args.budget, target_halfwidth_pct=0.25)
-    today = implicit_gemm.conv3d
+    names = revisions.names(side.tree)
+    today_fn = implicit_gemm.conv3d
     rows = []
     for case in select(builtin_cases(), args.cases.split(",")):
         inputs = check.random_inputs(case, torch.device("cuda"), 0)
         a = (inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
 
         def mine(a=a):
-            return today(*a)
+            return today_fn(*a)
 
         def theirs(a=a, f=theirs_fn):
             return f(*a)
 
         def again(a=a):
-            return today(*a)
+            return today_fn(*a)
 
-        for label, other in ((args.against, theirs), ("itself", again)):
+        sides = []
+        for way in ways:
+            if way == "direct":
+                sides.append((args.against, way, mine, theirs))
+                continue
+            if way == "pytest-env":
+                os.environ["PYTEST_CURRENT_TEST"] = f"bench/ab_null.py::{case.name} (call)"
+            both = pair(today(ROOT, names), side, names, mine, theirs)
+            both.warm()
+            sides.append((args.against, way, both.today, both.other))
+            os.environ.pop("PYTEST_CURRENT_TEST", None)
+        sides.append(("itself", "direct", mine, again))
+        for label, way, first, other in sides:
             for r in range(args.repeats):
-                m = measure(timer, mine, other, plan)
+                if way == "pytest-env":
+                    os.environ["PYTEST_CURRENT_TEST"] = f"bench/ab_null.py::{case.name} (call)"
+                m = measure(timer, first, other, plan)
+                os.environ.pop("PYTEST_CURRENT_TEST", None)
                 assert m.reference is not None
                 ab, call_ab = ab_changes(m)
                 row = {
                     "case": case.name,
                     "against": label,
+                    "way": way,
                     "repeat": r,
                     "ms": m.kernel.median,
                     "other_ms": m.reference.median,
@@ -89,20 +123,21 @@ def main(argv: list[str] | None = None) -> int:
                     "other_config": recorded_module.last_config()
                     if label == args.against
                     else implicit_gemm.last_config(),
-                    "same_source": source_hash(theirs_fn) == source_hash(today),
+                    "same_source": source_hash(theirs_fn) == source_hash(today_fn),
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     print(
-        "\n| case | against | A/B % [95% interval] | holds 0 | call A/B % [95% interval] "
+        "\n| case | against | way | A/B % [95% interval] | holds 0 | call A/B % [95% interval] "
         "| holds 0 | configs equal |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(
-            f"| {r['case']} | {r['against']} | {r['pct']:+.2f} [{r['interval'][0]:+.2f}, "
+            f"| {r['case']} | {r['against']} | {r['way']} | {r['pct']:+.2f} "
+            f"[{r['interval'][0]:+.2f}, "
             f"{r['interval'][1]:+.2f}] | {'yes' if r['covers_0'] else 'NO'} | "
             f"{_call_cells(r)} | {'yes' if r['config'] == r['other_config'] else 'NO'} |"
         )
