@@ -261,14 +261,17 @@ def persist_flags(k: int, oc: int, spatial: int) -> dict[str, int]:
     whether its last step is 8 columns wide (K past the last 16 by 8 or fewer), where the
     layer fits (``PERSIST_CONFIGS``; at least 2 steps, as the kernel gathers two ahead),
     else zeros. NB a constexpr: on #59 (one block) a channel-block count the kernel
-    computes took 164 registers against 126 (Triton 3.6). HALF (v34): #54's K of 81 in
-    88 columns, not 96."""
+    computes took 164 registers against 126 (Triton 3.6). HALF 1 (v34): #54's K of 81 in
+    88 columns, not 96; HALF 2 (v59): a last step of one column, added on the CUDA cores
+    in fp32, so #54's products cover 80 columns (4.7-4.9% faster on the H200)."""
     bn, bk = (PERSIST_CONFIGS[0].kwargs[b] for b in ("BLOCK_N", "BLOCK_K"))
     steps = _cdiv(k, bk)
     fits = 2 <= steps <= PERSIST_MAX_STEPS and oc % bn == 0 and spatial % 4 == 0
     if not fits:
         return {"KSTEPS": 0, "NB": 0, "HALF": 0}
     half = int(0 < k % bk <= bk // 2)
+    if k % bk == 1 and steps >= 3:
+        half = 2
     return {"KSTEPS": steps, "NB": oc // bn, "HALF": half}
 
 
@@ -1105,6 +1108,15 @@ if gluon is not None and tma is not None:
         return gl.load(ptrs)
 
     @gluon.jit
+    def _gather_col(base, rows, tap, OFFS32: gl.constexpr):
+        """One K column's gather (``tap`` a row's worth of the same offset)."""
+        if OFFS32:
+            ptrs = base + (rows + tap)
+        else:
+            ptrs = rows + tap
+        return gl.load(ptrs)
+
+    @gluon.jit
     def _conv3d_gl_persist_kernel(
         x_ptr,
         w_ptr,
@@ -1145,7 +1157,10 @@ if gluon is not None and tma is not None:
         HALF: gl.constexpr,
     ):
         gl.static_assert(not PADDED and not PROMOTE and PRECISION == "tf32x3-ws")
-        gl.static_assert(BLOCK_K == 16 and gl.num_warps() == 4 and KSTEPS >= 2)
+        # HALF 2 (v59): the last step is one column, added on the CUDA cores in fp32.
+        TAIL: gl.constexpr = HALF == 2
+        MSTEPS: gl.constexpr = KSTEPS - 1 if TAIL else KSTEPS
+        gl.static_assert(BLOCK_K == 16 and gl.num_warps() == 4 and MSTEPS >= 2)
         mma: gl.constexpr = gl.NVMMADistributedLayout(
             version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 8]
         )
@@ -1168,10 +1183,10 @@ if gluon is not None and tma is not None:
         rn_b = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, b_load))
         b_offs = rn_b[None, :] * WK + rk_b[:, None]
         k_cols = rk_b[:, None] + 0 * rn_b[None, :]
-        # With HALF the last step's 8 columns have buffers of their own, as wide as a
+        # With HALF 1 the last step's 8 columns have buffers of their own, as wide as a
         # tensor-core product of TF32 (k8): slicing a step's buffer inside its swizzle is
         # not asked of the compiler.
-        FULL: gl.constexpr = KSTEPS - HALF
+        FULL: gl.constexpr = KSTEPS - 1 if HALF else KSTEPS
         b_big = gl.allocate_shared_memory(gl.float32, [FULL, BLOCK_K, BLOCK_N], b_smem)
         b_small = gl.allocate_shared_memory(gl.float32, [FULL, BLOCK_K, BLOCK_N], b_smem)
         for s in gl.static_range(FULL):
@@ -1179,7 +1194,7 @@ if gluon is not None and tma is not None:
                 b_big.index(s), b_small.index(s), w_ptr, ws_ptr, b_offs, k_cols, s, WK, BLOCK_K
             )
         HALF_K: gl.constexpr = BLOCK_K // 2
-        if HALF:
+        if HALF == 1:
             b_smem8: gl.constexpr = gl.NVMMASharedLayout(
                 swizzle_byte_width=32, element_bitwidth=32, rank=2, transposed=True
             )
@@ -1214,8 +1229,8 @@ if gluon is not None and tma is not None:
         # ahead, each gather waited on its taps' load. The tap table holds zeros past K
         # (_tap_table); the split weight's columns there are +-2^-126 (weight_halves).
         taps = ()
-        for s in gl.static_range(KSTEPS):
-            if HALF and s + 1 == KSTEPS:
+        for s in gl.static_range(MSTEPS):
+            if HALF == 1 and s + 1 == KSTEPS:
                 taps = taps + (gl.load(tap_ptr + s * BLOCK_K + cols8),)
             else:
                 taps = taps + (gl.load(tap_ptr + s * BLOCK_K + cols),)
@@ -1225,10 +1240,18 @@ if gluon is not None and tma is not None:
         a_after = _gather(x_base, x_rows, taps[1], OFFS32)
         # v38: a 64-row tile's gather is half a 128-row one's registers: there the gathers
         # run three steps ahead where the layer has three.
-        DEPTH: gl.constexpr = 3 if (BLOCK_M == 64 and KSTEPS >= 3) else 2
+        DEPTH: gl.constexpr = 3 if (BLOCK_M == 64 and MSTEPS >= 3) else 2
         if DEPTH == 3:
             a_far = _gather(x_base, x_rows, taps[2], OFFS32)
         rn = pid_n * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma))
+        if TAIL:
+            # The column's weight exact (its halves summed) and its tap, in the layouts of
+            # the accumulator's columns and rows; the rows' gather a tile ahead.
+            acc_rows: gl.constexpr = gl.SliceLayout(1, mma)
+            tail_col: gl.constexpr = MSTEPS * BLOCK_K
+            w_tail = gl.load(w_ptr + rn * WK + tail_col) + gl.load(ws_ptr + rn * WK + tail_col)
+            tail_tap = gl.load(tap_ptr + tail_col + 0 * gl.arange(0, BLOCK_M, layout=acc_rows))
+            a_tail = _gather_col(x_base, gl.convert_layout(x_rows, acc_rows), tail_tap, OFFS32)
         if HAS_BIAS:
             bias = gl.load(b_ptr + rn, mask=rn < OC, other=0.0)
 
@@ -1243,8 +1266,14 @@ if gluon is not None and tma is not None:
                 SH, SW, H, W, X_BATCH_STRIDE, out_spatial, BLOCK_M,
             )  # fmt: skip
             next_rows = _gather_rows(next_base, next_offs, OFFS32)
-            acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
-            for s in gl.static_range(KSTEPS):
+            if TAIL:
+                acc = a_tail[:, None] * w_tail[None, :]
+                a_tail = _gather_col(
+                    next_base, gl.convert_layout(next_rows, acc_rows), tail_tap, OFFS32
+                )
+            else:
+                acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
+            for s in gl.static_range(MSTEPS):
                 a = a_next
                 a_next = a_after
                 if DEPTH == 3:
@@ -1252,10 +1281,10 @@ if gluon is not None and tma is not None:
                 a_big, a_small = _tf32_halves(a)
                 # The gather DEPTH steps on in flight while this step multiplies: this
                 # block's, or past its last step, the next block's first ones.
-                if s + DEPTH < KSTEPS:
+                if s + DEPTH < MSTEPS:
                     far = _gather(x_base, x_rows, taps[s + DEPTH], OFFS32)
                 else:
-                    far = _gather(next_base, next_rows, taps[s + DEPTH - KSTEPS], OFFS32)
+                    far = _gather(next_base, next_rows, taps[s + DEPTH - MSTEPS], OFFS32)
                 if DEPTH == 3:
                     a_far = far
                 else:
@@ -1334,8 +1363,12 @@ def launch_kwargs(flags: dict, config: triton.Config) -> dict:
 def _gluon_options(config: triton.Config) -> dict:
     """The ring kernel's register cap (v45), whatever the config recorded: unrolled, it
     takes 186 registers, 2 blocks an SM, where 168 keep 3. The resident kernel's 12 warps
-    (v50) take the same: RESIDENT_REGS."""
+    (v50) take the same: RESIDENT_REGS. The persistent kernel's 64-row tiles 168 too, 3 an
+    SM (v59)."""
     if is_gluon(config) and not is_persistent(config):
+        return {"maxnreg": 168}
+    if is_persistent(config) and config.kwargs["BLOCK_M"] == 64:
+        # v59: the FMA tail's weight column took 172 registers, where 168 keep 3 an SM.
         return {"maxnreg": 168}
     return {}
 

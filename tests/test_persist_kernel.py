@@ -28,7 +28,10 @@ _FLAGS = {"PRECISION": "tf32x3-ws", "PADDED": False, "PROMOTE": False}
     ("k", "oc", "spatial", "flags"),
     [
         (27, 64, 720, {"KSTEPS": 2, "NB": 1, "HALF": 0}),  # KernelBench #59's weight
-        (81, 64, 720, {"KSTEPS": 6, "NB": 1, "HALF": 1}),  # #54's: 5 steps of 16, one of 8
+        (81, 64, 720, {"KSTEPS": 6, "NB": 1, "HALF": 2}),  # #54's: 5 steps of 16, one column
+        (33, 64, 720, {"KSTEPS": 3, "NB": 1, "HALF": 2}),  # one column past two steps
+        (17, 64, 720, {"KSTEPS": 2, "NB": 1, "HALF": 1}),  # past one: the gathers need two
+        (82, 64, 720, {"KSTEPS": 6, "NB": 1, "HALF": 1}),  # two columns: a step of 8
         (24, 64, 720, {"KSTEPS": 2, "NB": 1, "HALF": 1}),  # 8 past the first step
         (25, 64, 720, {"KSTEPS": 2, "NB": 1, "HALF": 0}),  # 9 past it: a whole step
         (16, 64, 720, {"KSTEPS": 0, "NB": 0, "HALF": 0}),  # one step: the gathers run 2 ahead
@@ -194,11 +197,11 @@ def test_the_persistent_configs_compile_for_sm90_with_the_weight_resident(tmp_pa
     )
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {row["case"]: row for row in json.loads((tmp_path / "out.json").read_text())}
-    # The weight's two halves whole (#59: 2 steps of 16 columns x 64, #54: 5 and one of 8,
-    # HALF) and one output tile of BLOCK_M x 64, 4 bytes each; one tensor-core wait a K
-    # step; no STG (the tile leaves by TMA); no spill; PER_SM programs' registers and shared
-    # memory fit a multiprocessor.
-    for name, steps, columns in (("kb59", 2, 32), ("kb54", 6, 88)):
+    # The weight's two halves whole (#59: 2 steps of 16 columns x 64, #54: 5, its last
+    # column added on the CUDA cores, HALF 2) and one output tile of BLOCK_M x 64, 4 bytes
+    # each; one tensor-core wait a K step on the tensor cores; no STG (the tile leaves by
+    # TMA); no spill; PER_SM programs' registers and shared memory fit a multiprocessor.
+    for name, steps, columns in (("kb59", 2, 32), ("kb54", 5, 80)):
         row = rows[name]
         per_sm, block_m = row["config"]["PER_SM"], row["config"]["BLOCK_M"]
         assert row["shared_bytes"] == (2 * columns * 64 + block_m * 64) * 4, row
@@ -223,6 +226,11 @@ PERSIST_LAYERS = {
     # K 24: a step of 16, then the half one (HALF), so the gathers two ahead reach into
     # the next tile from the first step on.
     "k24_half": dict(n=2, ic=3, input=(5, 6, 7), kernel=(2, 2, 2)),
+    # K 81 with a bias: five steps, then the last column on the CUDA cores (HALF 2), as #54.
+    "k81_tail_bias": dict(ic=3, n=2, input=(6, 7, 9), kernel=(3, 3, 3), bias=True),
+    # K 33: two steps, then the column, so the gathers two ahead wrap into the next tile
+    # from the first step on.
+    "k33_tail": dict(ic=1, n=2, input=(5, 13, 8), kernel=(3, 11, 1)),
 }
 
 
