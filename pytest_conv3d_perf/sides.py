@@ -431,6 +431,15 @@ def today(root: Path, names: frozenset[str]) -> Side:
     return Side("today", root, _repository_modules(names), dict(os.environ))
 
 
+# What the test runner sets while the run goes on: pytest's name of the test running. No
+# side's code set it, it differs between the sides only because the other side's snapshot
+# predates the test, and swapped around every call it cost each call of either side about
+# 4 us (1.2 -> 5.0 us a wrapper, on the CPU with the launch stubbed): a fifth of the
+# smallest cases' call time, which diluted their call-time A/B (notes/gate-quality.md,
+# eighteenth session). The other side sees it as pytest set it, as today's does.
+RUNNER_VARIABLES = frozenset({"PYTEST_CURRENT_TEST"})
+
+
 @dataclass(frozen=True)
 class Pair:
     """Two callables that run the same call with each side's code, ready to interleave;
@@ -479,8 +488,13 @@ def pair(
     """Each side's call among its own modules, in its own environment where the two
     differ, and through the run's import machinery where a side imports as it runs; both
     wrapped alike (the call time must not differ by the wrapping)."""
-    keys = frozenset(
-        k for k in set(today_side.env) | set(other.env) if today_side.env.get(k) != other.env.get(k)
+    keys = (
+        frozenset(
+            k
+            for k in set(today_side.env) | set(other.env)
+            if today_side.env.get(k) != other.env.get(k)
+        )
+        - RUNNER_VARIABLES
     )
     # A variable set by a call (not by an import) is in neither side's snapshot: it would
     # reach the other side's calls unseen. Checking after the A/B costs the calls nothing.

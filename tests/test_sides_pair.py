@@ -1,5 +1,6 @@
 """How `sides.pair` keeps each side's modules its own around its calls (no GPU, no git)."""
 
+import os
 import sys
 import types
 
@@ -81,3 +82,23 @@ def test_a_module_the_other_side_imports_as_it_runs_is_imported_again_through_th
     assert not base.lazy and base.modules["pairpkg.tuning"] is kept
     assert both.other() is kept
     assert both.today() is None  # the head never sees the base's module
+
+
+def test_pytests_own_test_variable_is_not_swapped_but_a_sides_variable_is(monkeypatch, tmp_path):
+    # The base's snapshot predates the test, so pytest's PYTEST_CURRENT_TEST differs
+    # between the sides; a variable today's code set differs too.
+    head, base = _side("today", tmp_path / "h"), _side("base", tmp_path / "b")
+    monkeypatch.setitem(sys.modules, "pairpkg", head.modules["pairpkg"])
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "tests/x.py::t (call)")
+    monkeypatch.setenv("CONV3D_SET_BY_HEAD", "1")
+    head.env = dict(os.environ)
+    later = ("PYTEST_CURRENT_TEST", "CONV3D_SET_BY_HEAD")
+    base.env = {k: v for k, v in os.environ.items() if k not in later}
+
+    def seen():
+        return os.environ.get("PYTEST_CURRENT_TEST"), os.environ.get("CONV3D_SET_BY_HEAD")
+
+    both = pair(head, base, NAMES, seen, seen)
+    assert both.other() == ("tests/x.py::t (call)", None)
+    assert both.today() == ("tests/x.py::t (call)", "1")
+    assert seen() == ("tests/x.py::t (call)", "1")  # put back after the base's call
