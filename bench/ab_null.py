@@ -13,7 +13,8 @@ interval and the config each module's autotuner chose, then a table.
 ``--ways`` says how the copy is called: ``direct`` (its function as it is), ``paired``
 (both sides through ``sides.pair``'s wrappers, as the gate calls them) and ``pytest-env``
 (paired, with ``PYTEST_CURRENT_TEST`` set after the copy's load, as pytest sets it during
-a test of the gate: the wrappers then swap that variable around every call). Where the
+a test of the gate: the wrappers swapped it around every call until ``sides.RUNNER_VARIABLES``
+left it out, notes/gate-quality.md, eighteenth session). Where the
 gate's call-time A/B of identical code reads today faster than the copy and ``direct``
 does not (notes/gate-quality.md), the way that does says where it comes from.
 """
@@ -21,8 +22,11 @@ does not (notes/gate-quality.md), the way that does says where it comes from.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
-
-    import os
 
     import torch
 
@@ -84,24 +86,21 @@ def main(argv: list[str] | None = None) -> int:
         def again(a=a):
             return today_fn(*a)
 
+        test_env = {"PYTEST_CURRENT_TEST": f"bench/ab_null.py::{case.name} (call)"}
         sides = []
         for way in ways:
             if way == "direct":
                 sides.append((args.against, way, mine, theirs))
                 continue
-            if way == "pytest-env":
-                os.environ["PYTEST_CURRENT_TEST"] = f"bench/ab_null.py::{case.name} (call)"
-            both = pair(today(ROOT, names), side, names, mine, theirs)
-            both.warm()
+            with _environ(test_env if way == "pytest-env" else {}):
+                both = pair(today(ROOT, names), side, names, mine, theirs)
+                both.warm()
             sides.append((args.against, way, both.today, both.other))
-            os.environ.pop("PYTEST_CURRENT_TEST", None)
         sides.append(("itself", "direct", mine, again))
         for label, way, first, other in sides:
             for r in range(args.repeats):
-                if way == "pytest-env":
-                    os.environ["PYTEST_CURRENT_TEST"] = f"bench/ab_null.py::{case.name} (call)"
-                m = measure(timer, first, other, plan)
-                os.environ.pop("PYTEST_CURRENT_TEST", None)
+                with _environ(test_env if way == "pytest-env" else {}):
+                    m = measure(timer, first, other, plan)
                 assert m.reference is not None
                 ab, call_ab = ab_changes(m)
                 row = {
@@ -146,6 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     call_held = sum(r["call_covers_0"] for r in calls)
     print(f"summary: {held}/{len(rows)} A/B intervals hold 0; call time: {call_held}/{len(calls)}")
     return 0
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in the environment for the block, then what was there."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _call_cells(row: dict) -> str:
