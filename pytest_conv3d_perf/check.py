@@ -86,6 +86,9 @@ class CheckReport:
     max_rel: ErrorAt = field(default_factory=ErrorAt)
     first_outside: tuple[int, ...] | None = None
     scaled: bool = False
+    # The worst element's share of the rule (ToleranceRule.share_used; NaN aside): a margin
+    # to compare kernels that both pass.
+    share: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -148,6 +151,9 @@ def compare(
     report.outside += n_bad
     finite = torch.where(torch.isnan(diff), torch.zeros_like(diff), diff)
     rel = finite / expected.abs().clamp_min(rule.atol)
+    if got.numel():
+        share = float((finite / (rule.atol + rule.rtol * expected.abs())).max())
+        report.share = max(report.share, share)
     for err, slot in ((finite, "max_abs"), (rel, "max_rel")):
         flat = int(torch.argmax(err))
         value = float(err.reshape(-1)[flat])
@@ -337,6 +343,15 @@ def _check_shape(got: object, case: Conv3dCase) -> None:
         )
 
 
+def truth_report(got: object, inputs: Inputs, case: Conv3dCase, rule: ToleranceRule) -> CheckReport:
+    """``got`` against the float64 truth by ``rule``; ShapeError where it is no float32
+    tensor of the case's output shape."""
+    _check_shape(got, case)
+    report = CheckReport(case.name, rule)
+    compare_with_truth(got, inputs, case, report)
+    return report
+
+
 def fresh_output_error(got: object, inputs: Inputs, case: Conv3dCase, rule: ToleranceRule) -> str:
     """Why the output of a timed call on fresh inputs is wrong, or '' where it matches the
     float64 truth. A kernel that keeps its results for repeated tensors (by identity, say)
@@ -346,11 +361,9 @@ def fresh_output_error(got: object, inputs: Inputs, case: Conv3dCase, rule: Tole
     if not isinstance(got, torch.Tensor):
         return ""
     try:
-        _check_shape(got, case)
+        report = truth_report(got, inputs, case, rule)
     except ShapeError as exc:
         return f"a timed call on fresh inputs: {exc}"
-    report = CheckReport(case.name, rule)
-    compare_with_truth(got, inputs, case, report)
     if report.ok:
         return ""
     return (

@@ -154,3 +154,18 @@ def test_the_share_of_the_rule_is_the_worst_elements_error_over_its_bound():
     got = expected + torch.tensor([0.5e-4, -0.5e-4, 6e-4], dtype=torch.float64)
     assert rule.share_used(got, expected) == pytest.approx(1.5)
     assert rule.share_used(expected, expected) == 0.0
+
+
+def test_a_report_keeps_the_worst_share_of_the_rule_over_its_slices():
+    from pytest_conv3d_perf.check import CheckReport, compare
+
+    rule = rule_for("fp32")
+    report = CheckReport("c", rule)
+    expected = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    # Slice one: a quarter of element 0's bound; slice two: 1.5 times element 1's.
+    compare((expected + torch.tensor([[0.25e-4, 0.0]])).float(), expected, rule, report)
+    assert report.share == pytest.approx(0.25, rel=1e-3) and report.ok
+    compare((expected + torch.tensor([[0.0, 3e-4]])).float(), expected, rule, report)
+    assert report.share == pytest.approx(1.5, rel=1e-3) and not report.ok
+    compare(expected.float(), expected, rule, report)
+    assert report.share == pytest.approx(1.5, rel=1e-3)

@@ -228,10 +228,17 @@ def test_kernel_ab_checks_each_side_against_float64():
     right = torch.nn.functional.conv3d(
         inputs.x.double(), inputs.weight.double(), inputs.bias.double(), case.stride
     ).float()
-    assert kernel_ab._meets_fp32_rule(right, inputs, case)
+    good = kernel_ab._fp32_report(right, inputs, case)
+    assert good.ok and good.share < 0.01
     wrong = right.clone()
     wrong.view(-1)[7] += 1e-2
-    assert not kernel_ab._meets_fp32_rule(wrong, inputs, case)
+    bad = kernel_ab._fp32_report(wrong, inputs, case)
+    assert not bad.ok and bad.share > 1
     row = {"base_fp32_rule": True, "today_fp32_rule": False}
     assert kernel_ab._rule_cell(row) == "FAILED: today"
     assert kernel_ab._rule_cell({**row, "today_fp32_rule": True}) == "both"
+    # With the shares the row says how much of the rule each side spends.
+    shares = {"base_fp32_share": 0.031, "today_fp32_share": 0.254}
+    assert kernel_ab._rule_cell({**row, **shares, "today_fp32_rule": True}) == (
+        "both (3.1%, 25.4%)"
+    )
