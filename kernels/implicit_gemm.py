@@ -721,6 +721,48 @@ if gluon is not None:
         return warpgroup_mma_wait(num_outstanding=0, deps=(acc, a_small, a_big))[0]
 
     @gluon.jit
+    def _gather_rows(base, offs, OFFS32: gl.constexpr):
+        """What a tile's gathers start from (``_tile_rows``' image base and row offsets):
+        with OFFS32 the offsets, else the rows' addresses."""
+        if OFFS32:
+            rows = offs
+        else:
+            rows = base + offs
+        return rows
+
+    @gluon.jit
+    def _gather(base, rows, taps, OFFS32: gl.constexpr):
+        """A tile's gather at these taps (``rows`` from ``_gather_rows``): with OFFS32 a
+        row's offset and a tap's summed in 32 bits, then the 64-bit add to ``base``."""
+        if OFFS32:
+            ptrs = base + (rows[:, None] + taps[None, :])
+        else:
+            ptrs = rows[:, None] + taps[None, :]
+        return gl.load(ptrs)
+
+    @gluon.jit
+    def _gather_col(base, rows, tap, OFFS32: gl.constexpr):
+        """One K column's gather (``tap`` a row's worth of the same offset)."""
+        if OFFS32:
+            ptrs = base + (rows + tap)
+        else:
+            ptrs = rows + tap
+        return gl.load(ptrs)
+
+    @gluon.jit
+    def _bf16x3_products(acc, a, bb, bs):
+        """v63: a step's three BF16 products (k16, twice TF32's rate) against the weight's
+        BF16 halves ``bb`` and ``bs``: ``a`` rounded to BF16 and its rest (zero where
+        ``a`` is infinite, as _tf32_halves), the small products first, one wait after."""
+        a0 = a.to(gl.bfloat16)
+        a0f = a0.to(gl.float32)
+        a1 = gl.where(a0f == a, 0.0, a - a0f).to(gl.bfloat16)
+        acc = warpgroup_mma(a1, bb, acc, is_async=True)
+        acc = warpgroup_mma(a0, bs, acc, is_async=True)
+        acc = warpgroup_mma(a0, bb, acc, is_async=True)
+        return warpgroup_mma_wait(num_outstanding=0, deps=(acc, a0, a1))[0]
+
+    @gluon.jit
     def _gl_ring_step(
         acc, a_next, taps, i, bb, bs, bb_next, bs_next, x_rows, tap_ptr, cols,
         w_ptr, ws_ptr, b_offs, k_cols, WK, BLOCK_K: gl.constexpr,
@@ -1015,7 +1057,7 @@ if gluon is not None:
             H, W, X_BATCH_STRIDE, out_spatial, BLOCK_M,
         )  # fmt: skip
         taps = gl.load(tap_ptr + cols)
-        a_next = gl.load(x_base + (x_offs[:, None] + taps[None, :]))
+        a_next = _gather(x_base, x_offs, taps, True)
         taps = gl.load(tap_ptr + BLOCK_K + cols)
         rn = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma))
         orows0 = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, mma))
@@ -1026,7 +1068,7 @@ if gluon is not None:
                 a_big, a_small = _tf32_halves(a_next)
                 # The next step's gather in flight while this one multiplies; the taps two
                 # steps on.
-                a_next = gl.load(x_base + (x_offs[:, None] + taps[None, :]))
+                a_next = _gather(x_base, x_offs, taps, True)
                 taps = gl.load(tap_ptr + ((s + 2) % RSTEPS) * BLOCK_K + cols)
                 acc = _tf32x3_products(acc, a_big, a_small, b_big.index(s), b_small.index(s))
             # The tile's last step, peeled: its gather in flight is the next tile's first,
@@ -1036,7 +1078,7 @@ if gluon is not None:
                 SD, SH, SW, H, W, X_BATCH_STRIDE, out_spatial, BLOCK_M,
             )  # fmt: skip
             a_big, a_small = _tf32_halves(a_next)
-            a_next = gl.load(x_base + (x_offs[:, None] + taps[None, :]))
+            a_next = _gather(x_base, x_offs, taps, True)
             taps = gl.load(tap_ptr + BLOCK_K + cols)
             last = RSTEPS - 1
             acc = _tf32x3_products(acc, a_big, a_small, b_big.index(last), b_small.index(last))
@@ -1088,35 +1130,6 @@ if gluon is not None and tma is not None:
     _tma_store = getattr(tma, "async_store", None) or tma.async_copy_shared_to_global
 
     @gluon.jit
-    def _gather_rows(base, offs, OFFS32: gl.constexpr):
-        """What a tile's gathers start from (``_tile_rows``' image base and row offsets):
-        with OFFS32 the offsets, else the rows' addresses."""
-        if OFFS32:
-            rows = offs
-        else:
-            rows = base + offs
-        return rows
-
-    @gluon.jit
-    def _gather(base, rows, taps, OFFS32: gl.constexpr):
-        """A tile's gather at these taps (``rows`` from ``_gather_rows``): with OFFS32 a
-        row's offset and a tap's summed in 32 bits, then the 64-bit add to ``base``."""
-        if OFFS32:
-            ptrs = base + (rows[:, None] + taps[None, :])
-        else:
-            ptrs = rows[:, None] + taps[None, :]
-        return gl.load(ptrs)
-
-    @gluon.jit
-    def _gather_col(base, rows, tap, OFFS32: gl.constexpr):
-        """One K column's gather (``tap`` a row's worth of the same offset)."""
-        if OFFS32:
-            ptrs = base + (rows + tap)
-        else:
-            ptrs = rows + tap
-        return gl.load(ptrs)
-
-    @gluon.jit
     def _conv3d_gl_persist_kernel(
         x_ptr,
         w_ptr,
@@ -1161,12 +1174,22 @@ if gluon is not None and tma is not None:
         TAIL: gl.constexpr = HALF == 2
         MSTEPS: gl.constexpr = KSTEPS - 1 if TAIL else KSTEPS
         gl.static_assert(BLOCK_K == 16 and gl.num_warps() == 4 and MSTEPS >= 2)
+        # v63: 64-row tiles (#54's) take their three products in BF16, each operand as two
+        # BF16 halves (within 2^-17 of it), so a product is within about 2^-16 of exact
+        # (TF32's halves: 2^-21); #54 13% faster, 7.8% of the fp32 rule spent against 0.8%.
+        # On 128-row tiles (#59) the same ran 4-5% slower.
+        BF16: gl.constexpr = BLOCK_M == 64
         mma: gl.constexpr = gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 8]
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 16 if BF16 else 8]
         )
-        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=1)
+        a_layout: gl.constexpr = gl.DotOperandLayout(
+            operand_index=0, parent=mma, k_width=2 if BF16 else 1
+        )
         b_smem: gl.constexpr = gl.NVMMASharedLayout(
-            swizzle_byte_width=64, element_bitwidth=32, rank=2, transposed=True
+            swizzle_byte_width=32 if BF16 else 64,
+            element_bitwidth=16 if BF16 else 32,
+            rank=2,
+            transposed=True,
         )
         b_load: gl.constexpr = gl.BlockedLayout([4, 1], [4, 8], [1, 4], [0, 1])
 
@@ -1185,16 +1208,28 @@ if gluon is not None and tma is not None:
         k_cols = rk_b[:, None] + 0 * rn_b[None, :]
         # With HALF 1 the last step's 8 columns have buffers of their own, as wide as a
         # tensor-core product of TF32 (k8): slicing a step's buffer inside its swizzle is
-        # not asked of the compiler.
-        FULL: gl.constexpr = KSTEPS - 1 if HALF else KSTEPS
-        b_big = gl.allocate_shared_memory(gl.float32, [FULL, BLOCK_K, BLOCK_N], b_smem)
-        b_small = gl.allocate_shared_memory(gl.float32, [FULL, BLOCK_K, BLOCK_N], b_smem)
+        # not asked of the compiler. BF16's products are k16: there those 8 columns are a
+        # whole step (the padded weight's columns past K are +-2^-126, the taps zero).
+        HALF8: gl.constexpr = HALF == 1 and not BF16
+        FULL: gl.constexpr = KSTEPS - 1 if HALF8 or TAIL else KSTEPS
+        w_type: gl.constexpr = gl.bfloat16 if BF16 else gl.float32
+        b_big = gl.allocate_shared_memory(w_type, [FULL, BLOCK_K, BLOCK_N], b_smem)
+        b_small = gl.allocate_shared_memory(w_type, [FULL, BLOCK_K, BLOCK_N], b_smem)
         for s in gl.static_range(FULL):
-            _copy_weight_step(
-                b_big.index(s), b_small.index(s), w_ptr, ws_ptr, b_offs, k_cols, s, WK, BLOCK_K
-            )
+            if BF16:
+                # The weight (its TF32 halves summed) as BF16 and its rest, in the padded
+                # matrix, so unmasked.
+                w = gl.load(w_ptr + b_offs + s * BLOCK_K) + gl.load(ws_ptr + b_offs + s * BLOCK_K)
+                w0 = w.to(gl.bfloat16)
+                b_big.index(s).store(w0)
+                b_small.index(s).store((w - w0.to(gl.float32)).to(gl.bfloat16))
+            else:
+                _copy_weight_step(
+                    b_big.index(s), b_small.index(s), w_ptr, ws_ptr, b_offs, k_cols, s, WK,
+                    BLOCK_K,
+                )  # fmt: skip
         HALF_K: gl.constexpr = BLOCK_K // 2
-        if HALF == 1:
+        if HALF8:
             b_smem8: gl.constexpr = gl.NVMMASharedLayout(
                 swizzle_byte_width=32, element_bitwidth=32, rank=2, transposed=True
             )
@@ -1230,7 +1265,7 @@ if gluon is not None and tma is not None:
         # (_tap_table); the split weight's columns there are +-2^-126 (weight_halves).
         taps = ()
         for s in gl.static_range(MSTEPS):
-            if HALF == 1 and s + 1 == KSTEPS:
+            if HALF8 and s + 1 == KSTEPS:
                 taps = taps + (gl.load(tap_ptr + s * BLOCK_K + cols8),)
             else:
                 taps = taps + (gl.load(tap_ptr + s * BLOCK_K + cols),)
@@ -1278,7 +1313,8 @@ if gluon is not None and tma is not None:
                 a_next = a_after
                 if DEPTH == 3:
                     a_after = a_far
-                a_big, a_small = _tf32_halves(a)
+                if not BF16:
+                    a_big, a_small = _tf32_halves(a)
                 # The gather DEPTH steps on in flight while this step multiplies: this
                 # block's, or past its last step, the next block's first ones.
                 if s + DEPTH < MSTEPS:
@@ -1289,7 +1325,9 @@ if gluon is not None and tma is not None:
                     a_far = far
                 else:
                     a_after = far
-                if s < FULL:
+                if BF16:
+                    acc = _bf16x3_products(acc, a, b_big.index(s), b_small.index(s))
+                elif s < FULL:
                     acc = _tf32x3_products(acc, a_big, a_small, b_big.index(s), b_small.index(s))
                 else:
                     acc = _tf32x3_products(acc, a_big, a_small, b_big8, b_small8)
@@ -1365,10 +1403,8 @@ def _gluon_options(config: triton.Config) -> dict:
     takes 186 registers, 2 blocks an SM, where 168 keep 3. The resident kernel's 12 warps
     (v50) take the same: RESIDENT_REGS. The persistent kernel's 64-row tiles 168 too, 3 an
     SM (v59)."""
-    if is_gluon(config) and not is_persistent(config):
-        return {"maxnreg": 168}
-    if is_persistent(config) and config.kwargs["BLOCK_M"] == 64:
-        # v59: the FMA tail's weight column took 172 registers, where 168 keep 3 an SM.
+    # v59: the persistent kernel's FMA tail took 172 registers on 64-row tiles.
+    if is_gluon(config) and (not is_persistent(config) or config.kwargs["BLOCK_M"] == 64):
         return {"maxnreg": 168}
     return {}
 

@@ -3,6 +3,8 @@ programs a multiprocessor): which suite cases it takes, its configs, its command
 its sm_90 compile with the installed Triton (no GPU; its numbers come from the device:
 notes/kernel.md, round 3, ninth and tenth sessions)."""
 
+import re
+
 import pytest
 import torch
 
@@ -72,13 +74,17 @@ def test_the_kernel_compiles_for_sm90_at_either_tile():
     assert done.returncode == 0, done.stderr[-2000:]
     lines = {line.split(":")[0]: line for line in done.stdout.splitlines() if ": shared" in line}
     # #54's weight halves whole (80 columns x 64: 5 steps of 16, its 81st column added on
-    # the CUDA cores, v59) and one output tile of BLOCK_M x 64, 4 bytes each; no STG: the
-    # tile leaves by TMA; one tensor-core wait a K step; three products a step, of 2 k8 x
-    # (BLOCK_M / 64) instructions.
-    assert "shared 57344" in lines["kb54 BLOCK_M 64"] and "'mma': 30," in lines["kb54 BLOCK_M 64"]
-    assert "shared 73728" in lines["kb54 BLOCK_M 128"] and "'mma': 60," in lines["kb54 BLOCK_M 128"]
+    # the CUDA cores, v59; BF16 at 64 rows, v63, else TF32) and one output tile of
+    # BLOCK_M x 64 in fp32; no STG: the tile leaves by TMA; one tensor-core wait a K step;
+    # three products a step, of one k16 (BF16) or 2 k8 x (BLOCK_M / 64) instructions. The
+    # 64-row tile spills the few bytes v63 was timed with (16 under Triton 3.6, 24 3.9).
+    small, large = lines["kb54 BLOCK_M 64"], lines["kb54 BLOCK_M 128"]
+    assert "shared 36864" in small and "'mma': 15," in small
+    assert "shared 73728" in large and "'mma': 60," in large
+    assert "'spill_stack_bytes': 0" in large
+    assert re.search(r"'spill_stack_bytes': (0|8|16|24),", small), small
     for line in lines.values():
-        assert "'stores': {}" in line and "'spill_stack_bytes': 0" in line
+        assert "'stores': {}" in line
         assert "'mma_waits': 5" in line
     assert "c3d_conv3a: not taken: only unpadded" in done.stdout
     [case] = select(builtin_cases(), ["c3d_conv3a"])

@@ -197,16 +197,23 @@ def test_the_persistent_configs_compile_for_sm90_with_the_weight_resident(tmp_pa
     )
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {row["case"]: row for row in json.loads((tmp_path / "out.json").read_text())}
-    # The weight's two halves whole (#59: 2 steps of 16 columns x 64, #54: 5, its last
-    # column added on the CUDA cores, HALF 2) and one output tile of BLOCK_M x 64, 4 bytes
-    # each; one tensor-core wait a K step on the tensor cores; no STG (the tile leaves by
-    # TMA); no spill; PER_SM programs' registers and shared memory fit a multiprocessor.
-    for name, steps, columns in (("kb59", 2, 32), ("kb54", 5, 80)):
+    # The weight's two halves whole (#59: 2 steps of 16 columns x 64 in TF32, 4 bytes;
+    # #54: 5, its last column added on the CUDA cores, HALF 2, in BF16, 2 bytes, v63) and
+    # one output tile of BLOCK_M x 64, 4 bytes each; one tensor-core wait a K step on the
+    # tensor cores, three products a step (TF32's k8 two instructions each, BF16's k16
+    # one, per 64 rows); no STG (the tile leaves by TMA); #59 no spill, #54 the 16 bytes
+    # v63 was timed with (Triton 3.6; 3.9 spills 24); PER_SM programs' registers and
+    # shared memory fit a multiprocessor.
+    for name, steps, columns, size, mma, spill in (
+        ("kb59", 2, 32, 4, 12, 0),
+        ("kb54", 5, 80, 2, 3, 24),
+    ):
         row = rows[name]
         per_sm, block_m = row["config"]["PER_SM"], row["config"]["BLOCK_M"]
-        assert row["shared_bytes"] == (2 * columns * 64 + block_m * 64) * 4, row
+        assert row["shared_bytes"] == 2 * columns * 64 * size + block_m * 64 * 4, row
         assert row["mma_waits"] == steps and not row["stores"], row
-        assert row["spill_stack_bytes"] == 0, row
+        assert row["mma"] == steps * mma, row
+        assert row["spill_stack_bytes"] <= spill, row
         assert row["registers"] * 128 * per_sm <= 65536, row
         assert row["shared_bytes"] * per_sm <= 227 * 1024, row
 
