@@ -3,6 +3,8 @@ of tests that run a single config outside the plugin's correctness fixture."""
 
 from __future__ import annotations
 
+import torch
+
 from pytest_conv3d_perf import check
 
 
@@ -23,3 +25,26 @@ def assert_one_call_computes_the_truth(fn, case, device) -> None:
     report = check.CheckReport(case.name, check.rule_for("fp32"), 0, seed)
     check.compare_with_truth(got, inputs, case, report)
     assert report.ok, report.message()
+
+
+def assert_one_call_keeps_infinities(fn, device, kernel=(3, 3, 3), input=(6, 7, 9)) -> None:
+    """``fn(x, weight)`` on 3 input and 64 output channels, with one infinity of each sign
+    in two images' inputs, must give an infinity of the truth's sign wherever the truth has
+    one, NaN where it has NaN, and the fp32 rule elsewhere. A quarter of the output channels
+    have weights that are multiples of 1/4: exact in BF16 and TF32, so a kernel's split
+    leaves them no rest (inf * 0), beside random weights whose rest may have either sign
+    (inf - inf)."""
+    x = torch.rand(2, 3, *input, device=device)
+    x[0, 0, 2, 3, 4] = float("inf")
+    x[1, 2, 3, 3, 5] = float("-inf")
+    w = torch.randn(64, 3, *kernel, device=device)
+    w[:16] = torch.round(w[:16] * 4) / 4
+    got = fn(x, w).double()
+    want = torch.nn.functional.conv3d(x.double(), w.double())
+    for sign in (1, -1):
+        assert torch.equal(
+            torch.isinf(got) & (sign * got > 0), torch.isinf(want) & (sign * want > 0)
+        )
+    assert torch.equal(torch.isnan(got), torch.isnan(want)) and torch.isinf(want).any()
+    finite = torch.isfinite(want)
+    assert torch.allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)

@@ -16,7 +16,7 @@ import torch
 from kernels import implicit_gemm as ig
 from pytest_conv3d_perf.cases import builtin_cases, select
 from tests.offline_shared import run_compiling
-from tests.one_call import assert_one_call_computes_the_truth
+from tests.one_call import assert_one_call_computes_the_truth, assert_one_call_keeps_infinities
 
 needs_tma = pytest.mark.skipif(
     ig.gluon is None or ig.tma is None, reason="this Triton has no Gluon Hopper TMA"
@@ -252,26 +252,9 @@ def test_each_persistent_config_computes_the_truth(hopper, config, layer):
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
 @pytest.mark.parametrize("config", ig.PERSIST_CONFIGS, ids=str)
 def test_each_persistent_config_keeps_infinities(hopper, config):
-    # #54's K of 81 (five steps and the column on the CUDA cores), 64 channels: an infinite
-    # input meets every weight of both signs, and the 16 channels whose weights are
-    # multiples of 1/4 (exact in BF16 and TF32, so their split leaves no rest). The truth is
-    # +-inf where one infinity meets a non-zero weight, NaN where it meets a zero one; a
-    # weight's halves of opposite signs (inf - inf) or a zero rest (inf * 0) make NaN where
-    # the truth is an infinity.
-    x = torch.rand(2, 3, 6, 7, 9, device=hopper)
-    x[0, 0, 2, 3, 4] = float("inf")
-    x[1, 2, 3, 3, 5] = float("-inf")
-    w = torch.randn(64, 3, 3, 3, 3, device=hopper)
-    w[:16] = torch.round(w[:16] * 4) / 4
-    got = ig.conv3d(x, w, precision="tf32x3-ws", config=config).double()
-    want = torch.nn.functional.conv3d(x.double(), w.double())
-    for sign in (1, -1):
-        assert torch.equal(
-            torch.isinf(got) & (sign * got > 0), torch.isinf(want) & (sign * want > 0)
-        )
-    assert torch.equal(torch.isnan(got), torch.isnan(want)) and torch.isinf(want).any()
-    finite = torch.isfinite(want)
-    assert torch.allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+    # #54's K of 81: five steps, then the column on the CUDA cores.
+    fn = functools.partial(ig.conv3d, precision="tf32x3-ws", config=config)
+    assert_one_call_keeps_infinities(fn, hopper)
 
 
 def test_an_unaligned_out_gets_the_aligned_result(hopper):

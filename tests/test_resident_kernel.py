@@ -19,7 +19,7 @@ from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
 from tests.launch_stubs import Recorder
 from tests.offline_shared import run_compiling
-from tests.one_call import assert_one_call_computes_the_truth
+from tests.one_call import assert_one_call_computes_the_truth, assert_one_call_keeps_infinities
 
 needs_gluon = pytest.mark.skipif(ig.gluon is None, reason="this Triton has no Gluon Hopper ops")
 [GLUON] = ig.GLUON_CONFIGS
@@ -178,6 +178,13 @@ def test_the_resident_kernel_computes_the_truth(hopper, layer):
     assert ig.resident_steps(ig.case_scalar_args(case)[2], case.oc) > 0
     fn = functools.partial(ig.conv3d, precision="tf32x3-ws", config=GLUON)
     assert_one_call_computes_the_truth(fn, case, hopper)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
+def test_the_resident_kernel_keeps_infinities(hopper):
+    # #60's kernel (3, 5, 7): K 315, 20 steps.
+    fn = functools.partial(ig.conv3d, precision="tf32x3-ws", config=GLUON)
+    assert_one_call_keeps_infinities(fn, hopper, kernel=(3, 5, 7), input=(6, 9, 11))
 
 
 def test_a_resident_plan_computes_the_truth_call_after_call(hopper, monkeypatch):
