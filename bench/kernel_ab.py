@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -133,12 +134,21 @@ def main(argv: list[str] | None = None) -> int:
         help="baseline file: run each case at the config it recorded, without tuning",
     )
     ap.add_argument("--cases", default="", help="comma-separated case names, or all (default: all)")
+    ap.add_argument(
+        "--input-scale",
+        type=float,
+        default=1.0,
+        help="multiply each case's input by this (default 1: KernelBench's torch.rand): the "
+        "fp32 rule's atol is absolute, so a kernel's share of it grows with the data's scale",
+    )
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rep-ms", type=int, default=100)
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
     try:
         base_path, head_path, base_label, head_label = resolve_sides(args)
+        if not (0 < args.input_scale < math.inf):
+            raise UsageError(f"--input-scale must be positive and finite, not {args.input_scale}")
         if args.recorded and not Path(args.recorded).is_file():
             raise UsageError(f"no such baseline file: {args.recorded!r}")
         names = [n for n in args.cases.split(",") if n and n != "all"]
@@ -160,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for case in cases:
         inputs = check.random_inputs(case, dev, seed=1)
+        inputs.x.mul_(args.input_scale)
         a = (inputs.x, inputs.weight, inputs.bias, case.stride, case.padding, case.dilation)
         cfg = configs.get(case.name)
         kwargs = {k: pin_config(m, cfg, tuners[k]) for k, m in versions.items()}
@@ -197,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             "today": head_label,
             "base_fp32_rule": exact["base"],
             "today_fp32_rule": exact["today"],
+            "input_scale": args.input_scale,
             "base_fp32_share": reports["base"].share,
             "today_fp32_share": reports["today"].share,
         }
@@ -211,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{torch.cuda.get_device_name()}, triton {triton.__version__}, base {base_label}, "
         f"today {head_label}, {at}"
+        + (f", inputs x {args.input_scale:g}" if args.input_scale != 1 else "")
     )
     print(
         f"{'case':20s} {'base ms':>9s} {'today ms':>9s} {'change':>8s} {'range':>16s} "

@@ -122,6 +122,9 @@ def test_each_variant_keeps_its_tuning_picks_apart():
         (["--base", "no-such-revision-xyz"], "neither a file nor a git revision"),
         (["--variant", "kernels/implicit_gemm.py", "--recorded", "nope.json"], "baseline file"),
         (["--variant", "kernels/implicit_gemm.py", "--cases", "kb54,nope"], "unknown case 'nope'"),
+        (["--variant", "kernels/implicit_gemm.py", "--input-scale", "0"], "positive and finite"),
+        (["--variant", "kernels/implicit_gemm.py", "--input-scale", "inf"], "positive and finite"),
+        (["--variant", "kernels/implicit_gemm.py", "--input-scale", "nan"], "positive and finite"),
     ],
 )
 def test_kernel_ab_rejects_bad_paths_before_it_needs_a_gpu(argv, message, capsys, monkeypatch):
