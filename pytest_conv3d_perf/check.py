@@ -140,7 +140,8 @@ def compare(
     nan = torch.isnan(got) & ~unwritten
     got64 = got.double()
     diff = (got64 - expected).abs()
-    bad = (diff > rule.atol + rule.rtol * expected.abs()) | torch.isnan(got64)
+    bound = rule.atol + rule.rtol * expected.abs()
+    bad = (diff > bound) | torch.isnan(got64)
     report.numel += got.numel()
     report.unwritten += int(unwritten.sum())
     report.nan += int(nan.sum())
@@ -152,7 +153,7 @@ def compare(
     finite = torch.where(torch.isnan(diff), torch.zeros_like(diff), diff)
     rel = finite / expected.abs().clamp_min(rule.atol)
     if got.numel():
-        share = float((finite / (rule.atol + rule.rtol * expected.abs())).max())
+        share = float((finite / bound).max())
         report.share = max(report.share, share)
     for err, slot in ((finite, "max_abs"), (rel, "max_rel")):
         flat = int(torch.argmax(err))
