@@ -22,12 +22,11 @@ does not (notes/gate-quality.md), the way that does says where it comes from.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,14 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             if way == "direct":
                 sides.append((args.against, way, mine, theirs))
                 continue
-            with _environ(test_env if way == "pytest-env" else {}):
+            with mock.patch.dict(os.environ, test_env if way == "pytest-env" else {}):
                 both = pair(today(ROOT, names), side, names, mine, theirs)
                 both.warm()
             sides.append((args.against, way, both.today, both.other))
         sides.append(("itself", "direct", mine, again))
         for label, way, first, other in sides:
             for r in range(args.repeats):
-                with _environ(test_env if way == "pytest-env" else {}):
+                with mock.patch.dict(os.environ, test_env if way == "pytest-env" else {}):
                     m = measure(timer, first, other, plan)
                 assert m.reference is not None
                 ab, call_ab = ab_changes(m)
@@ -145,21 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     call_held = sum(r["call_covers_0"] for r in calls)
     print(f"summary: {held}/{len(rows)} A/B intervals hold 0; call time: {call_held}/{len(calls)}")
     return 0
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    """``values`` in the environment for the block, then what was there."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _call_cells(row: dict) -> str:
