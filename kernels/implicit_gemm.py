@@ -207,7 +207,8 @@ PERSIST_CONFIGS = [
 HOST_KEYS = ("GLUON", "PER_SM")
 # v50: a GLUON 1 config launches the resident kernel (``_conv3d_gl_resident_kernel``)
 # where the layer's whole weight fits in shared memory: at most RESIDENT_MAX_STEPS K steps
-# of 16 (8 KB a step, both halves; 192 KB) and one block of 64 output channels. One CTA an
+# of 16 (4 KB a step, both BF16 halves since v65; 96 KB) and one block of 64 output
+# channels. One CTA an
 # SM of RESIDENT_WARPGROUPS warpgroups of RESIDENT_REGS registers (3 x 128 x 168 of the
 # 64 K), each taking tiles of RESIDENT_BLOCK_M rows.
 RESIDENT_MAX_STEPS = 24
@@ -750,13 +751,28 @@ if gluon is not None:
         return gl.load(ptrs)
 
     @gluon.jit
-    def _bf16x3_products(acc, a, bb, bs):
-        """v63: a step's three BF16 products (k16, twice TF32's rate) against the weight's
-        BF16 halves ``bb`` and ``bs``: ``a`` rounded to BF16 and its rest (zero where
-        ``a`` is infinite, as _tf32_halves), the small products first, one wait after."""
-        a0 = a.to(gl.bfloat16)
-        a0f = a0.to(gl.float32)
-        a1 = gl.where(a0f == a, 0.0, a - a0f).to(gl.bfloat16)
+    def _bf16_halves(a):
+        """``a`` rounded to BF16 and its rest in BF16, together within 2^-17 of ``a``. An
+        infinite ``a`` is its rest (v64): its one product with the weight's BF16 half, of
+        the weight's sign, makes the infinity, where as the BF16 half it would meet the
+        weight's rest too, of either sign or zero (inf - inf, inf * 0)."""
+        a0 = gl.where(gl.abs(a) == float("inf"), 0.0, a).to(gl.bfloat16)
+        return a0, (a - a0.to(gl.float32)).to(gl.bfloat16)
+
+    @gluon.jit
+    def _bf16_weight_step(bb, bs, w_ptr, ws_ptr, offs):
+        """v63: a step of the weight (its TF32 halves summed, from the padded matrix, so
+        unmasked) as its BF16 half and rest, into the buffers ``bb`` and ``bs``."""
+        w = gl.load(w_ptr + offs) + gl.load(ws_ptr + offs)
+        w0 = w.to(gl.bfloat16)
+        bb.store(w0)
+        bs.store((w - w0.to(gl.float32)).to(gl.bfloat16))
+
+    @gluon.jit
+    def _bf16x3_products(acc, a0, a1, bb, bs):
+        """v63: a step's three BF16 products (k16, twice TF32's rate) of ``a``'s halves
+        (``_bf16_halves``) against the weight's, ``bb`` and ``bs``, the small products
+        first, one wait after."""
         acc = warpgroup_mma(a1, bb, acc, is_async=True)
         acc = warpgroup_mma(a0, bs, acc, is_async=True)
         acc = warpgroup_mma(a0, bb, acc, is_async=True)
@@ -943,7 +959,11 @@ if gluon is not None:
     # Here no barrier follows the first copy: each warpgroup walks its own 128-row tiles,
     # gathers a step ahead as the ring does (the next tile's first step during this
     # tile's last) and stores its products from their registers. 8-9% off #60 and #66 on
-    # an H200 (notes/kernel.md, round 3, fifteenth session).
+    # an H200 (notes/kernel.md, round 3, fifteenth session). v65: its products in BF16, as
+    # the persistent kernel's 64-row tiles' (v63): three k16 products a step in place of
+    # six k8, the weight's halves in half the shared memory (80 KB), each product within
+    # about 2^-16 of exact instead of 2^-21; 19-20% off #60 and #66, their worst element
+    # at 7.2-7.6% of the fp32 rule against 2.4-2.9% (H200, twentieth session).
     @gluon.jit
     def _conv3d_gl_resident_kernel(
         x_ptr,
@@ -986,18 +1006,17 @@ if gluon is not None:
         gl.static_assert(BLOCK_K == 16 and BLOCK_N == 64 and gl.num_warps() == 4)
         gl.static_assert(BLOCK_M == _RESIDENT_BLOCK_M and _RESIDENT_WARPGROUPS == 3)
         b_smem: gl.constexpr = gl.NVMMASharedLayout(
-            swizzle_byte_width=64, element_bitwidth=32, rank=2, transposed=True
+            swizzle_byte_width=32, element_bitwidth=16, rank=2, transposed=True
         )
         b_load: gl.constexpr = gl.BlockedLayout([4, 1], [4, 8], [1, 4], [0, 1])
         # The weight's halves, every step, through registers once.
         rk_b = gl.arange(0, BLOCK_K, layout=gl.SliceLayout(1, b_load))
         rn_b = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, b_load))
         b_offs = rn_b[None, :] * WK + rk_b[:, None]
-        b_big = gl.allocate_shared_memory(gl.float32, [RSTEPS, BLOCK_K, BLOCK_N], b_smem)
-        b_small = gl.allocate_shared_memory(gl.float32, [RSTEPS, BLOCK_K, BLOCK_N], b_smem)
+        b_big = gl.allocate_shared_memory(gl.bfloat16, [RSTEPS, BLOCK_K, BLOCK_N], b_smem)
+        b_small = gl.allocate_shared_memory(gl.bfloat16, [RSTEPS, BLOCK_K, BLOCK_N], b_smem)
         for s in gl.static_range(RSTEPS):
-            b_big.index(s).store(gl.load(w_ptr + b_offs + s * BLOCK_K))
-            b_small.index(s).store(gl.load(ws_ptr + b_offs + s * BLOCK_K))
+            _bf16_weight_step(b_big.index(s), b_small.index(s), w_ptr, ws_ptr, b_offs + s * BLOCK_K)
         _cta_barrier()
         # Written by the threads (generic proxy), read by the tensor cores (async proxy).
         fence_async_shared()
@@ -1037,9 +1056,9 @@ if gluon is not None:
         BLOCK_M: gl.constexpr = _RESIDENT_BLOCK_M
         WG: gl.constexpr = _RESIDENT_WARPGROUPS
         mma: gl.constexpr = gl.NVMMADistributedLayout(
-            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 8]
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 16]
         )
-        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=1)
+        a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
         out_spatial = OD * OH * OW
         blocks_per_image = gl.cdiv(out_spatial, BLOCK_M)
         tiles = (M // out_spatial) * blocks_per_image
@@ -1065,23 +1084,23 @@ if gluon is not None:
         for t in range(first, tiles, step):
             acc = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=mma)
             for s in range(RSTEPS - 1):
-                a_big, a_small = _tf32_halves(a_next)
+                a0, a1 = _bf16_halves(a_next)
                 # The next step's gather in flight while this one multiplies; the taps two
                 # steps on.
                 a_next = _gather(x_base, x_offs, taps, True)
                 taps = gl.load(tap_ptr + ((s + 2) % RSTEPS) * BLOCK_K + cols)
-                acc = _tf32x3_products(acc, a_big, a_small, b_big.index(s), b_small.index(s))
+                acc = _bf16x3_products(acc, a0, a1, b_big.index(s), b_small.index(s))
             # The tile's last step, peeled: its gather in flight is the next tile's first,
             # whose rows are needed only here.
             x_base, x_offs = _tile_rows(
                 x_ptr, gl.minimum(t + step, tiles - 1), rows0, blocks_per_image, OH, OW,
                 SD, SH, SW, H, W, X_BATCH_STRIDE, out_spatial, BLOCK_M,
             )  # fmt: skip
-            a_big, a_small = _tf32_halves(a_next)
+            a0, a1 = _bf16_halves(a_next)
             a_next = _gather(x_base, x_offs, taps, True)
             taps = gl.load(tap_ptr + BLOCK_K + cols)
             last = RSTEPS - 1
-            acc = _tf32x3_products(acc, a_big, a_small, b_big.index(last), b_small.index(last))
+            acc = _bf16x3_products(acc, a0, a1, b_big.index(last), b_small.index(last))
             acc = acc + bias[None, :]
             batch = t // blocks_per_image
             orow = (t % blocks_per_image) * BLOCK_M + orows0
@@ -1217,12 +1236,9 @@ if gluon is not None and tma is not None:
         b_small = gl.allocate_shared_memory(w_type, [FULL, BLOCK_K, BLOCK_N], b_smem)
         for s in gl.static_range(FULL):
             if BF16:
-                # The weight (its TF32 halves summed) as BF16 and its rest, in the padded
-                # matrix, so unmasked.
-                w = gl.load(w_ptr + b_offs + s * BLOCK_K) + gl.load(ws_ptr + b_offs + s * BLOCK_K)
-                w0 = w.to(gl.bfloat16)
-                b_big.index(s).store(w0)
-                b_small.index(s).store((w - w0.to(gl.float32)).to(gl.bfloat16))
+                _bf16_weight_step(
+                    b_big.index(s), b_small.index(s), w_ptr, ws_ptr, b_offs + s * BLOCK_K
+                )
             else:
                 _copy_weight_step(
                     b_big.index(s), b_small.index(s), w_ptr, ws_ptr, b_offs, k_cols, s, WK,
@@ -1326,7 +1342,8 @@ if gluon is not None and tma is not None:
                 else:
                     a_after = far
                 if BF16:
-                    acc = _bf16x3_products(acc, a, b_big.index(s), b_small.index(s))
+                    a0, a1 = _bf16_halves(a)
+                    acc = _bf16x3_products(acc, a0, a1, b_big.index(s), b_small.index(s))
                 elif s < FULL:
                     acc = _tf32x3_products(acc, a_big, a_small, b_big.index(s), b_small.index(s))
                 else:
