@@ -29,8 +29,11 @@ def assert_one_call_computes_the_truth(fn, case, device) -> None:
     assert report.ok, report.message()
 
 
-def assert_one_call_keeps_infinities(fn, device, kernel=(3, 3, 3), input=(6, 7, 9)) -> None:
-    """``fn(x, weight)`` on 3 input and 64 output channels, with one infinity of each sign
+def assert_one_call_keeps_infinities(
+    fn, device, kernel=(3, 3, 3), input=(6, 7, 9), channels=3, padding=0
+) -> None:
+    """``fn(x, weight, None, 1, padding)`` on ``channels`` input and 64 output channels
+    (at least 3), with one infinity of each sign
     in two images' inputs, must give an infinity of the truth's sign wherever the truth has
     one, NaN where it has NaN, and the fp32 rule elsewhere. The weights are drawn as
     nn.Conv3d draws them (``check.random_inputs``), the scale the rule is held at: its atol
@@ -39,14 +42,14 @@ def assert_one_call_keeps_infinities(fn, device, kernel=(3, 3, 3), input=(6, 7, 
     have weights that are multiples of 1/256: exact in BF16 and TF32, so a kernel's split
     leaves them no rest (inf * 0), beside random weights whose rest may have either sign
     (inf - inf)."""
-    x = torch.rand(2, 3, *input, device=device)
+    x = torch.rand(2, channels, *input, device=device)
     x[0, 0, 2, 3, 4] = float("inf")
     x[1, 2, 3, 3, 5] = float("-inf")
-    bound = 1.0 / math.sqrt(3 * math.prod(kernel))
-    w = (torch.rand(64, 3, *kernel, device=device) * 2 - 1) * bound
+    bound = 1.0 / math.sqrt(channels * math.prod(kernel))
+    w = (torch.rand(64, channels, *kernel, device=device) * 2 - 1) * bound
     w[:16] = torch.round(w[:16] * 256) / 256
-    got = fn(x, w).double()
-    want = torch.nn.functional.conv3d(x.double(), w.double())
+    got = fn(x, w, None, 1, padding).double()
+    want = torch.nn.functional.conv3d(x.double(), w.double(), padding=padding)
     assert torch.isinf(want).any()
     assert_the_truths_infinities(got, want)
 

@@ -16,7 +16,11 @@ from pytest_conv3d_perf import check
 from pytest_conv3d_perf.cases import builtin_cases, select
 from tests.launch_stubs import Recorder, split_on_the_host
 from tests.offline_shared import run_compiling, shared_bytes
-from tests.one_call import assert_one_call_computes_the_truth, assert_the_truths_infinities
+from tests.one_call import (
+    assert_one_call_computes_the_truth,
+    assert_one_call_keeps_infinities,
+    assert_the_truths_infinities,
+)
 
 
 @pytest.mark.parametrize("mode", [ig.mode_for_capability((8, 9)), ig.DEFAULT_PRECISION])
@@ -697,6 +701,18 @@ def test_a_tap_major_layer_computes_the_truth(conv3d_device, config, sizes):
     assert ig.tap_ic("tf32x3-ws", True, case.ic)
     fn = functools.partial(conv3d, precision="tf32x3-ws", config=config)
     assert_one_call_computes_the_truth(fn, case, conv3d_device)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
+@pytest.mark.parametrize(
+    "config", [ig._config(32, 16, 16, 4, 3), ig._config(32, 16, 64, 4, 2)], ids=["bk16", "bk64"]
+)
+def test_a_tap_major_layer_keeps_infinities(conv3d_device, config):
+    # 16 channels, padded: BLOCK_K 16 gathers a tap's channels (TAP_MAJOR), 64 a column at
+    # a time over the tap-major table; both over the tap-major weight.
+    assert ig.tap_ic("tf32x3-ws", True, 16)
+    fn = functools.partial(conv3d, precision="tf32x3-ws", config=config)
+    assert_one_call_keeps_infinities(fn, conv3d_device, input=(4, 5, 6), channels=16, padding=1)
 
 
 # v29: the Gluon kernel, a config of its own on sm_90 (GLUON_CONFIGS). Gluon does not run
