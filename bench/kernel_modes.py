@@ -268,8 +268,8 @@ def tolerance_by_k(modes: list[str], dev, channels=(16, 38, 64, 128, 256, 512)) 
     for ic in channels:
         gen = torch.Generator(device=dev).manual_seed(ic)
         x = torch.rand((1, ic, 6, 10, 10), generator=gen, device=dev)
-        bound = 1.0 / math.sqrt(ic * 27)
         raw = torch.rand((64, ic, 3, 3, 3), generator=gen, device=dev)
+        bound = check.weight_bound(raw.shape)
         for signs, w in (("both", (raw * 2 - 1) * bound), ("positive", raw * 2 * bound)):
             truth = torch.nn.functional.conv3d(x.double(), w.double(), padding=1)
             row = {"K": ic * 27, "weights": signs}

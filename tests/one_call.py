@@ -3,8 +3,6 @@ of tests that run a single config outside the plugin's correctness fixture."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from pytest_conv3d_perf import check
@@ -32,21 +30,19 @@ def assert_one_call_computes_the_truth(fn, case, device) -> None:
 def assert_one_call_keeps_infinities(
     fn, device, kernel=(3, 3, 3), input=(6, 7, 9), channels=3, padding=0
 ) -> None:
-    """``fn(x, weight, None, 1, padding)`` on ``channels`` input and 64 output channels
-    (at least 3), with one infinity of each sign
-    in two images' inputs, must give an infinity of the truth's sign wherever the truth has
-    one, NaN where it has NaN, and the fp32 rule elsewhere. The weights are drawn as
-    nn.Conv3d draws them (``check.random_inputs``), the scale the rule is held at: its atol
-    is absolute, so weights of a larger scale spend more of it (BF16 products missed it
-    with ``randn`` weights, 18 times that scale at K 315). A quarter of the output channels
-    have weights that are multiples of 1/256: exact in BF16 and TF32, so a kernel's split
-    leaves them no rest (inf * 0), beside random weights whose rest may have either sign
-    (inf - inf)."""
+    """``fn(x, weight, None, 1, padding)`` on ``channels`` input and 64 output channels (at
+    least 3), with one infinity of each sign in two images' inputs, must give an infinity
+    of the truth's sign wherever the truth has one, NaN where it has NaN, and the fp32 rule
+    elsewhere. The weights are drawn at nn.Conv3d's scale (``check.weight_bound``), the one
+    the rule is held at (BF16 products missed it with ``randn`` weights, 18 times that
+    scale at K 315). A quarter of the output channels have weights that are multiples of
+    1/256: exact in BF16 and TF32, so a kernel's split leaves them no rest (inf * 0),
+    beside random weights whose rest may have either sign (inf - inf)."""
     x = torch.rand(2, channels, *input, device=device)
     x[0, 0, 2, 3, 4] = float("inf")
     x[1, 2, 3, 3, 5] = float("-inf")
-    bound = 1.0 / math.sqrt(channels * math.prod(kernel))
-    w = (torch.rand(64, channels, *kernel, device=device) * 2 - 1) * bound
+    shape = (64, channels, *kernel)
+    w = (torch.rand(shape, device=device) * 2 - 1) * check.weight_bound(shape)
     w[:16] = torch.round(w[:16] * 256) / 256
     got = fn(x, w, None, 1, padding).double()
     want = torch.nn.functional.conv3d(x.double(), w.double(), padding=padding)
