@@ -208,9 +208,8 @@ HOST_KEYS = ("GLUON", "PER_SM")
 # v50: a GLUON 1 config launches the resident kernel (``_conv3d_gl_resident_kernel``)
 # where the layer's whole weight fits in shared memory: at most RESIDENT_MAX_STEPS K steps
 # of 16 (4 KB a step, both BF16 halves since v65; 96 KB) and one block of 64 output
-# channels. One CTA an
-# SM of RESIDENT_WARPGROUPS warpgroups of RESIDENT_REGS registers (3 x 128 x 168 of the
-# 64 K), each taking tiles of RESIDENT_BLOCK_M rows.
+# channels. One CTA an SM of RESIDENT_WARPGROUPS warpgroups of RESIDENT_REGS registers
+# (3 x 128 x 168 of the 64 K), each taking tiles of RESIDENT_BLOCK_M rows.
 RESIDENT_MAX_STEPS = 24
 RESIDENT_WARPGROUPS = 3
 RESIDENT_BLOCK_M = 128
@@ -368,15 +367,42 @@ def padded_k(k: int) -> int:
 
 
 _TAP_MAJOR_SPLITS: dict[int, _Split] = {}
+_BF16_SPLITS: dict[int, _Split] = {}
+
+# v66: a tap-major layer's products (the padded layers of a multiple of 16 input channels)
+# in BF16 on a GPU, as v63 and v65 did the Gluon kernels': its weight split once, before
+# the launch, into BF16 halves (half the bytes of the TF32 halves), the gathered input
+# split in the loop, three k16 products a step in place of six k8 (c3d_conv3a -22% and
+# video_c64 -21% against TF32 halves, notes/kernel.md, twentieth session). The
+# interpreter keeps the TF32 halves (``bf16_weight``): its BF16 dot is wrong (Triton 3.9).
+BF16_TAP_MAJOR = True
+
+
+def bf16_weight(tap_major: bool) -> bool:
+    """Whether a layer's split weight is BF16 halves (v66): tap-major layers on a GPU. The
+    interpreter computes a BF16 tl.dot wrongly (Triton 3.9), so it keeps TF32 halves."""
+    return tap_major and BF16_TAP_MAJOR and not interpreting()
+
+
+def split_bf16(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``t`` rounded to BF16 and its rest in BF16, together within 2^-17 of ``t``; the
+    rest zero where ``t`` is infinite (an infinite weight is out of the kernel's scope, as
+    under the TF32 split, but its rest must not be NaN)."""
+    t = t.contiguous()
+    big = t.to(torch.bfloat16)
+    rest = torch.where(torch.isinf(t), 0.0, t - big.float())
+    return big, rest.to(torch.bfloat16)
 
 
 def weight_halves(
-    weight: torch.Tensor, tap_major: bool = False
+    weight: torch.Tensor, tap_major: bool = False, bf16: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``split_tf32`` of ``weight`` as an (OC, K) matrix padded with zeros to multiples of
     ``WEIGHT_PAD``, made once per weight tensor and state (``tap_major``: K ordered
-    (kd, kh, kw, ic), v27)."""
-    splits = _TAP_MAJOR_SPLITS if tap_major else _WEIGHT_SPLITS
+    (kd, kh, kw, ic), v27; ``bf16``: ``split_bf16`` of a tap-major matrix, v66)."""
+    if bf16 and not tap_major:
+        raise ValueError("weight_halves: BF16 halves are a tap-major layer's only")
+    splits = _BF16_SPLITS if bf16 else _TAP_MAJOR_SPLITS if tap_major else _WEIGHT_SPLITS
     held = splits.get(id(weight))
     if (
         held is not None
@@ -391,15 +417,20 @@ def weight_halves(
     matrix = torch.nn.functional.pad(
         ordered.reshape(oc, k), (0, padded_k(k) - k, 0, _cdiv(oc, WEIGHT_PAD) * WEIGHT_PAD - oc)
     )
-    halves = split_tf32(matrix)
-    # Past K both halves are +-2^-126 with the sign of the row's first weight: an unpadded
-    # layer's gather reads the row's first tap for those columns (v27), so a finite input
-    # adds under 2^-119 of itself (at most 127 such columns), and an infinite one the
-    # infinity of that tap's own product, never inf * 0 or inf - inf; where the first
-    # weight is zero, that product is NaN already.
-    tiny = torch.where(matrix[:oc, :1] < 0, -(2.0**-126), 2.0**-126)
-    for half in halves:
-        half[:oc, k:] = tiny
+    if bf16:
+        # A tap-major layer is padded: its gather reads zeros past K, so the matrix's own
+        # zero padding stands there.
+        halves = split_bf16(matrix)
+    else:
+        halves = split_tf32(matrix)
+        # Past K both halves are +-2^-126 with the sign of the row's first weight: an
+        # unpadded layer's gather reads the row's first tap for those columns (v27), so a
+        # finite input adds under 2^-119 of itself (at most 127 such columns), and an
+        # infinite one the infinity of that tap's own product, never inf * 0 or inf - inf;
+        # where the first weight is zero, that product is NaN already.
+        tiny = torch.where(matrix[:oc, :1] < 0, -(2.0**-126), 2.0**-126)
+        for half in halves:
+            half[:oc, k:] = tiny
     if len(splits) >= _MAX_PLANS:
         splits.clear()
     splits[id(weight)] = _Split(weakref.ref(weight), weight._version, weight.data_ptr(), halves)
@@ -635,11 +666,23 @@ def _conv3d_kernel(
                 # tensor cores as loaded; the input is cut here, its small half zero where it
                 # is infinite. The small products first, into the same accumulator.
                 b_small = tl.load(ws_ptr + b_offs)
-                a_big = (a.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
-                a_small = tl.where(a_big == a, 0.0, a - a_big)
-                part = tl.dot(a_small, b, part, input_precision="tf32")
-                part = tl.dot(a_big, b_small, part, input_precision="tf32")
-                part = tl.dot(a_big, b, part, input_precision="tf32")
+                if w_ptr.dtype.element_ty == tl.bfloat16:
+                    # v66: the weight's BF16 halves (bf16_weight); the input rounded to
+                    # BF16 and its rest, an infinite input its rest (v64), so its one
+                    # product is with the weight's BF16 half, of the weight's sign.
+                    a0 = tl.where(tl.abs(a) == float("inf"), 0.0, a).to(tl.bfloat16)
+                    a1 = (a - a0.to(tl.float32)).to(tl.bfloat16)
+                    part = tl.dot(a1, b, part)
+                    part = tl.dot(a0, b_small, part)
+                    part = tl.dot(a0, b, part)
+                else:
+                    a_big = (a.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(
+                        tl.float32, bitcast=True
+                    )
+                    a_small = tl.where(a_big == a, 0.0, a - a_big)
+                    part = tl.dot(a_small, b, part, input_precision="tf32")
+                    part = tl.dot(a_big, b_small, part, input_precision="tf32")
+                    part = tl.dot(a_big, b, part, input_precision="tf32")
             elif PRECISION == "tf32x3-2acc":
                 # Triton's tf32x3 sums the two small products into a fresh tile each step and
                 # adds it, NaN-masked, to the running one: three elementwise passes over the
@@ -732,23 +775,20 @@ if gluon is not None:
         return rows
 
     @gluon.jit
-    def _gather(base, rows, taps, OFFS32: gl.constexpr):
-        """A tile's gather at these taps (``rows`` from ``_gather_rows``): with OFFS32 a
-        row's offset and a tap's summed in 32 bits, then the 64-bit add to ``base``."""
-        if OFFS32:
-            ptrs = base + (rows[:, None] + taps[None, :])
-        else:
-            ptrs = rows[:, None] + taps[None, :]
-        return gl.load(ptrs)
-
-    @gluon.jit
-    def _gather_col(base, rows, tap, OFFS32: gl.constexpr):
-        """One K column's gather (``tap`` a row's worth of the same offset)."""
+    def _gather_at(base, rows, tap, OFFS32: gl.constexpr):
+        """A gather at ``rows`` (from ``_gather_rows``) plus ``tap``, of one shape: with
+        OFFS32 a row's offset and a tap's summed in 32 bits, then the 64-bit add to
+        ``base``. One K column where ``tap`` is a row's worth of one offset (v59's tail)."""
         if OFFS32:
             ptrs = base + (rows + tap)
         else:
             ptrs = rows + tap
         return gl.load(ptrs)
+
+    @gluon.jit
+    def _gather(base, rows, taps, OFFS32: gl.constexpr):
+        """A tile's gather at these taps (``rows`` from ``_gather_rows``)."""
+        return _gather_at(base, rows[:, None], taps[None, :], OFFS32)
 
     @gluon.jit
     def _bf16_halves(a):
@@ -1302,7 +1342,7 @@ if gluon is not None and tma is not None:
             tail_col: gl.constexpr = MSTEPS * BLOCK_K
             w_tail = gl.load(w_ptr + rn * WK + tail_col) + gl.load(ws_ptr + rn * WK + tail_col)
             tail_tap = gl.load(tap_ptr + tail_col + 0 * gl.arange(0, BLOCK_M, layout=acc_rows))
-            a_tail = _gather_col(x_base, gl.convert_layout(x_rows, acc_rows), tail_tap, OFFS32)
+            a_tail = _gather_at(x_base, gl.convert_layout(x_rows, acc_rows), tail_tap, OFFS32)
         if HAS_BIAS:
             bias = gl.load(b_ptr + rn, mask=rn < OC, other=0.0)
 
@@ -1319,7 +1359,7 @@ if gluon is not None and tma is not None:
             next_rows = _gather_rows(next_base, next_offs, OFFS32)
             if TAIL:
                 acc = a_tail[:, None] * w_tail[None, :]
-                a_tail = _gather_col(
+                a_tail = _gather_at(
                     next_base, gl.convert_layout(next_rows, acc_rows), tail_tap, OFFS32
                 )
             else:
@@ -1812,7 +1852,9 @@ def _launch_plan(key: tuple, plan: _Plan, x, weight, bias) -> torch.Tensor:
     x, weight = x.contiguous(), weight.contiguous()
     out = x.new_empty(plan.out_shape)
     w_big, w_small = (
-        weight_halves(weight, plan.tap_major) if plan.split_weight else (weight, weight)
+        weight_halves(weight, plan.tap_major, bf16_weight(plan.tap_major))
+        if plan.split_weight
+        else (weight, weight)
     )
     args = (x, w_big, w_small, weight if bias is None else bias, out, plan.taps, *plan.scalars)
     aligned = _alignment(args[:5])
@@ -2027,7 +2069,7 @@ def conv3d(
     )
     args = (
         x,
-        *(weight_halves(weight, tm) if split_weight else (weight, weight)),
+        *(weight_halves(weight, tm, bf16_weight(tm)) if split_weight else (weight, weight)),
         bias if bias is not None else weight,
         out,
         taps,
@@ -2191,6 +2233,10 @@ def compile_offline(
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    # The layer's tap-major IC (``tap_ic``; IC: the input's batch stride over its D*H*W).
+    layer_tap_ic = (
+        tap_ic(precision, padded, scalars[15] // math.prod(scalars[3:6])) if scalars else 0
+    )
     constexprs = {
         "HAS_BIAS": True,
         "PADDED": padded,
@@ -2198,12 +2244,7 @@ def compile_offline(
         "PROMOTE": scalars is not None and promotes(precision, scalars[2]),
         "ASSUME_K": ASSUME_NONEMPTY_K,
         "AHEAD": loads_taps_ahead(config),
-        "TAP_MAJOR": scalars is not None
-        and tap_major(
-            # IC: the input's batch stride over its D*H*W.
-            {"TAP_IC": tap_ic(precision, padded, scalars[15] // math.prod(scalars[3:6]))},
-            config,
-        ),
+        "TAP_MAJOR": tap_major({"TAP_IC": layer_tap_ic}, config),
         "OUT_VEC": (
             1 if scalars is None or padded else out_vec(scalars[6] * scalars[7] * scalars[8])
         ),
@@ -2228,6 +2269,9 @@ def compile_offline(
     signature = {
         name: "constexpr" if name in constexprs else _ARG_TYPES.get(name, "i32") for name in names
     }
+    if BF16_TAP_MAJOR and layer_tap_ic:
+        # Not under the interpreter (above), so a tap-major layer's weight is BF16 halves.
+        signature["w_ptr"] = signature["ws_ptr"] = "*bf16"
     if persistent:
         kw = config.kwargs
         signature["y_ptr"] = (
@@ -2314,11 +2358,6 @@ def _compiled_shared_bytes_in_child(
 
 def _config_dict(cfg: triton.Config) -> dict:
     return {**cfg.kwargs, "num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
-
-
-def chosen_config() -> dict[str, dict]:
-    """Autotune choices so far, by key."""
-    return {repr(key): _config_dict(cfg) for key, (cfg, _) in _TUNED.items()}
 
 
 def last_config() -> dict | None:

@@ -670,6 +670,45 @@ def test_the_tap_major_table_and_weight_pair_the_same_products(conv3d_device):
     assert not torch.equal(ig.weight_halves(weight)[0], big)
 
 
+def test_a_tap_major_weight_splits_into_bf16_halves():
+    # v66: on the GPU a tap-major layer's weight is two BF16 halves, the weight rounded
+    # and its rest rounded; zeros past K (the padded gather reads zeros there) and past
+    # OC. A pure torch split, so it is checked here on the CPU.
+    weight = torch.randn(5, 16, 2, 3, 2) * 0.05
+    weight[1, 3, 0, 0, 0] = float("inf")
+    big, small = ig.weight_halves(weight, tap_major=True, bf16=True)
+    k = weight[0].numel()  # 192, padded to 256
+    assert big.dtype == small.dtype == torch.bfloat16
+    assert big.shape == small.shape == (ig.WEIGHT_PAD, ig.padded_k(k)) == (128, 256)
+    matrix = weight.permute(0, 2, 3, 4, 1).reshape(5, k)
+    assert torch.equal(big[:5, :k], matrix.bfloat16())
+    finite = torch.isfinite(matrix)
+    rest = (matrix - matrix.bfloat16().float()).bfloat16()
+    assert torch.equal(small[:5, :k][finite], rest[finite])
+    # An infinite weight's rest is zero, not inf - inf.
+    assert not small[:5, :k][~finite].any() and finite.sum() == matrix.numel() - 1
+    assert not big[5:].any() and not big[:, k:].any()
+    assert not small[5:].any() and not small[:, k:].any()
+    # Within 2^-17 of each finite weight, kept once per weight and apart from its TF32 halves.
+    total = big[:5, :k].double() + small[:5, :k].double()
+    err = (total - matrix.double()).abs()[finite]
+    assert (err <= matrix.double().abs()[finite] * 2.0**-17).all()
+    assert ig.weight_halves(weight, tap_major=True, bf16=True)[0] is big
+    with pytest.raises(ValueError, match="tap-major"):
+        ig.weight_halves(weight, bf16=True)
+
+
+def test_only_a_tap_major_layer_on_a_gpu_takes_bf16_halves(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert ig.bf16_weight(True) and not ig.bf16_weight(False)
+    monkeypatch.setattr(ig, "BF16_TAP_MAJOR", False)
+    assert not ig.bf16_weight(True)
+    monkeypatch.setattr(ig, "BF16_TAP_MAJOR", True)
+    # The interpreter's BF16 dot is wrong, so it keeps the TF32 halves.
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert not ig.bf16_weight(True)
+
+
 TAP_MAJOR_LAYERS = [
     # Padding 1 on a 16-channel layer: BLOCK_K 16 takes the tap-major path, 32 and more
     # the per-column path over the tap-major table.
