@@ -689,7 +689,7 @@ def test_a_tap_major_weight_splits_into_bf16_halves():
     assert not small[:5, :k][~finite].any() and finite.sum() == matrix.numel() - 1
     assert not big[5:].any() and not big[:, k:].any()
     assert not small[5:].any() and not small[:, k:].any()
-    # Within 2^-17 of each finite weight, kept once per weight and apart from its TF32 halves.
+    # Within 2^-17 of each finite weight, and kept once per weight.
     total = big[:5, :k].double() + small[:5, :k].double()
     err = (total - matrix.double()).abs()[finite]
     assert (err <= matrix.double().abs()[finite] * 2.0**-17).all()
