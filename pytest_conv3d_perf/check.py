@@ -22,10 +22,14 @@ class ToleranceRule:
     def describe(self) -> str:
         return f"{self.name}: allclose(atol={self.atol:g}, rtol={self.rtol:g})"
 
+    def bound(self, expected: torch.Tensor) -> torch.Tensor:
+        """Each element's allowed |got - expected|: atol + rtol |expected|."""
+        return self.atol + self.rtol * expected.abs()
+
     def share_used(self, got: torch.Tensor, expected: torch.Tensor) -> float:
-        """The largest |got - expected| / (atol + rtol |expected|): how much of the rule the
-        worst element spends (above 1 it fails), for a margin rather than a pass."""
-        return float(((got - expected).abs() / (self.atol + self.rtol * expected.abs())).max())
+        """The largest |got - expected| / ``bound``: how much of the rule the worst element
+        spends (above 1 it fails), for a margin rather than a pass."""
+        return float(((got - expected).abs() / self.bound(expected)).max())
 
 
 # fp32 is KernelBench's current rule. The tf32 rule is wide enough for a plain TF32 dot
@@ -140,7 +144,7 @@ def compare(
     nan = torch.isnan(got) & ~unwritten
     got64 = got.double()
     diff = (got64 - expected).abs()
-    bound = rule.atol + rule.rtol * expected.abs()
+    bound = rule.bound(expected)
     bad = (diff > bound) | torch.isnan(got64)
     report.numel += got.numel()
     report.unwritten += int(unwritten.sum())
